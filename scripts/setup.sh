@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for resock's build and tests, idempotently.
+# Every step checks first and prints what it does; a second run does nothing.
+# Usage: scripts/setup.sh [native|browser|all]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=0.2.130   # must match the `=0.2.130` pin in Cargo.toml
+what=${1:-all}
+
+step() { printf '[setup] %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  # apt-get install with one repair-and-retry: once the install ended with a dpkg error about a
+  # missing archive, and `apt-get install -f` plus a second run fixed it.
+  local pkgs=("$@")
+  if [ ! -f /tmp/.resock-apt-updated ]; then
+    step "apt-get update"
+    as_root apt-get update -qq && touch /tmp/.resock-apt-updated
+  fi
+  step "apt-get install ${pkgs[*]}"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/tmp/resock-apt.log 2>&1; then
+    step "apt-get install failed once; repairing and retrying (log: /tmp/resock-apt.log)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -f -qq >>/tmp/resock-apt.log 2>&1 || true
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
+  fi
+}
+
+native() {
+  command -v cargo >/dev/null || { echo "cargo is missing: this machine should have rustup's toolchain" >&2; exit 1; }
+  if ! command -v curl >/dev/null; then apt_install curl; fi
+}
+
+browser() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    step "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+    step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 3 minutes)"
+    # no --locked: the registry mirror lacks one locked dependency version
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+  if ! command -v wasm-pack >/dev/null; then
+    step "cargo install wasm-pack (about 2 minutes)"
+    cargo install wasm-pack --locked
+  fi
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    apt_install chromium chromium-driver
+  fi
+  # wasm-opt from npm's binaryen (never Debian's binaryen 108: its -Oz output fails to load)
+  if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
+    step "npm install binaryen (wasm-opt) into tools/"
+    (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ -f js/package-lock.json ] && [ ! -d js/node_modules ] || [ js/package-lock.json -nt js/node_modules/.package-lock.json ]; then
+    step "npm ci in js/"
+    (cd js && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+case "$what" in
+  native) native ;;
+  browser) native; browser ;;
+  all) native; browser ;;
+  *) echo "usage: scripts/setup.sh [native|browser|all]" >&2; exit 2 ;;
+esac
+step "done"

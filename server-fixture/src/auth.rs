@@ -1,0 +1,224 @@
+//! Credentials: HS256 JWTs (algorithm pinned, `exp` required) and single-use tickets.
+//!
+//! Neither tokens nor tickets are ever logged: errors name what was wrong, not the value.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// Who a credential names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    /// A back-end service: may post notifications, tasks and broadcasts.
+    Service,
+}
+
+/// The claims the fixture reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// Why a credential was refused. Carries no part of the credential itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    /// Bad signature, wrong algorithm, malformed, missing `exp` or `sub`.
+    Invalid,
+    Expired,
+    /// Unknown, already used or expired ticket.
+    BadTicket,
+    /// A ticket and a token that name different users.
+    Mismatch,
+}
+
+impl AuthError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            AuthError::Missing => "no credentials",
+            AuthError::Invalid => "invalid token",
+            AuthError::Expired => "expired token",
+            AuthError::BadTicket => "unknown, used or expired ticket",
+            AuthError::Mismatch => "ticket and token name different users",
+        }
+    }
+}
+
+/// Verifies and issues HS256 JWTs.
+pub struct Jwt {
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+}
+
+impl Jwt {
+    pub fn new(secret: &str) -> Self {
+        // Pinned to HS256: a token with `alg: none`, RS256 or anything else is refused.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 0;
+        Jwt {
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Checks a token and returns who it names.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid);
+        }
+        let role = if claims.role.as_deref() == Some("service") { Role::Service } else { Role::User };
+        Ok(Identity { user_id: claims.sub, role })
+    }
+
+    /// Issues a token for `user_id` valid for `ttl` (used by `/dev/token` and the tests).
+    pub fn issue(&self, user_id: &str, role: Option<&str>, ttl: Duration) -> String {
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            exp: unix_now() + ttl.as_secs().max(1),
+            role: role.map(str::to_owned),
+        };
+        // Encoding with an HMAC key cannot fail for these claims.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Single-use tickets bound to a user, each with a deadline.
+pub struct Tickets {
+    ttl: Duration,
+    live: Mutex<HashMap<String, (Identity, Instant)>>,
+}
+
+impl Tickets {
+    pub fn new(ttl: Duration) -> Self {
+        Tickets { ttl, live: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Issues a fresh ticket: 256 random bits, URL-safe base64.
+    pub fn issue(&self, who: Identity) -> String {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let now = Instant::now();
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop expired ones so that the map cannot grow without bound.
+        live.retain(|_, (_, deadline)| *deadline > now);
+        live.insert(ticket.clone(), (who, now + self.ttl));
+        ticket
+    }
+
+    /// Takes a ticket: it works once, before its deadline.
+    pub fn redeem(&self, ticket: &str) -> Result<Identity, AuthError> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        match live.remove(ticket) {
+            Some((who, deadline)) if deadline > Instant::now() => Ok(who),
+            _ => Err(AuthError::BadTicket),
+        }
+    }
+}
+
+/// Resolves the credentials of a `/ws` or `/sse` request: a ticket, a token, or both (then they
+/// must name the same user, so that a ticket cannot be used under another user's token).
+pub fn authenticate(
+    jwt: &Jwt,
+    tickets: &Tickets,
+    ticket: Option<&str>,
+    token: Option<&str>,
+) -> Result<Identity, AuthError> {
+    match (ticket, token) {
+        (Some(t), None) => tickets.redeem(t),
+        (None, Some(tok)) => jwt.verify(tok),
+        (Some(t), Some(tok)) => {
+            let by_ticket = tickets.redeem(t)?;
+            let by_token = jwt.verify(tok)?;
+            if by_ticket.user_id == by_token.user_id {
+                Ok(by_ticket)
+            } else {
+                Err(AuthError::Mismatch)
+            }
+        }
+        (None, None) => Err(AuthError::Missing),
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip_and_pinning() {
+        let jwt = Jwt::new("s");
+        let tok = jwt.issue("alice", None, Duration::from_secs(60));
+        assert_eq!(jwt.verify(&tok).unwrap().user_id, "alice");
+        assert_eq!(Jwt::new("other").verify(&tok), Err(AuthError::Invalid));
+        // alg: none
+        let none = format!(
+            "{}.{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!(r#"{{"sub":"alice","exp":{}}}"#, unix_now() + 60))
+        );
+        assert_eq!(jwt.verify(&none), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn tickets_are_single_use_and_expire() {
+        let t = Tickets::new(Duration::from_millis(30));
+        let who = Identity { user_id: "a".into(), role: Role::User };
+        let ticket = t.issue(who.clone());
+        assert!(ticket.len() >= 22);
+        assert_eq!(t.redeem(&ticket), Ok(who.clone()));
+        assert_eq!(t.redeem(&ticket), Err(AuthError::BadTicket));
+        let late = t.issue(who);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(t.redeem(&late), Err(AuthError::BadTicket));
+    }
+
+    #[test]
+    fn bearer_header() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
+        assert_eq!(bearer(None), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! HTTP plumbing shared by the routes: typed rejections answered as `{"error": "..."}`,
+//! the origin allowlist, bearer-token auth, JSON bodies and the query string.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::auth::{bearer, Identity, Role};
+use crate::server::{json_status, App};
+
+/// A request refused with a status and a message a person can act on.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Rejection {
+        warp::reject::custom(ApiError { status, message: message.into() })
+    }
+}
+
+/// Answers every rejection with a JSON body `{"error": "..."}` and the right status.
+pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let (status, message) = if let Some(e) = err.find::<ApiError>() {
+        (e.status, e.message.clone())
+    } else if err.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned())
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned())
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "a Content-Length is required".to_owned())
+    } else if let Some(e) = err.find::<warp::filters::cors::CorsForbidden>() {
+        (StatusCode::FORBIDDEN, e.to_string())
+    } else if err.find::<warp::ws::MissingConnectionUpgrade>().is_some() {
+        (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade".to_owned())
+    } else {
+        (StatusCode::BAD_REQUEST, format!("bad request: {err:?}"))
+    };
+    Ok(json_status(&serde_json::json!({ "error": message }), status))
+}
+
+pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// `scheme://host:port` with the scheme's default port left out, lowercased.
+fn normalize_origin(origin: &str) -> String {
+    let o = origin.trim().to_ascii_lowercase();
+    o.strip_suffix(":80").filter(|_| o.starts_with("http://")).map(str::to_owned).unwrap_or_else(|| {
+        o.strip_suffix(":443").filter(|_| o.starts_with("https://")).map(str::to_owned).unwrap_or(o.clone())
+    })
+}
+
+/// Refuses with 403 a request whose `Origin` is present and not on the allowlist (when one is
+/// configured). No `Origin` header: allowed (only browsers send one).
+pub fn origin_allowed(app: Arc<App>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("origin")
+        .and(with_app(app))
+        .and_then(|origin: Option<String>, app: Arc<App>| async move {
+            let allowed = &app.cfg.allowed_origins;
+            match origin {
+                Some(o) if !allowed.is_empty() => {
+                    let o = normalize_origin(&o);
+                    if allowed.iter().any(|a| normalize_origin(a) == o) {
+                        Ok(())
+                    } else {
+                        Err(ApiError::new(StatusCode::FORBIDDEN, "origin not allowed"))
+                    }
+                }
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+}
+
+/// The caller named by `Authorization: Bearer <JWT>`: 401 when missing or invalid.
+pub fn user(app: Arc<App>) -> impl Filter<Extract = (Identity,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and(with_app(app)).and_then(
+        |header: Option<String>, app: Arc<App>| async move {
+            let token = bearer(header.as_deref())
+                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <JWT>"))?;
+            app.jwt.verify(token).map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.describe()))
+        },
+    )
+}
+
+/// Like [`user`], and the token must carry `"role": "service"` (403 otherwise).
+pub fn service(app: Arc<App>) -> impl Filter<Extract = (Identity,), Error = Rejection> + Clone {
+    user(app).and_then(|who: Identity| async move {
+        if who.role == Role::Service {
+            Ok(who)
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "this route needs a service token (claim \"role\": \"service\")"))
+        }
+    })
+}
+
+/// A JSON body of type `T`: 400 with the parser's words when it does not fit.
+pub fn json_body<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(limit).and(warp::body::bytes()).and_then(|bytes: bytes::Bytes| async move {
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        serde_json::from_slice::<T>(bytes)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+    })
+}
+
+/// The query string parsed into `T` (an absent query string parses as empty).
+pub fn query<T: DeserializeOwned + Send + 'static>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify().and_then(|raw: String| async move {
+        serde_urlencoded::from_str::<T>(&raw)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad query string: {e}")))
+    })
+}
+
+/// The `ticket` / `token` query of `/ws` and `/sse`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CredentialQuery {
+    pub ticket: Option<String>,
+    pub token: Option<String>,
+    /// For SSE clients that cannot set the `Last-Event-ID` header.
+    pub last_event_id: Option<u64>,
+}
+
+pub fn ok_json<T: serde::Serialize>(body: &T) -> warp::reply::Response {
+    warp::reply::json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_origin;
+
+    #[test]
+    fn origins_normalize_default_ports() {
+        assert_eq!(normalize_origin("HTTP://A.test:80"), "http://a.test");
+        assert_eq!(normalize_origin("https://a.test:443"), "https://a.test");
+        assert_eq!(normalize_origin("http://a.test:443"), "http://a.test:443");
+        assert_eq!(normalize_origin("http://a.test:8080"), "http://a.test:8080");
+    }
+}

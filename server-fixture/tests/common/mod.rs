@@ -1,0 +1,235 @@
+//! Test helpers: the real fixture on 127.0.0.1:0, a real HTTP client (reqwest) and a real
+//! WebSocket client (tokio-tungstenite). Every wait is bounded.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use resock_fixture::{start, Config, Running};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct Fx {
+    pub server: Running,
+    pub http: reqwest::Client,
+}
+
+impl Fx {
+    /// Starts the fixture with `--addr 127.0.0.1:0 --dev` and `extra` flags.
+    pub async fn start(extra: &[&str]) -> Fx {
+        std::env::set_var("RESOCK_LOG", "quiet");
+        let mut args = vec!["resock-fixture", "--addr", "127.0.0.1:0", "--dev"];
+        args.extend_from_slice(extra);
+        let cfg = Config::try_parse_from(args).expect("valid flags");
+        let server = start(cfg).await.expect("fixture starts");
+        Fx { server, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.http_url(), path)
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.server.ws_url(), path_and_query)
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        self.token_with(json!({ "user_id": user })).await
+    }
+
+    pub async fn service_token(&self) -> String {
+        self.token_with(json!({ "user_id": "backend", "role": "service" })).await
+    }
+
+    async fn token_with(&self, body: Value) -> String {
+        let v: Value = self.http.post(self.url("/dev/token")).json(&body).send().await.unwrap().json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn ticket_for_token(&self, token: &str) -> reqwest::Response {
+        self.http.post(self.url("/ws/ticket")).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn ticket(&self, user: &str) -> String {
+        let token = self.token(user).await;
+        let v: Value = self.ticket_for_token(&token).await.json().await.unwrap();
+        v["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// Connects `user` with a fresh ticket and reads its `welcome`.
+    pub async fn connect(&self, user: &str) -> (Ws, Value) {
+        let ticket = self.ticket(user).await;
+        let mut ws = Ws::connect(&self.ws_url(&format!("/ws?ticket={ticket}"))).await.expect("upgrade");
+        let welcome = ws.expect_type("welcome").await;
+        (ws, welcome)
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn notify(&self, service: &str, user: &str, title: &str) -> Value {
+        let res = self.post_json("/api/notifications", Some(service), json!({"user_id": user, "title": title, "body": "b"})).await;
+        assert_eq!(res.status(), 201);
+        res.json().await.unwrap()
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.http.get(self.url("/dev/stats")).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits (bounded) until `pred` holds for `/dev/stats`.
+    pub async fn wait_stats(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.stats().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; stats: {s}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// What a client saw next.
+#[derive(Debug, PartialEq)]
+pub enum Seen {
+    Json(Value),
+    Close(u16, String),
+    /// The stream ended or failed without a close frame.
+    Dropped,
+    Timeout,
+}
+
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Result<Ws, tungstenite::Error> {
+        Self::connect_with(url, &[]).await
+    }
+
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
+        let mut req = url.into_client_request()?;
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let (inner, _) = timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("connect in time")?;
+        Ok(Ws { inner })
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.inner.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.inner.send(m).await.unwrap();
+    }
+
+    /// The next frame, within `within`. Pings are returned like any message.
+    pub async fn next_within(&mut self, within: Duration) -> Seen {
+        loop {
+            match timeout(within, self.inner.next()).await {
+                Err(_) => return Seen::Timeout,
+                Ok(None) => return Seen::Dropped,
+                Ok(Some(Err(_))) => return Seen::Dropped,
+                Ok(Some(Ok(Message::Text(t)))) => return Seen::Json(serde_json::from_str(&t).expect("server sends JSON")),
+                Ok(Some(Ok(Message::Close(Some(f))))) => return Seen::Close(u16::from(f.code), f.reason.to_string()),
+                Ok(Some(Ok(Message::Close(None)))) => return Seen::Close(1005, String::new()),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Seen {
+        self.next_within(WAIT).await
+    }
+
+    /// The next message that is not a ping (pings are answered), within [`WAIT`].
+    pub async fn next_app(&mut self) -> Seen {
+        loop {
+            match self.next().await {
+                Seen::Json(v) if v["type"] == "ping" => self.send(json!({"type": "pong", "payload": {}})).await,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next message of type `kind`, answering pings and failing on anything else.
+    pub async fn expect_type(&mut self, kind: &str) -> Value {
+        match self.next_app().await {
+            Seen::Json(v) if v["type"] == kind => v,
+            other => panic!("expected a {kind:?} message, saw {other:?}"),
+        }
+    }
+
+    /// Waits for the server's close frame and returns its code and reason, skipping messages.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match self.next().await {
+                Seen::Json(_) => continue,
+                Seen::Close(code, reason) => return (code, reason),
+                other => panic!("expected a close frame, saw {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing but pings arrives for `within`.
+    pub async fn expect_quiet(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.next_within(left).await {
+                Seen::Timeout => return,
+                Seen::Json(v) if v["type"] == "ping" => self.send(json!({"type": "pong"})).await,
+                other => panic!("expected quiet, saw {other:?}"),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.inner.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
+    }
+}
+
+/// Signs a JWT with any header and claims (for the bad-token tests).
+pub fn sign(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A token with `alg: none` and no signature.
+pub fn alg_none(user: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&format!(r#"{{"sub":"{user}","exp":{}}}"#, now_s() + 600)))
+}
