@@ -52,13 +52,16 @@ browser() {
     apt_install chromium chromium-driver
   fi
   # wasm-opt from npm's binaryen (never Debian's binaryen 108: its -Oz output fails to load)
-  if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
-    step "npm install binaryen (wasm-opt) into tools/"
-    (cd tools && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-  if [ -f js/package-lock.json ] && [ ! -d js/node_modules ] || [ js/package-lock.json -nt js/node_modules/.package-lock.json ]; then
-    step "npm ci in js/"
-    (cd js && npm ci --no-audit --no-fund --loglevel=error)
+  npm_ci tools
+}
+
+# npm ci in a folder when its node_modules is missing or older than its lock file.
+npm_ci() {
+  local dir=$1
+  [ -f "$dir/package-lock.json" ] || return 0
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    step "npm ci in $dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
 

@@ -104,13 +104,39 @@ pub fn service(app: Arc<App>) -> impl Filter<Extract = (Identity,), Error = Reje
     })
 }
 
-/// A JSON body of type `T`: 400 with the parser's words when it does not fit.
+/// A JSON body of type `T`: 400 with the parser's words when it does not fit, 413 over
+/// `limit` bytes. An empty body parses as `{}` (so a missing field is named).
 pub fn json_body<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(limit).and(warp::body::bytes()).and_then(|bytes: bytes::Bytes| async move {
+    warp::body::stream().and_then(move |body| async move {
+        let bytes = read_limited(body, limit).await?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         serde_json::from_slice::<T>(bytes)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
     })
+}
+
+/// Reads a body, refusing it (413) once it passes `limit` bytes.
+async fn read_limited<S, B>(body: S, limit: u64) -> Result<Vec<u8>, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures_util::StreamExt;
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+        if (bytes.len() + chunk.remaining()) as u64 > limit {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {limit} bytes")));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            bytes.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(bytes)
 }
 
 /// The query string parsed into `T` (an absent query string parses as empty).

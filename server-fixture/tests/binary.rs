@@ -1,0 +1,133 @@
+//! The `resock-fixture` binary as a user runs it: the listening line, flags and environment
+//! variables, refusals at start, and SIGTERM closing every socket with 1001.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_resock-fixture");
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and reads its one stdout line (bounded by a watchdog thread).
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10)).expect("a listening line within 10 s");
+    let url = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
+    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+    Proc { child, url }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..500 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the process did not exit within 5 s");
+}
+
+async fn dev_token(http: &reqwest::Client, url: &str, user: &str) -> String {
+    let v: Value = http.post(format!("{url}/dev/token")).json(&json!({"user_id": user})).send().await.unwrap().json().await.unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn prints_its_listening_line_serves_and_closes_1001_on_sigterm() {
+    let mut p = spawn(&["--addr", "127.0.0.1:0", "--dev"], &[]);
+    let http = reqwest::Client::new();
+    let token = dev_token(&http, &p.url, "alice").await;
+    let ws_url = p.url.replacen("http://", "ws://", 1);
+    let mut a = Ws::connect(&format!("{ws_url}/ws?token={token}")).await.unwrap();
+    a.expect_type("welcome").await;
+    let mut b = Ws::connect(&format!("{ws_url}/ws/notifications?token={token}")).await.unwrap();
+    b.expect_type("welcome").await;
+    let status = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(a.expect_close().await.0, 1001);
+    assert_eq!(b.expect_close().await.0, 1001);
+    let exit = wait_exit(&mut p.child);
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[tokio::test]
+async fn every_flag_reads_its_environment_variable() {
+    let p = spawn(
+        &[],
+        &[
+            ("RESOCK_ADDR", "127.0.0.1:0"),
+            ("RESOCK_DEV", "true"),
+            ("RESOCK_HEARTBEAT_MS", "4321"),
+            ("RESOCK_MAX_CONNECTIONS_PER_USER", "1"),
+            ("RESOCK_JWT_SECRET", "from-env"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let token = sign("from-env", json!({"sub": "alice", "exp": now_s() + 60}));
+    let ws_url = p.url.replacen("http://", "ws://", 1);
+    let mut a = Ws::connect(&format!("{ws_url}/ws?token={token}")).await.unwrap();
+    assert_eq!(a.expect_type("welcome").await["payload"]["heartbeat_ms"], 4321);
+    let mut b = Ws::connect(&format!("{ws_url}/ws?token={token}")).await.unwrap();
+    assert_eq!(b.expect_close().await.0, 1013);
+    // --dev with --jwt-secret signs dev tokens with the given secret.
+    let dev = dev_token(&http, &p.url, "bob").await;
+    let res = http.post(format!("{}/ws/ticket", p.url)).bearer_auth(&dev).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[test]
+fn refuses_to_start_without_a_secret_or_with_redis() {
+    for (args, words) in [
+        (vec!["--addr", "127.0.0.1:0"], "--jwt-secret"),
+        (vec!["--addr", "127.0.0.1:0", "--dev", "--redis", "redis://127.0.0.1:6379"], "--redis"),
+        (vec!["--addr", "127.0.0.1:0", "--dev", "--rate-limit", "fast"], "rate limit"),
+    ] {
+        let out = Command::new(BIN).args(&args).env_remove("RESOCK_JWT_SECRET").output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "no listening line for {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_lists_every_flag_of_the_contract() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--addr", "--jwt-secret", "--heartbeat-ms", "--pong-timeout-ms", "--idle-timeout-ms", "--ticket-ttl-ms",
+        "--max-message-bytes", "--rate-limit", "--allowed-origin", "--max-connections", "--max-connections-per-user",
+        "--single-connection-per-user", "--history", "--static", "--dev", "--redis",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(help.contains("RESOCK_HEARTBEAT_MS"));
+}
