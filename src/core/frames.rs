@@ -1,0 +1,111 @@
+//! The few frames the machine writes itself, built without `serde_json` or `core::fmt`
+//! (both would weigh on the wasm build).
+
+use alloc::string::String;
+
+pub const PING: &str = r#"{"type":"ping","payload":{}}"#;
+pub const PONG: &str = r#"{"type":"pong","payload":{}}"#;
+
+/// Decimal digits of `n`.
+pub fn u64_to_string(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    digits.get(i..).map(|d| d.iter().map(|b| char::from(*b)).collect()).unwrap_or_default()
+}
+
+/// Joins string pieces.
+pub fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
+/// Appends `value` as a JSON string literal (quoted and escaped).
+pub fn push_json_str(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let b = c as u32 as usize;
+                out.push_str("\\u00");
+                out.push(char::from(HEX.get(b >> 4).copied().unwrap_or(b'0')));
+                out.push(char::from(HEX.get(b & 15).copied().unwrap_or(b'0')));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn room_frame(kind: &str, id: &str, room: &str) -> String {
+    let mut s = concat(&[r#"{"type":""#, kind, r#"","id":"#]);
+    push_json_str(&mut s, id);
+    s.push_str(r#","payload":{"room":"#);
+    push_json_str(&mut s, room);
+    s.push_str("}}");
+    s
+}
+
+pub fn join(id: &str, room: &str) -> String {
+    room_frame("join", id, room)
+}
+
+pub fn leave(id: &str, room: &str) -> String {
+    room_frame("leave", id, room)
+}
+
+pub fn resume(id: &str, epoch: &str, since: u64) -> String {
+    let mut s = String::from(r#"{"type":"resume","id":"#);
+    push_json_str(&mut s, id);
+    s.push_str(r#","payload":{"epoch":"#);
+    push_json_str(&mut s, epoch);
+    s.push_str(r#","since":"#);
+    s.push_str(&u64_to_string(since));
+    s.push_str("}}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        for n in [0, 7, 10, 99, 12_345, u64::MAX] {
+            assert_eq!(u64_to_string(n), n.to_string());
+        }
+    }
+
+    #[test]
+    fn frames_are_valid_json() {
+        let v: serde_json::Value = serde_json::from_str(&resume("3", "ep\"o\\ch\n\u{1}", 42)).unwrap();
+        assert_eq!(v["payload"]["epoch"], "ep\"o\\ch\n\u{1}");
+        assert_eq!(v["payload"]["since"], 42);
+        assert_eq!(v["id"], "3");
+        let v: serde_json::Value = serde_json::from_str(&join("1", "general")).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "join", "id": "1", "payload": {"room": "general"}}));
+        let v: serde_json::Value = serde_json::from_str(&leave("2", "a:b")).unwrap();
+        assert_eq!(v["type"], "leave");
+        for s in [PING, PONG] {
+            serde_json::from_str::<serde_json::Value>(s).unwrap();
+        }
+    }
+}

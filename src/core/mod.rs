@@ -1,0 +1,20 @@
+//! The sans-IO core: every decision about the connection (when to reconnect, which close
+//! codes stop, when a connection is dead, what is replayed, what a full outbox refuses) as
+//! plain data in, plain actions out. No `web_sys`, no clock, no randomness of its own.
+
+pub mod backoff;
+pub mod frames;
+pub mod machine;
+pub mod outbox;
+pub mod rooms;
+pub mod stream;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use backoff::{Backoff, Random};
+pub use machine::{Machine, CLOSE_LIVENESS};
+pub use outbox::OutboxLimits;
+pub use stream::ResyncReason;
+pub use types::{Action, Config, Error, ErrorKind, Event, InKind, Inbound, Input, State};

@@ -1,0 +1,239 @@
+//! The user stream: epoch + last delivered seq, duplicates dropped, gaps filled by `resume`
+//! or reported as a resync, never skipped silently.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Why the application should reload its state over REST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncReason {
+    /// The server's history is a new generation (a restart without persistence).
+    NewEpoch,
+    /// The server could not replay everything missed (`resumed.complete == false`).
+    Incomplete,
+    /// A seq was skipped outside a resume.
+    Gap,
+}
+
+impl ResyncReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::NewEpoch => "new_epoch",
+            ResyncReason::Incomplete => "incomplete",
+            ResyncReason::Gap => "gap",
+        }
+    }
+}
+
+/// What the stream decided about one message or event.
+#[derive(Debug, PartialEq)]
+pub struct Outcome<P> {
+    /// Deliver these to the application, in order.
+    pub deliver: Vec<P>,
+    pub resync: Option<ResyncReason>,
+}
+
+impl<P> Default for Outcome<P> {
+    fn default() -> Self {
+        Outcome { deliver: Vec::new(), resync: None }
+    }
+}
+
+/// What to do after a `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnWelcome {
+    Nothing,
+    /// Send `resume` with this epoch and since.
+    Resume { epoch: String, since: u64 },
+    /// Report a resync (the epoch changed, or the server is behind us).
+    Resync(ResyncReason),
+}
+
+#[derive(Debug)]
+pub struct Stream<P> {
+    epoch: Option<String>,
+    last: u64,
+    resuming: bool,
+    /// Messages that arrived ahead of a gap while a resume fills it.
+    ahead: BTreeMap<u64, P>,
+    max_ahead: usize,
+}
+
+impl<P> Stream<P> {
+    pub fn new(max_ahead: usize) -> Self {
+        Stream { epoch: None, last: 0, resuming: false, ahead: BTreeMap::new(), max_ahead }
+    }
+
+    pub fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last
+    }
+
+    pub fn is_resuming(&self) -> bool {
+        self.resuming
+    }
+
+    /// A connection opened: anything held from the last one is stale.
+    pub fn on_connection_lost(&mut self) -> Outcome<P> {
+        self.resuming = false;
+        // Messages held ahead of a gap that the lost connection never filled: deliver them in
+        // order (they are real) and report the gap, rather than lose them.
+        self.flush_ahead(Some(ResyncReason::Gap))
+    }
+
+    /// The server's `welcome`: its epoch and the last seq it assigned.
+    pub fn on_welcome(&mut self, epoch: &str, seq: u64) -> OnWelcome {
+        match &self.epoch {
+            None => {
+                self.epoch = Some(epoch.into());
+                self.last = seq;
+                OnWelcome::Nothing
+            }
+            Some(e) if e == epoch => {
+                if seq > self.last {
+                    self.resuming = true;
+                    OnWelcome::Resume { epoch: epoch.into(), since: self.last }
+                } else if seq < self.last {
+                    self.last = seq;
+                    OnWelcome::Resync(ResyncReason::Gap)
+                } else {
+                    OnWelcome::Nothing
+                }
+            }
+            Some(_) => {
+                self.epoch = Some(epoch.into());
+                self.last = seq;
+                self.ahead.clear();
+                OnWelcome::Resync(ResyncReason::NewEpoch)
+            }
+        }
+    }
+
+    /// A message carrying `seq`.
+    pub fn on_message(&mut self, seq: u64, msg: P) -> Outcome<P> {
+        let mut out = Outcome::default();
+        if seq <= self.last || self.ahead.contains_key(&seq) {
+            return out; // a duplicate: delivered already
+        }
+        if seq == self.last + 1 {
+            self.last = seq;
+            out.deliver.push(msg);
+            self.drain_consecutive(&mut out.deliver);
+            return out;
+        }
+        if self.resuming && self.ahead.len() < self.max_ahead {
+            self.ahead.insert(seq, msg);
+            return out;
+        }
+        // A gap no resume will fill: deliver what is held, then this, and say so.
+        let mut out = self.flush_ahead(Some(ResyncReason::Gap));
+        if seq > self.last {
+            self.last = seq;
+            out.deliver.push(msg);
+        }
+        out.resync = Some(ResyncReason::Gap);
+        out
+    }
+
+    /// The server's `resumed`.
+    pub fn on_resumed(&mut self, complete: bool) -> Outcome<P> {
+        self.resuming = false;
+        let reason = if complete { None } else { Some(ResyncReason::Incomplete) };
+        let mut out = self.flush_ahead(reason);
+        if !complete {
+            out.resync = Some(ResyncReason::Incomplete);
+        }
+        out
+    }
+
+    fn drain_consecutive(&mut self, deliver: &mut Vec<P>) {
+        while let Some(msg) = self.ahead.remove(&(self.last + 1)) {
+            self.last += 1;
+            deliver.push(msg);
+        }
+    }
+
+    /// Delivers everything held ahead, in order; a hole in it is a gap.
+    fn flush_ahead(&mut self, reason_if_gap: Option<ResyncReason>) -> Outcome<P> {
+        let mut out = Outcome::default();
+        let held = core::mem::take(&mut self.ahead);
+        for (seq, msg) in held {
+            if seq <= self.last {
+                continue;
+            }
+            if seq != self.last + 1 {
+                out.resync = reason_if_gap.or(Some(ResyncReason::Gap));
+            }
+            self.last = seq;
+            out.deliver.push(msg);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_and_duplicates() {
+        let mut s = Stream::new(100);
+        assert_eq!(s.on_welcome("e", 0), OnWelcome::Nothing);
+        assert_eq!(s.on_message(1, "a").deliver, ["a"]);
+        assert!(s.on_message(1, "a").deliver.is_empty());
+        assert_eq!(s.on_message(2, "b").deliver, ["b"]);
+        assert_eq!(s.last_seq(), 2);
+    }
+
+    #[test]
+    fn resume_fills_a_gap_in_order() {
+        let mut s = Stream::new(100);
+        s.on_welcome("e", 0);
+        s.on_message(1, 1);
+        s.on_connection_lost();
+        assert_eq!(s.on_welcome("e", 4), OnWelcome::Resume { epoch: "e".into(), since: 1 });
+        // A live message overtakes the replay: held.
+        assert!(s.on_message(5, 5).deliver.is_empty());
+        assert_eq!(s.on_message(2, 2).deliver, [2]);
+        assert_eq!(s.on_message(3, 3).deliver, [3]);
+        assert_eq!(s.on_message(4, 4).deliver, [4, 5]);
+        let done = s.on_resumed(true);
+        assert!(done.deliver.is_empty() && done.resync.is_none());
+        assert_eq!(s.last_seq(), 5);
+    }
+
+    #[test]
+    fn incomplete_resume_reports_and_delivers_what_it_holds() {
+        let mut s = Stream::new(100);
+        s.on_welcome("e", 0);
+        s.on_welcome("e", 10);
+        assert!(s.on_message(8, 8).deliver.is_empty());
+        assert!(s.on_message(9, 9).deliver.is_empty());
+        let out = s.on_resumed(false);
+        assert_eq!(out.deliver, [8, 9]);
+        assert_eq!(out.resync, Some(ResyncReason::Incomplete));
+    }
+
+    #[test]
+    fn a_new_epoch_is_a_resync() {
+        let mut s = Stream::<u8>::new(100);
+        s.on_welcome("a", 3);
+        assert_eq!(s.on_welcome("b", 0), OnWelcome::Resync(ResyncReason::NewEpoch));
+        assert_eq!(s.epoch(), Some("b"));
+        assert_eq!(s.last_seq(), 0);
+    }
+
+    #[test]
+    fn a_gap_outside_resume_is_reported_not_hidden() {
+        let mut s = Stream::new(100);
+        s.on_welcome("e", 0);
+        s.on_message(1, 1);
+        let out = s.on_message(3, 3);
+        assert_eq!(out.deliver, [3]);
+        assert_eq!(out.resync, Some(ResyncReason::Gap));
+    }
+}
