@@ -13,3 +13,8 @@ extern crate alloc;
 
 pub mod core;
 pub mod protocol;
+
+#[cfg(target_arch = "wasm32")]
+pub mod bindings;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

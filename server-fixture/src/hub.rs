@@ -204,10 +204,6 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
         let (kill_tx, kill_rx) = oneshot::channel();
-        st.conns.insert(id, Conn { user: user.to_owned(), tx, kill: Some(kill_tx), rooms: HashSet::new() });
-        st.users.entry(user.to_owned()).or_default().push(id);
-        st.opened_total += 1;
-        *st.opened_by_user.entry(user.to_owned()).or_default() += 1;
         let seq = st.streams.get(user).map_or(0, |s| s.seq);
         let welcome = Welcome {
             user_id: user.to_owned(),
@@ -216,6 +212,12 @@ impl Hub {
             epoch: self.epoch.clone(),
             seq,
         };
+        // Queued under the lock, so `welcome` is the first frame: no stream message can overtake it.
+        let _ = tx.try_send(Out::Text(encode(&ServerMessage::Welcome(welcome.clone()), None, None)));
+        st.conns.insert(id, Conn { user: user.to_owned(), tx, kill: Some(kill_tx), rooms: HashSet::new() });
+        st.users.entry(user.to_owned()).or_default().push(id);
+        st.opened_total += 1;
+        *st.opened_by_user.entry(user.to_owned()).or_default() += 1;
         Ok(Registered { id, rx, kill: kill_rx, welcome })
     }
 

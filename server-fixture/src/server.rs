@@ -1,6 +1,5 @@
 //! The application state, the route table, start-up and shutdown.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -121,7 +120,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
 }
 
 /// The whole route table.
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let cors = {
         let base = warp::cors()
             .allow_methods(["GET", "POST", "OPTIONS"])
@@ -141,7 +140,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
     let static_files = only_if(app.cfg.static_dir.is_some())
         .and(warp::get())
         .and(warp::fs::dir(app.cfg.static_dir.clone().unwrap_or_default()));
-    api.or(static_files).with(cors).recover(http::recover)
+    // CORS outside the error handler, so that error answers carry CORS headers too.
+    api.or(static_files).recover(http::recover).with(cors)
 }
 
 /// A JSON body with a status.

@@ -64,7 +64,6 @@ pub async fn run(ws: WebSocket, app: Arc<App>, who: Result<Identity, AuthError>)
     log::info(format_args!("conn c{id} user={} opened", who.user_id));
     let (close_tx, close_rx) = oneshot::channel();
     let mut writer = tokio::spawn(write_loop(sink, reg.rx, close_rx));
-    app.hub.send_to(id, Out::Text(encode(&ServerMessage::Welcome(reg.welcome), None, None)));
 
     let mut session = Session { app: &app, id, rate: RateWindow::new(Instant::now()) };
     let end = session.control_loop(stream, reg.kill, &mut writer).await;

@@ -2,7 +2,6 @@
 //! of its own: the browser shell feeds it events and performs what it returns.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -11,6 +10,7 @@ use super::frames;
 use super::outbox::{Outbox, Queued};
 use super::rooms::Rooms;
 use super::stream::{OnWelcome, Outcome, Stream};
+use super::vecmap::VecMap;
 use super::types::{Action, Config, Error, ErrorKind, Event, InKind, Inbound, Input, State};
 use crate::protocol::{is_valid_room_name, CloseCode, REASON_REPLACED};
 
@@ -64,7 +64,7 @@ pub struct Machine<P> {
     rooms: Rooms,
     outbox: Outbox,
     stream: Stream<P>,
-    pending: BTreeMap<String, Pending>,
+    pending: VecMap<String, Pending>,
     next_id: u64,
     scheduled: Option<u64>,
     actions: Vec<Action<P>>,
@@ -92,7 +92,7 @@ impl<P: Clone> Machine<P> {
             probe_deadline: None,
             throttled_until: None,
             rooms: Rooms::default(),
-            pending: BTreeMap::new(),
+            pending: VecMap::new(),
             next_id: 0,
             scheduled: None,
             actions: Vec::new(),

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod rooms;
 pub mod stream;
 pub mod types;
+pub mod vecmap;
 
 #[cfg(test)]
 mod tests;

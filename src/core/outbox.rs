@@ -2,7 +2,6 @@
 //! Bounded in messages and bytes; a frame that does not fit is refused, never an old one
 //! silently dropped. Frames may carry a deadline after which they are dropped and reported.
 
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -30,7 +29,7 @@ pub struct Queued {
 #[derive(Debug, Default)]
 pub struct Outbox {
     limits: OutboxLimits,
-    queue: VecDeque<Queued>,
+    queue: Vec<Queued>,
     bytes: usize,
 }
 
@@ -42,7 +41,7 @@ pub enum Refused {
 
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> Self {
-        Outbox { limits, queue: VecDeque::new(), bytes: 0 }
+        Outbox { limits, queue: Vec::new(), bytes: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -68,29 +67,22 @@ impl Outbox {
             return Err(Refused::Full { max_messages: self.limits.max_messages, max_bytes: self.limits.max_bytes });
         }
         self.bytes += size;
-        self.queue.push_back(item);
+        self.queue.push(item);
         Ok(())
     }
 
     /// Takes every frame, oldest first.
     pub fn drain(&mut self) -> Vec<Queued> {
         self.bytes = 0;
-        self.queue.drain(..).collect()
+        core::mem::take(&mut self.queue)
     }
 
     /// Removes and returns the frames whose deadline has passed.
     pub fn expire(&mut self, now: u64) -> Vec<Queued> {
-        let mut expired = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for item in self.queue.drain(..) {
-            if item.expires_at.is_some_and(|t| t <= now) {
-                self.bytes -= item.text.len();
-                expired.push(item);
-            } else {
-                kept.push_back(item);
-            }
-        }
+        let (expired, kept): (Vec<Queued>, Vec<Queued>) =
+            core::mem::take(&mut self.queue).into_iter().partition(|item| item.expires_at.is_some_and(|t| t <= now));
         self.queue = kept;
+        self.bytes -= expired.iter().map(|q| q.text.len()).sum::<usize>();
         expired
     }
 

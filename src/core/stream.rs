@@ -1,9 +1,10 @@
 //! The user stream: epoch + last delivered seq, duplicates dropped, gaps filled by `resume`
 //! or reported as a resync, never skipped silently.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+
+use super::vecmap::VecMap;
 
 /// Why the application should reload its state over REST.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +57,13 @@ pub struct Stream<P> {
     last: u64,
     resuming: bool,
     /// Messages that arrived ahead of a gap while a resume fills it.
-    ahead: BTreeMap<u64, P>,
+    ahead: VecMap<u64, P>,
     max_ahead: usize,
 }
 
 impl<P> Stream<P> {
     pub fn new(max_ahead: usize) -> Self {
-        Stream { epoch: None, last: 0, resuming: false, ahead: BTreeMap::new(), max_ahead }
+        Stream { epoch: None, last: 0, resuming: false, ahead: VecMap::new(), max_ahead }
     }
 
     pub fn epoch(&self) -> Option<&str> {
@@ -160,7 +161,7 @@ impl<P> Stream<P> {
     /// Delivers everything held ahead, in order; a hole in it is a gap.
     fn flush_ahead(&mut self, reason_if_gap: Option<ResyncReason>) -> Outcome<P> {
         let mut out = Outcome::default();
-        let held = core::mem::take(&mut self.ahead);
+        let held = self.ahead.take_all();
         for (seq, msg) in held {
             if seq <= self.last {
                 continue;

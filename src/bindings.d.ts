@@ -1,0 +1,141 @@
+/** The connection state. */
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+/** A stored notification (`GET /api/notifications`, `new_notification`). */
+export interface Notification {
+  id: number;
+  title: string;
+  body: string;
+  /** RFC 3339, UTC. */
+  created_at: string;
+  read: boolean;
+}
+
+interface Envelope<T extends string, P> {
+  type: T;
+  payload: P;
+  /** Set on replies: the `id` of the request they answer. */
+  id?: string;
+  /** Set on user-stream messages: 1, 2, 3... within an epoch. */
+  seq?: number;
+}
+
+export type NewNotificationMessage = Envelope<"new_notification", Notification>;
+export type NotificationReadMessage = Envelope<"notification_read", { notification_ids: number[] }>;
+export type AllReadMessage = Envelope<"all_read", Record<string, never>>;
+export type TaskUpdateMessage<Task = unknown> = Envelope<"task_update", { action: string; task: Task }>;
+export type RoomMessage<Data = unknown> = Envelope<"room_message", { room: string; from: string; data: Data }>;
+export type JoinedMessage = Envelope<"joined", { room: string; members: number }>;
+export type LeftMessage = Envelope<"left", { room: string }>;
+export type AckMessage = Envelope<"ack", Record<string, never>>;
+export type PongMessage = Envelope<"pong", Record<string, never>>;
+export type ErrorMessage = Envelope<"error", { code: string; message: string }>;
+/** A message of a type this version does not know: servers add types before clients learn them. */
+export interface UnknownMessage {
+  type: string;
+  payload: unknown;
+  id?: string;
+  seq?: number;
+}
+
+/** Every message the `message` event delivers, discriminated on `type`. */
+export type ServerMessage =
+  | NewNotificationMessage
+  | NotificationReadMessage
+  | AllReadMessage
+  | TaskUpdateMessage
+  | RoomMessage
+  | JoinedMessage
+  | LeftMessage
+  | AckMessage
+  | PongMessage
+  | ErrorMessage;
+
+/** What a client sends: any `{type, payload?}` object. */
+export interface ClientMessage {
+  type: string;
+  payload?: unknown;
+  id?: string;
+}
+
+/** `code` names what went wrong; `closeCode` the WebSocket close code that caused it, if any. */
+export interface ResockError {
+  code:
+    | "auth_failed" | "replaced" | "server_closed" | "unsupported_data" | "invalid_payload"
+    | "message_too_big" | "policy_violation" | "server_error" | "try_again_later" | "max_attempts"
+    | "ticket_failed" | "rate_limited" | "outbox_full" | "expired" | "timeout" | "disconnected"
+    | "closed" | "bad_room" | "bad_frame" | (string & {});
+  message: string;
+  closeCode?: number;
+}
+
+/** Reload state over REST: messages may have been missed. */
+export interface ResyncEvent {
+  reason: "new_epoch" | "incomplete" | "gap";
+}
+
+/** The next attempt starts in `delayMs`. */
+export interface RetryEvent {
+  attempt: number;
+  delayMs: number;
+}
+
+export interface ClientEvents {
+  message: ServerMessage | UnknownMessage;
+  state: ConnectionState;
+  error: ResockError;
+  resync: ResyncEvent;
+  retry: RetryEvent;
+}
+
+export interface ClientOptions {
+  /** `ws://` or `wss://` URL of the socket. */
+  url: string;
+  /** POSTed with `Authorization: Bearer <token>` for a fresh one-time ticket before every attempt. */
+  ticketUrl?: string;
+  /** A token, or a function (sync or async) called before every attempt. Without `ticketUrl`, sent as `?token=`. */
+  token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
+  /** Full-jitter exponential backoff. `maxAttempts: null` retries forever. */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number | null };
+  /** Nothing received for heartbeat + this: the connection is dead. Default 15000. */
+  heartbeatGraceMs?: number;
+  /** Default timeout of `request`, `join` and `leave`. Default 10000. */
+  requestTimeoutMs?: number;
+  /** A connection open this long resets the backoff. Default 5000. */
+  stableAfterMs?: number;
+  /** The queue of messages sent while not connected. Defaults: 1000 messages, 1 MiB, no TTL. */
+  outbox?: { maxMessages?: number; maxBytes?: number; ttlMs?: number };
+}
+
+export class Client {
+  constructor(options: ClientOptions);
+  /** Adds a listener; returns the function that removes it. */
+  on<K extends keyof ClientEvents>(event: K, listener: (value: ClientEvents[K]) => void): () => void;
+  /** Starts connecting. Idempotent. */
+  connect(): void;
+  /** Sends now or queues while not open; false when refused (outbox full, or closed). */
+  send(message: ClientMessage): boolean;
+  /** Resolves on `joined`; the room is joined again after every reconnect. */
+  join(room: string): Promise<JoinedMessage>;
+  /** Leaves the room and stops re-joining it. */
+  leave(room: string): Promise<LeftMessage | undefined>;
+  /** Sends `{type, id, payload}` and resolves with the reply carrying the same `id`. */
+  request<R = ServerMessage | UnknownMessage>(type: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>;
+  /** The current state. */
+  readonly state: ConnectionState;
+  /** Messages waiting to be sent. */
+  readonly queued: number;
+  /** Closes with 1000, never reconnects, frees every listener and timer. */
+  close(): void;
+  /** Frees the wasm object (after close). */
+  free(): void;
+}
+
+/**
+ * True for the message types this version knows. Narrow with it, then `switch` on `type`
+ * with a `never` default: the compiler checks the switch is exhaustive.
+ */
+export function isKnownMessage(message: ServerMessage | UnknownMessage): message is ServerMessage;
+
+/** Browser resources (sockets, timers, lifecycle listeners) held by all clients together. */
+export function liveHandles(): number;

@@ -1,0 +1,172 @@
+//! The JavaScript API (`SDK-API.md`): `new Client(options)`, `on`, `connect`, `send`, `join`,
+//! `leave`, `request`, `state`, `close`. TypeScript declarations are written out below so that
+//! messages form a discriminated union on `type` and `on` is typed per event.
+
+use js_sys::{Function, Object, Promise, JSON};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::core::frames::concat;
+use crate::core::{Event, Input};
+use crate::web::driver::{dispatch, live_handles, Driver, Shared, SharedExt};
+use crate::web::options::Options;
+use crate::web::parse::{get, set};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS: &'static str = include_str!("bindings.d.ts");
+
+fn type_error(msg: &str) -> JsValue {
+    js_sys::TypeError::new(msg).into()
+}
+
+/// A realtime connection. See the TypeScript declarations for the whole surface.
+#[wasm_bindgen(skip_typescript)]
+pub struct Client {
+    shared: Shared,
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// Checks the options (a bad one throws a `TypeError` naming it). Does not connect.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<Client, JsValue> {
+        let opts = Options::from_js(&options)?;
+        Ok(Client { shared: Driver::new(opts) })
+    }
+
+    /// Adds a listener; returns the function that removes it.
+    pub fn on(&self, event: &str, listener: JsValue) -> Result<Function, JsValue> {
+        let Some(listener) = listener.dyn_ref::<Function>() else {
+            return Err(type_error("resock: on(event, listener) needs a function"));
+        };
+        let Some(set) = self.shared.read(|d| d.listeners(event).cloned()).flatten() else {
+            return Err(type_error(&concat(&["resock: unknown event \"", event, "\"; events are message, state, error, resync, retry"])));
+        };
+        set.add(listener);
+        // The unsubscribe function is plain JS: no Rust closure to leak if it is never called.
+        let make = Function::new_with_args("s,f", "return function off() { s.delete(f); }");
+        make.call2(&JsValue::NULL, &set, listener)?.dyn_into::<Function>()
+    }
+
+    /// Starts connecting (idempotent). A closed client stays closed: create a new one.
+    pub fn connect(&self) {
+        dispatch(&self.shared, Input::Connect);
+    }
+
+    /// Sends `{type, payload?}` now, or queues it while not open. Returns false (and emits an
+    /// `error`) when the outbox is full or the client is closed.
+    pub fn send(&self, message: JsValue) -> Result<bool, JsValue> {
+        let text = frame_text(&message)?;
+        Ok(self.feed_checked(Input::Send { text }))
+    }
+
+    /// Joins a room: resolves with the `joined` message, rejects with an `Error` whose `code`
+    /// says why. The room is joined again after every reconnect until `leave`.
+    pub fn join(&self, room: String) -> Promise {
+        self.promise(|id| Input::Join { room, id })
+    }
+
+    /// Leaves a room and stops re-joining it.
+    pub fn leave(&self, room: String) -> Promise {
+        self.promise(|id| Input::Leave { room, id })
+    }
+
+    /// Sends `{type, id, payload}` and resolves with the one reply carrying the same `id`.
+    pub fn request(&self, kind: String, payload: JsValue, options: JsValue) -> Result<Promise, JsValue> {
+        let timeout_ms = match get(&options, "timeoutMs").as_f64() {
+            Some(t) if t.is_finite() && t >= 0.0 => Some(t as u64),
+            Some(_) => return Err(type_error("resock: request timeoutMs must be a non-negative number")),
+            None => None,
+        };
+        let msg = Object::new();
+        set(&msg, "type", &JsValue::from_str(&kind));
+        if !payload.is_undefined() {
+            set(&msg, "payload", &payload);
+        }
+        let text_without_id = msg.clone();
+        Ok(self.promise(move |id| {
+            set(&text_without_id, "id", &JsValue::from_str(&id));
+            let text = JSON::stringify(&text_without_id).map(String::from).unwrap_or_default();
+            Input::Request { id, text, timeout_ms }
+        }))
+    }
+
+    /// `"idle" | "connecting" | "open" | "reconnecting" | "closed"`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.shared.read(|d| d.machine.state().as_str()).unwrap_or("closed").into()
+    }
+
+    /// Closes with 1000 and never reconnects; frees every listener and timer.
+    pub fn close(&self) {
+        dispatch(&self.shared, Input::Close);
+    }
+
+    /// Messages waiting in the outbox.
+    #[wasm_bindgen(getter, js_name = queued)]
+    pub fn queued(&self) -> usize {
+        self.shared.read(|d| d.machine.outbox_len()).unwrap_or(0)
+    }
+}
+
+impl Client {
+    fn promise(&self, input: impl FnOnce(String) -> Input<JsValue>) -> Promise {
+        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        let shared = self.shared.clone();
+        let registered = id.clone();
+        let promise = Promise::new(&mut |resolve, reject| {
+            shared.update(|d| d.add_promise(registered.clone(), resolve, reject));
+        });
+        dispatch(&self.shared, input(id));
+        promise
+    }
+
+    /// Dispatches and tells whether the machine accepted the message (no refusal emitted).
+    fn feed_checked(&self, input: Input<JsValue>) -> bool {
+        let refused = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = refused.clone();
+        let probe: crate::web::driver::RustListener = std::rc::Rc::new(std::cell::RefCell::new(move |e: &Event<JsValue>| {
+            if let Event::Error(err) = e {
+                if matches!(err.kind, crate::core::ErrorKind::OutboxFull | crate::core::ErrorKind::Closed) {
+                    flag.set(true);
+                }
+            }
+        }));
+        let id = self.shared.update(|d| d.add_rust_listener(probe));
+        dispatch(&self.shared, input);
+        if let Some(id) = id {
+            self.shared.update(|d| d.remove_rust_listener(id));
+        }
+        !refused.get()
+    }
+}
+
+/// `JSON.stringify` of a `{type: string, ...}` object; a `TypeError` for anything else.
+fn frame_text(message: &JsValue) -> Result<String, JsValue> {
+    if !message.is_object() || get(message, "type").as_string().is_none() {
+        return Err(type_error("resock: send(message) needs an object with a string `type`"));
+    }
+    JSON::stringify(message)
+        .map(String::from)
+        .map_err(|_| type_error("resock: the message cannot be serialized to JSON"))
+}
+
+/// Browser resources (sockets, timers, lifecycle listener sets) held by every client together.
+/// After every client is closed it returns to 0: the leak tests read it.
+#[wasm_bindgen(js_name = liveHandles, skip_typescript)]
+pub fn live_handles_js() -> usize {
+    live_handles()
+}
+
+
+/// The message types `ServerMessage` in the TypeScript declarations names.
+const KNOWN: [&str; 10] = [
+    "new_notification", "notification_read", "all_read", "task_update", "room_message",
+    "joined", "left", "ack", "pong", "error",
+];
+
+/// True for a message of a type this version knows (a TypeScript type guard).
+#[wasm_bindgen(js_name = isKnownMessage, skip_typescript)]
+pub fn is_known_message(message: &JsValue) -> bool {
+    get(message, "type").as_string().is_some_and(|t| KNOWN.contains(&t.as_str()))
+}

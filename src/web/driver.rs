@@ -1,0 +1,334 @@
+//! The shell's glue: feeds browser events to the core machine and performs its actions. It
+//! holds no policy. Listeners are called with no borrow held, so they may call the client.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Array, Function, Object, Set};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::spawn_local;
+
+use super::credentials::socket_url;
+use super::lifecycle::{Lifecycle, PageEvent};
+use super::options::Options;
+use super::parse::{parse, set};
+use super::socket::{Socket, SocketEvent};
+use crate::core::vecmap::VecMap;
+use crate::core::{Action, Error, Event, Input, Machine, State};
+
+pub type Shared = Rc<RefCell<Driver>>;
+
+/// Borrows without a panic path: a borrow that cannot be had (never, by construction: no
+/// borrow is held while calling out to JS) does nothing instead of aborting the module.
+pub trait SharedExt {
+    fn read<R>(&self, f: impl FnOnce(&Driver) -> R) -> Option<R>;
+    fn update<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> Option<R>;
+}
+
+impl SharedExt for RefCell<Driver> {
+    fn read<R>(&self, f: impl FnOnce(&Driver) -> R) -> Option<R> {
+        self.try_borrow().ok().map(|d| f(&d))
+    }
+    fn update<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
+        self.try_borrow_mut().ok().map(|mut d| f(&mut d))
+    }
+}
+
+/// Browser resources alive across every client: sockets, timers, lifecycle listener sets.
+/// The leak test reads it: after clients close it returns to where it was.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+pub fn live_handles() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Counts one live browser resource for as long as it is held.
+pub struct Counted<T>(T);
+
+impl<T> Counted<T> {
+    fn new(t: T) -> Self {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Counted(t)
+    }
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The event names `on()` accepts.
+pub const EVENTS: [&str; 5] = ["message", "state", "error", "resync", "retry"];
+
+pub type RustListener = Rc<RefCell<dyn FnMut(&Event<JsValue>)>>;
+
+pub struct Driver {
+    pub machine: Machine<JsValue>,
+    opts: Options,
+    socket: Option<Counted<Socket>>,
+    socket_url: Option<(u32, String)>,
+    timer: Option<Counted<Timeout>>,
+    lifecycle: Option<Counted<Lifecycle>>,
+    /// One JS `Set` of listener functions per event name, in the order of [`EVENTS`].
+    js_listeners: [Set; 5],
+    rust_listeners: Vec<(u64, RustListener)>,
+    next_listener: u64,
+    promises: VecMap<String, (Function, Function)>,
+}
+
+fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// Drops a browser resource after the current handler returns (it may be that handler's own).
+fn defer_drop<T: 'static>(t: T) {
+    defer_drop_boxed(Box::new(t));
+}
+
+fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
+    spawn_local(async move { drop(t) });
+}
+
+impl Driver {
+    pub fn new(opts: Options) -> Shared {
+        let rng = Box::new(js_sys::Math::random);
+        Rc::new(RefCell::new(Driver {
+            machine: Machine::new(opts.config.clone(), rng),
+            opts,
+            socket: None,
+            socket_url: None,
+            timer: None,
+            lifecycle: None,
+            js_listeners: [Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED)],
+            rust_listeners: Vec::new(),
+            next_listener: 0,
+            promises: VecMap::new(),
+        }))
+    }
+
+    /// The listener set of an event name, if it is one.
+    pub fn listeners(&self, event: &str) -> Option<&Set> {
+        EVENTS.iter().position(|e| *e == event).and_then(|i| self.js_listeners.get(i))
+    }
+
+    pub fn add_rust_listener(&mut self, f: RustListener) -> u64 {
+        self.next_listener += 1;
+        self.rust_listeners.push((self.next_listener, f));
+        self.next_listener
+    }
+
+    pub fn remove_rust_listener(&mut self, id: u64) {
+        self.rust_listeners.retain(|(i, _)| *i != id);
+    }
+
+    pub fn add_promise(&mut self, id: String, resolve: Function, reject: Function) {
+        self.promises.insert(id, (resolve, reject));
+    }
+}
+
+/// Feeds one input to the machine and performs the actions.
+pub fn dispatch(shared: &Shared, input: Input<JsValue>) {
+    let actions = match shared.try_borrow_mut() {
+        Ok(mut d) => {
+            if matches!(input, Input::Connect) && d.lifecycle.is_none() && d.machine.state() == State::Idle {
+                let weak = Rc::downgrade(shared);
+                d.lifecycle = Some(Counted::new(Lifecycle::listen(move |e| on_page_event(&weak, e))));
+            }
+            d.machine.handle(input, now())
+        }
+        Err(_) => return, // unreachable by construction: no borrow is held while calling out
+    };
+    perform(shared, actions);
+}
+
+fn on_page_event(weak: &Weak<RefCell<Driver>>, event: PageEvent) {
+    if let Some(shared) = weak.upgrade() {
+        let input = match event {
+            PageEvent::Online => Input::Online,
+            PageEvent::Offline => Input::Offline,
+            PageEvent::Visible => Input::Visible,
+        };
+        dispatch(&shared, input);
+    }
+}
+
+fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEvent) {
+    let Some(shared) = weak.upgrade() else { return };
+    let input = match event {
+        SocketEvent::Open => Input::SocketOpened { attempt },
+        SocketEvent::Text(text) => match parse(&text) {
+            Ok(inbound) => Input::Frame { attempt, inbound },
+            Err(message) => Input::BadFrame { attempt, message: message.into() },
+        },
+        SocketEvent::Binary => Input::BadFrame { attempt, message: "the server sent a binary frame".into() },
+        SocketEvent::Close { code, reason } => {
+            let sock = shared.update(|d| d.socket.take()).flatten();
+            defer_drop(sock);
+            Input::SocketClosed { attempt, code, reason }
+        }
+    };
+    dispatch(&shared, input);
+}
+
+fn perform(shared: &Shared, actions: Vec<Action<JsValue>>) {
+    for action in actions {
+        match action {
+            Action::FetchCredentials { attempt } => {
+                let Some(opts) = shared.read(|d| d.opts.clone()) else { continue };
+                let weak = Rc::downgrade(shared);
+                spawn_local(async move {
+                    let result = socket_url(&opts).await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    let input = match result {
+                        Ok(url) => {
+                            shared.update(|d| d.socket_url = Some((attempt, url)));
+                            Input::CredentialsReady { attempt }
+                        }
+                        Err(e) => Input::CredentialsFailed { attempt, auth: e.auth, message: e.message },
+                    };
+                    dispatch(&shared, input);
+                });
+            }
+            Action::OpenSocket { attempt } => {
+                let url = match shared.update(|d| d.socket_url.take()).flatten() {
+                    Some((a, url)) if a == attempt => url,
+                    _ => continue,
+                };
+                let weak = Rc::downgrade(shared);
+                match Socket::open(&url, move |e| on_socket_event(&weak, attempt, e)) {
+                    Ok(sock) => {
+                        let old = shared.update(|d| d.socket.replace(Counted::new(sock)));
+                        defer_drop(old);
+                    }
+                    Err(_) => {
+                        let reason = String::from("the browser refused to open the WebSocket");
+                        dispatch(shared, Input::SocketClosed { attempt, code: 1006, reason });
+                    }
+                }
+            }
+            Action::CloseSocket { code, reason } => {
+                let sock = shared.update(|d| d.socket.take()).flatten();
+                if let Some(sock) = &sock {
+                    sock.0.close(code, reason);
+                }
+                defer_drop(sock);
+            }
+            Action::Send(text) => {
+                shared.read(|d| d.socket.as_ref().map(|sock| sock.0.send(&text)));
+            }
+            Action::Schedule(at) => {
+                let timer = at.map(|at| {
+                    let delay = u32::try_from(at.saturating_sub(now())).unwrap_or(u32::MAX);
+                    let weak = Rc::downgrade(shared);
+                    Counted::new(Timeout::new(delay, move || {
+                        if let Some(shared) = weak.upgrade() {
+                            dispatch(&shared, Input::Tick);
+                        }
+                    }))
+                });
+                let old = shared.update(|d| std::mem::replace(&mut d.timer, timer));
+                defer_drop(old);
+            }
+            Action::Emit(event) => emit(shared, &event),
+            Action::Settle { id, result } => {
+                let promise = shared.update(|d| d.promises.remove(&id)).flatten();
+                if let Some((resolve, reject)) = promise {
+                    let _ = match result {
+                        Ok(Some(msg)) => resolve.call1(&JsValue::NULL, &msg),
+                        Ok(None) => resolve.call0(&JsValue::NULL),
+                        Err(e) => reject.call1(&JsValue::NULL, &error_object(&e)),
+                    };
+                }
+            }
+        }
+    }
+    let closed = shared.read(|d| d.machine.state() == State::Closed).unwrap_or(false);
+    if closed {
+        release(shared);
+    }
+}
+
+/// Frees every browser resource and listener of a closed client.
+fn release(shared: &Shared) {
+    let promises = shared
+        .update(|d| {
+            defer_drop((d.socket.take(), d.timer.take(), d.lifecycle.take()));
+            for set in &d.js_listeners {
+                set.clear();
+            }
+            d.rust_listeners.clear();
+            d.promises.take_all()
+        })
+        .unwrap_or_default();
+    for (_, (_, reject)) in promises {
+        let e = Error::new(crate::core::ErrorKind::Closed, "the client is closed");
+        let _ = reject.call1(&JsValue::NULL, &error_object(&e));
+    }
+}
+
+/// `{code, message, closeCode?}`.
+pub fn error_value(e: &Error) -> JsValue {
+    let o = Object::new();
+    set(&o, "code", &JsValue::from_str(e.kind.code()));
+    set(&o, "message", &JsValue::from_str(&e.message));
+    if let Some(c) = e.close_code {
+        set(&o, "closeCode", &JsValue::from(c));
+    }
+    o.into()
+}
+
+/// A JS `Error` with `code` (and `closeCode`), for promise rejections.
+pub fn error_object(e: &Error) -> JsValue {
+    let err = js_sys::Error::new(&e.message);
+    set(&err, "code", &JsValue::from_str(e.kind.code()));
+    if let Some(c) = e.close_code {
+        set(&err, "closeCode", &JsValue::from(c));
+    }
+    err.into()
+}
+
+/// The event's name and the value JS listeners get.
+pub fn event_value(event: &Event<JsValue>) -> (&'static str, JsValue) {
+    match event {
+        Event::State(s) => ("state", JsValue::from_str(s.as_str())),
+        Event::Message(m) => ("message", m.clone()),
+        Event::Error(e) => ("error", error_value(e)),
+        Event::Resync(r) => {
+            let o = Object::new();
+            set(&o, "reason", &JsValue::from_str(r.as_str()));
+            ("resync", o.into())
+        }
+        Event::Retry { attempt, delay_ms } => {
+            let o = Object::new();
+            set(&o, "attempt", &JsValue::from(*attempt));
+            set(&o, "delayMs", &JsValue::from(*delay_ms as f64));
+            ("retry", o.into())
+        }
+    }
+}
+
+fn emit(shared: &Shared, event: &Event<JsValue>) {
+    let (name, value) = event_value(event);
+    let Some((js, rust)) = shared.read(|d| {
+        let js = d.listeners(name).map(|s| Array::from(s)).unwrap_or_default();
+        (js, d.rust_listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<RustListener>>())
+    }) else {
+        return;
+    };
+    for f in js.iter() {
+        if let Some(f) = wasm_bindgen::JsCast::dyn_ref::<Function>(&f) {
+            if let Err(e) = f.call1(&JsValue::NULL, &value) {
+                // One listener's exception must not stop the others, nor the client.
+                web_sys::console::error_2(&JsValue::from_str("resock: a listener threw"), &e);
+            }
+        }
+    }
+    for f in rust {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            f(event);
+        }
+    }
+}

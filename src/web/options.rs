@@ -1,0 +1,123 @@
+//! The options object of `new Client({...})`, read with `Reflect` and checked: a bad option
+//! throws a `TypeError` that names it.
+
+use js_sys::{Function, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::core::frames::concat;
+use crate::core::{Backoff, Config, OutboxLimits};
+
+/// Where the token comes from: none, a fixed string, or a function called per attempt.
+#[derive(Clone)]
+pub enum TokenSource {
+    None,
+    Fixed(String),
+    Provider(Function),
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub url: String,
+    pub ticket_url: Option<String>,
+    pub token: TokenSource,
+    pub config: Config,
+}
+
+fn type_error(msg: &str) -> JsValue {
+    js_sys::TypeError::new(msg).into()
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A whole number of milliseconds or counts, if given.
+fn number(obj: &JsValue, key: &str, path: &str) -> Result<Option<u64>, JsValue> {
+    let v = get(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(f) if (0.0..=9_007_199_254_740_991.0).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(type_error(&concat(&["resock: option ", path, " must be a non-negative number"]))),
+    }
+}
+
+fn string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    let v = get(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string().map(Some).ok_or_else(|| type_error(&concat(&["resock: option ", key, " must be a string"])))
+}
+
+/// An absolute URL with one of two schemes (checked without the platform's `URL`, to stay small;
+/// the browser refuses anything else when the socket opens, which is reported then).
+fn check_url(url: &str, what: &str, schemes: [&str; 2]) -> Result<(), JsValue> {
+    let ok = schemes.iter().any(|scheme| {
+        url.len() > scheme.len() + 3
+            && url.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+            && url.get(scheme.len()..scheme.len() + 3) == Some("://")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(type_error(&concat(&["resock: ", what, " must be an absolute ", schemes[0], ":// or ", schemes[1], ":// URL, got ", url])))
+    }
+}
+
+impl Options {
+    pub fn from_js(opts: &JsValue) -> Result<Options, JsValue> {
+        if !opts.is_object() {
+            return Err(type_error("resock: new Client(options) needs an options object with a url"));
+        }
+        let url = string(opts, "url")?.ok_or_else(|| type_error("resock: option url is required"))?;
+        check_url(&url, "url", ["ws", "wss"])?;
+        let ticket_url = string(opts, "ticketUrl")?;
+        if let Some(t) = &ticket_url {
+            check_url(t, "ticketUrl", ["http", "https"])?;
+        }
+        let token = match get(opts, "token") {
+            v if v.is_undefined() || v.is_null() => TokenSource::None,
+            v if v.is_function() => TokenSource::Provider(v.unchecked_into()),
+            v => match v.as_string() {
+                Some(s) => TokenSource::Fixed(s),
+                None => return Err(type_error("resock: option token must be a string or a function")),
+            },
+        };
+        let mut config = Config::default();
+        let reconnect = get(opts, "reconnect");
+        if reconnect.is_object() {
+            let b = &mut config.backoff;
+            *b = Backoff {
+                initial_ms: number(&reconnect, "initialDelayMs", "reconnect.initialDelayMs")?.unwrap_or(b.initial_ms),
+                max_ms: number(&reconnect, "maxDelayMs", "reconnect.maxDelayMs")?.unwrap_or(b.max_ms),
+            };
+            if b.max_ms < b.initial_ms {
+                return Err(type_error("resock: reconnect.maxDelayMs must be at least reconnect.initialDelayMs"));
+            }
+            config.max_attempts =
+                number(&reconnect, "maxAttempts", "reconnect.maxAttempts")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        } else if !reconnect.is_undefined() {
+            return Err(type_error("resock: option reconnect must be an object"));
+        }
+        let set = |v: Option<u64>, slot: &mut u64| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(number(opts, "heartbeatGraceMs", "heartbeatGraceMs")?, &mut config.heartbeat_grace_ms);
+        set(number(opts, "requestTimeoutMs", "requestTimeoutMs")?, &mut config.request_timeout_ms);
+        set(number(opts, "stableAfterMs", "stableAfterMs")?, &mut config.stable_after_ms);
+        let outbox = get(opts, "outbox");
+        if outbox.is_object() {
+            let d = OutboxLimits::default();
+            config.outbox = OutboxLimits {
+                max_messages: number(&outbox, "maxMessages", "outbox.maxMessages")?.map_or(d.max_messages, |n| n as usize),
+                max_bytes: number(&outbox, "maxBytes", "outbox.maxBytes")?.map_or(d.max_bytes, |n| n as usize),
+            };
+            config.outbox_ttl_ms = number(&outbox, "ttlMs", "outbox.ttlMs")?;
+        }
+        Ok(Options { url, ticket_url, token, config })
+    }
+}
