@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
-# Runs every test of resock: set-up (idempotent), native unit/property/server tests, lints,
-# and the browser tests against the fixture. Exit status is non-zero on any failure.
+# Runs every test of resock, doing its own set-up first (idempotent):
+#   1. native: protocol and core unit + property tests, the fixture's unit and server tests
+#   2. lints: clippy on the wasm build (unwrap/expect/panic/indexing denied in src/)
+#   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
+#   4. package: the release npm package, with its size figure and budget
+#   5. js: the TypeScript consumer type-check and the Playwright tests of the React demo
+# Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"
 
 section() { printf '\n== %s\n' "$*"; }
 
 section "set-up"
 scripts/setup.sh
 
-section "native tests: protocol, core, fixture server (cargo test --workspace)"
+section "1/5 native tests: protocol, core, fixture server (cargo test --workspace)"
 cargo test --workspace --locked
+
+section "2/5 lints: clippy on the wasm build"
+cargo clippy --locked --target wasm32-unknown-unknown -p resock -- -D warnings
+
+section "3/5 browser tests: wasm-bindgen-test in headless Chromium against the fixture"
+cargo build --locked -p resock-fixture
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  scripts/with-fixture.sh "--dev --heartbeat-ms 500 --pong-timeout-ms 500 --max-connections-per-user 64" \
+  cargo test --locked --target wasm32-unknown-unknown --test browser -- --nocapture
+
+section "4/5 the npm package (release build, size budget)"
+scripts/build-pkg.sh
+
+if [ -f js/package.json ]; then
+  section "5/5 js: TypeScript consumer and Playwright tests"
+  (cd js && npm test)
+fi
 
 section "all tests passed"

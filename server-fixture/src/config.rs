@@ -86,6 +86,10 @@ pub struct Config {
     #[arg(long = "static", env = "RESOCK_STATIC")]
     pub static_dir: Option<PathBuf>,
 
+    /// Send no `welcome` on open, like the seeds' FastAPI servers (to test clients against them).
+    #[arg(long, env = "RESOCK_NO_WELCOME")]
+    pub no_welcome: bool,
+
     /// Development mode: /dev/token and /dev/drop, and a fixed JWT secret unless --jwt-secret.
     #[arg(long, env = "RESOCK_DEV")]
     pub dev: bool,

@@ -98,6 +98,8 @@ pub struct Limits {
     pub send_queue: usize,
     pub history: usize,
     pub heartbeat_ms: u64,
+    /// Queue a `welcome` first on every connection (off with `--no-welcome`).
+    pub send_welcome: bool,
 }
 
 pub struct Hub {
@@ -213,7 +215,9 @@ impl Hub {
             seq,
         };
         // Queued under the lock, so `welcome` is the first frame: no stream message can overtake it.
-        let _ = tx.try_send(Out::Text(encode(&ServerMessage::Welcome(welcome.clone()), None, None)));
+        if self.limits.send_welcome {
+            let _ = tx.try_send(Out::Text(encode(&ServerMessage::Welcome(welcome.clone()), None, None)));
+        }
         st.conns.insert(id, Conn { user: user.to_owned(), tx, kill: Some(kill_tx), rooms: HashSet::new() });
         st.users.entry(user.to_owned()).or_default().push(id);
         st.opened_total += 1;

@@ -45,6 +45,7 @@ impl App {
             send_queue: usize::try_from(cfg.send_queue).unwrap_or(usize::MAX),
             history: cfg.history,
             heartbeat_ms: cfg.heartbeat_ms,
+            send_welcome: !cfg.no_welcome,
         };
         App {
             hub: Hub::new(limits),

@@ -574,3 +574,16 @@ async fn shutdown_closes_every_socket_1001() {
     assert_eq!(b.expect_close().await.0, 1001);
     tokio::time::timeout(WAIT, stop).await.expect("shutdown ends").unwrap();
 }
+
+#[tokio::test]
+async fn no_welcome_mode_behaves_like_the_seed_servers() {
+    let fx = Fx::start(&["--no-welcome", "--heartbeat-ms", "100"]).await;
+    let service = fx.service_token().await;
+    let token = fx.token("alice").await;
+    let mut ws = Ws::connect(&fx.ws_url(&format!("/ws?token={token}"))).await.unwrap();
+    fx.wait_stats("the connection", |s| s["connections"] == 1).await;
+    fx.notify(&service, "alice", "x").await;
+    // The first frame is the notification (or a ping), never a welcome.
+    let first = ws.next_app().await;
+    assert!(matches!(&first, Seen::Json(v) if v["type"] == "new_notification"), "{first:?}");
+}

@@ -11,7 +11,7 @@ pub mod stream;
 pub mod types;
 pub mod vecmap;
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
 pub use backoff::{Backoff, Random};

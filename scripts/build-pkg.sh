@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the npm package into pkg/: the release wasm (wasm-pack, wasm-opt from npm's binaryen),
+# its JS glue minified, pkg-template's package.json and README, and the React bindings from js/
+# when they exist. Prints the size figure and fails when the .wasm and its JS glue together are
+# over the budget (45 KB gzip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUDGET=${RESOCK_SIZE_BUDGET:-45000}
+export PATH="$PWD/tools/node_modules/.bin:$PATH"   # wasm-opt 132 and esbuild; never Debian's binaryen
+
+echo "[pkg] wasm-pack build --release --target web"
+rm -rf pkg
+wasm-pack build --release --target web --out-dir pkg --out-name resock --no-pack 2>&1 | grep -v "^\[INFO\]: License key" || true
+[ -f pkg/resock_bg.wasm ] || { echo "[pkg] wasm-pack produced no pkg/resock_bg.wasm" >&2; exit 1; }
+
+glue_raw=$(gzip -9 -c pkg/resock.js | wc -c)
+echo "[pkg] minifying the JS glue (esbuild)"
+esbuild pkg/resock.js --minify --format=esm --log-level=warning --outfile=pkg/resock.min.js
+mv pkg/resock.min.js pkg/resock.js
+
+cp pkg-template/package.json pkg-template/README.md pkg/
+if [ -f js/build-react.mjs ]; then
+  echo "[pkg] building the React bindings (js/)"
+  node js/build-react.mjs pkg
+fi
+rm -f pkg/.gitignore
+
+wasm_gz=$(gzip -9 -c pkg/resock_bg.wasm | wc -c)
+glue_gz=$(gzip -9 -c pkg/resock.js | wc -c)
+total=$((wasm_gz + glue_gz))
+printf '[pkg] size: resock_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip (%d B before minifying); total %d B gzip (budget %d B)\n' \
+  "$(wc -c < pkg/resock_bg.wasm)" "$wasm_gz" "$glue_gz" "$glue_raw" "$total" "$BUDGET"
+if [ "$total" -gt "$BUDGET" ]; then
+  echo "[pkg] over the size budget" >&2
+  exit 1
+fi

@@ -1,0 +1,493 @@
+//! End-to-end tests in headless Chromium (wasm-bindgen-test) against the real fixture server,
+//! which `scripts/test.sh` starts under `scripts/fixture-supervisor.mjs` and names at compile
+//! time: RESOCK_FIXTURE_URL (the fixture) and RESOCK_SUPERVISOR_URL (kill and restart it).
+//! The tests drive the JavaScript API (`resock::bindings::Client`) exactly as a page would.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use gloo_timers::future::TimeoutFuture;
+use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
+use resock::bindings::{live_handles_js, Client};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const FIXTURE: &str = match option_env!("RESOCK_FIXTURE_URL") {
+    Some(u) => u,
+    None => "http://127.0.0.1:18080",
+};
+const SUPERVISOR: &str = match option_env!("RESOCK_SUPERVISOR_URL") {
+    Some(u) => u,
+    None => "http://127.0.0.1:18079",
+};
+
+// ---- helpers --------------------------------------------------------------------------------
+
+thread_local! {
+    static BUSY: RefCell<bool> = const { RefCell::new(false) };
+}
+
+/// wasm-bindgen-test runs async tests concurrently; these share one fixture and count live
+/// handles, so each holds this for its whole run.
+struct Serial;
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        BUSY.with(|b| *b.borrow_mut() = false);
+    }
+}
+
+async fn serial() -> Serial {
+    loop {
+        let got = BUSY.with(|b| {
+            let mut b = b.borrow_mut();
+            if *b {
+                false
+            } else {
+                *b = true;
+                true
+            }
+        });
+        if got {
+            // The last test's clients free their handles just after it returns: let them.
+            for _ in 0..100 {
+                if live_handles_js() == 0 {
+                    break;
+                }
+                sleep(20).await;
+            }
+            return Serial;
+        }
+        sleep(20).await;
+    }
+}
+
+fn ws_url() -> String {
+    format!("{}/ws", FIXTURE.replacen("http://", "ws://", 1))
+}
+
+fn uid(name: &str) -> String {
+    format!("{name}-{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap()
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+async fn sleep(ms: u32) {
+    TimeoutFuture::new(ms).await;
+}
+
+/// fetch(url, {method, headers, body}) -> (status, parsed JSON or undefined).
+async fn http(method: &str, url: &str, token: Option<&str>, body: Option<JsValue>) -> (u16, JsValue) {
+    let headers = Object::new();
+    Reflect::set(&headers, &"content-type".into(), &"application/json".into()).unwrap();
+    if let Some(t) = token {
+        Reflect::set(&headers, &"authorization".into(), &format!("Bearer {t}").into()).unwrap();
+    }
+    let init = obj(&[("method", method.into()), ("headers", headers.into())]);
+    if let Some(b) = body {
+        Reflect::set(&init, &"body".into(), &JSON::stringify(&b).unwrap()).unwrap();
+    }
+    let fetch: Function = get(&js_sys::global(), "fetch").dyn_into().unwrap();
+    let res = JsFuture::from(fetch.call2(&JsValue::NULL, &url.into(), &init).unwrap().dyn_into::<Promise>().unwrap())
+        .await
+        .expect("the fixture is reachable");
+    let status = get(&res, "status").as_f64().unwrap() as u16;
+    let text: Function = get(&res, "text").dyn_into().unwrap();
+    let text = JsFuture::from(text.call0(&res).unwrap().dyn_into::<Promise>().unwrap()).await.unwrap();
+    let json = JSON::parse(&text.as_string().unwrap()).unwrap_or(JsValue::UNDEFINED);
+    (status, json)
+}
+
+async fn dev_token(user: &str, role: Option<&str>) -> String {
+    let mut pairs = vec![("user_id", JsValue::from_str(user))];
+    if let Some(r) = role {
+        pairs.push(("role", r.into()));
+    }
+    let (status, body) = http("POST", &format!("{FIXTURE}/dev/token"), None, Some(obj(&pairs))).await;
+    assert_eq!(status, 200);
+    get(&body, "token").as_string().unwrap()
+}
+
+async fn notify(service: &str, user: &str, title: &str) -> JsValue {
+    let body = obj(&[("user_id", user.into()), ("title", title.into()), ("body", "b".into())]);
+    let (status, n) = http("POST", &format!("{FIXTURE}/api/notifications"), Some(service), Some(body)).await;
+    assert_eq!(status, 201);
+    n
+}
+
+async fn stats() -> JsValue {
+    http("GET", &format!("{FIXTURE}/dev/stats"), None, None).await.1
+}
+
+/// Records every value an event delivers.
+#[derive(Clone, Default)]
+struct Recorder(Rc<RefCell<Vec<JsValue>>>);
+
+impl Recorder {
+    fn listen(&self, client: &Client, event: &str) {
+        let rec = self.0.clone();
+        let f = Closure::<dyn FnMut(JsValue)>::new(move |v| rec.borrow_mut().push(v)).into_js_value();
+        client.on(event, f).unwrap();
+    }
+    fn values(&self) -> Vec<JsValue> {
+        self.0.borrow().clone()
+    }
+    fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+    fn strings(&self) -> Vec<String> {
+        self.values().iter().filter_map(JsValue::as_string).collect()
+    }
+}
+
+/// Polls `cond` every 10 ms for at most `ms`.
+async fn wait_for(what: &str, ms: u32, mut cond: impl FnMut() -> bool) {
+    let mut waited = 0;
+    while !cond() {
+        assert!(waited < ms, "timed out after {ms} ms waiting for {what}");
+        sleep(10).await;
+        waited += 10;
+    }
+}
+
+struct Rig {
+    client: Client,
+    messages: Recorder,
+    states: Recorder,
+    errors: Recorder,
+    resyncs: Recorder,
+    retries: Recorder,
+}
+
+impl Rig {
+    fn new(options: JsValue) -> Rig {
+        let client = Client::new(options).expect("valid options");
+        let rig = Rig {
+            client,
+            messages: Recorder::default(),
+            states: Recorder::default(),
+            errors: Recorder::default(),
+            resyncs: Recorder::default(),
+            retries: Recorder::default(),
+        };
+        rig.messages.listen(&rig.client, "message");
+        rig.states.listen(&rig.client, "state");
+        rig.errors.listen(&rig.client, "error");
+        rig.resyncs.listen(&rig.client, "resync");
+        rig.retries.listen(&rig.client, "retry");
+        rig
+    }
+
+    /// A client for `user` with a ticket URL and a token function that counts its calls.
+    async fn with_ticket(user: &str) -> (Rig, Rc<RefCell<u32>>) {
+        let token = dev_token(user, None).await;
+        let calls = Rc::new(RefCell::new(0u32));
+        let c = calls.clone();
+        let provider = Closure::<dyn FnMut() -> JsValue>::new(move || {
+            *c.borrow_mut() += 1;
+            JsValue::from_str(&token)
+        })
+        .into_js_value();
+        let opts = obj(&[
+            ("url", ws_url().into()),
+            ("ticketUrl", format!("{FIXTURE}/ws/ticket").into()),
+            ("token", provider),
+            ("reconnect", obj(&[("initialDelayMs", 100.into()), ("maxDelayMs", 1000.into())])),
+        ]);
+        (Rig::new(opts), calls)
+    }
+
+    async fn open(&self) {
+        self.client.connect();
+        wait_for("state open", 5000, || self.client.state() == "open").await;
+    }
+
+    fn of_type(&self, kind: &str) -> Vec<JsValue> {
+        self.messages.values().into_iter().filter(|m| get(m, "type").as_string().as_deref() == Some(kind)).collect()
+    }
+
+    fn error_codes(&self) -> Vec<String> {
+        self.errors.values().iter().filter_map(|e| get(e, "code").as_string()).collect()
+    }
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+#[wasm_bindgen_test]
+async fn connects_with_a_ticket_and_typed_messages_reach_js() {
+    let _serial = serial().await;
+    let user = uid("typed");
+    let (rig, calls) = Rig::with_ticket(&user).await;
+    rig.open().await;
+    assert_eq!(*calls.borrow(), 1, "the token provider is asked once per attempt");
+    assert_eq!(rig.states.strings(), ["connecting", "open"]);
+    let service = dev_token("svc", Some("service")).await;
+    let n = notify(&service, &user, "hello").await;
+    let body = obj(&[("user_id", user.as_str().into()), ("action", "created".into()), ("task", obj(&[("title", "t".into())]))]);
+    http("POST", &format!("{FIXTURE}/api/tasks/7"), Some(&service), Some(body)).await;
+    wait_for("two messages", 3000, || rig.messages.len() >= 2).await;
+    let m = &rig.messages.values()[0];
+    assert_eq!(get(m, "type"), "new_notification");
+    assert_eq!(get(m, "seq"), 1);
+    assert_eq!(get(&get(m, "payload"), "id"), get(&n, "id"));
+    assert_eq!(get(&get(m, "payload"), "title"), "hello");
+    let t = &rig.messages.values()[1];
+    assert_eq!(get(t, "type"), "task_update");
+    assert_eq!(get(&get(&get(t, "payload"), "task"), "id"), "7");
+    // Protocol traffic never reaches the app: no welcome, no ping.
+    assert!(rig.of_type("welcome").is_empty() && rig.of_type("ping").is_empty());
+    rig.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn pings_are_answered_so_the_connection_outlives_the_pong_timeout() {
+    let _serial = serial().await;
+    // The fixture runs with --heartbeat-ms 500 --pong-timeout-ms 500.
+    let user = uid("ping");
+    let (rig, _) = Rig::with_ticket(&user).await;
+    rig.open().await;
+    sleep(2500).await;
+    assert_eq!(rig.client.state(), "open");
+    assert_eq!(rig.states.strings(), ["connecting", "open"], "never dropped");
+    assert!(rig.of_type("ping").is_empty());
+    let s = stats().await;
+    assert_eq!(get(&get(&get(&s, "users"), &user), "opened_total"), 1);
+    rig.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn two_clients_chat_in_a_room() {
+    let _serial = serial().await;
+    let (alice, _) = Rig::with_ticket(&uid("alice")).await;
+    let (bob, _) = Rig::with_ticket(&uid("bob")).await;
+    alice.open().await;
+    bob.open().await;
+    let room = uid("room");
+    let joined = JsFuture::from(alice.client.join(room.clone())).await.unwrap();
+    assert_eq!(get(&joined, "type"), "joined");
+    let joined = JsFuture::from(bob.client.join(room.clone())).await.unwrap();
+    assert_eq!(get(&get(&joined, "payload"), "members"), 2);
+    let msg = obj(&[("type", "room_message".into()), ("payload", obj(&[("room", room.as_str().into()), ("data", "hi bob".into())]))]);
+    assert!(alice.client.send(msg).unwrap());
+    wait_for("bob's room message", 3000, || !bob.of_type("room_message").is_empty()).await;
+    let got = &bob.of_type("room_message")[0];
+    assert_eq!(get(&get(got, "payload"), "data"), "hi bob");
+    assert!(get(&get(got, "payload"), "from").as_string().unwrap().starts_with("alice"));
+    // A request gets its reply by id.
+    let reply = JsFuture::from(bob.client.request("ping".into(), JsValue::UNDEFINED, JsValue::UNDEFINED).unwrap()).await.unwrap();
+    assert_eq!(get(&reply, "type"), "pong");
+    // An error reply rejects with its code.
+    let bad = JsFuture::from(bob.client.request("no_such_type".into(), Object::new().into(), JsValue::UNDEFINED).unwrap()).await;
+    assert_eq!(get(&bad.unwrap_err(), "code"), "unknown_type");
+    alice.client.close();
+    bob.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn cut_connections_reconnect_with_fresh_tickets_rejoin_and_lose_nothing() {
+    let _serial = serial().await;
+    let user = uid("drop");
+    let (rig, calls) = Rig::with_ticket(&user).await;
+    rig.open().await;
+    let room = uid("r");
+    JsFuture::from(rig.client.join(room.clone())).await.unwrap();
+    let service = dev_token("svc", Some("service")).await;
+    const N: u32 = 40;
+    let done = Rc::new(RefCell::new(false));
+    let d = done.clone();
+    let (svc, u) = (service.clone(), user.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        for i in 0..N {
+            notify(&svc, &u, &format!("n{i}")).await;
+            sleep(15).await;
+        }
+        *d.borrow_mut() = true;
+    });
+    // Cut twice mid-stream, refusing upgrades for a while each time.
+    for _ in 0..2 {
+        sleep(150).await;
+        let body = obj(&[("user_id", user.as_str().into()), ("refuse_ms", 300.into())]);
+        let (status, _) = http("POST", &format!("{FIXTURE}/dev/drop"), None, Some(body)).await;
+        assert_eq!(status, 200);
+    }
+    wait_for("every notification posted", 10_000, || *done.borrow()).await;
+    wait_for("all notifications delivered", 10_000, || rig.of_type("new_notification").len() >= N as usize).await;
+    sleep(300).await; // time for a duplicate to show up, if there were one
+    let seqs: Vec<u64> = rig.of_type("new_notification").iter().map(|m| get(m, "seq").as_f64().unwrap() as u64).collect();
+    assert_eq!(seqs, (1..=u64::from(N)).collect::<Vec<_>>(), "each once, in order");
+    assert!(rig.retries.len() >= 2, "reconnected after each cut");
+    assert!(*calls.borrow() >= 3, "a fresh token and ticket for every attempt: {}", calls.borrow());
+    assert!(rig.resyncs.values().is_empty(), "nothing was missed: no resync");
+    // Re-joined: the room has the client again, and room messages reach it.
+    wait_for("state open", 5000, || rig.client.state() == "open").await;
+    let s = stats().await;
+    assert_eq!(get(&get(&s, "rooms"), &room), 1);
+    rig.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_restarted_fixture_is_a_new_epoch_and_the_client_reports_resync() {
+    let _serial = serial().await;
+    let user = uid("restart");
+    let (rig, _) = Rig::with_ticket(&user).await;
+    rig.open().await;
+    let service = dev_token("svc", Some("service")).await;
+    notify(&service, &user, "before").await;
+    wait_for("the first notification", 3000, || rig.of_type("new_notification").len() == 1).await;
+    let (status, _) = http("POST", &format!("{SUPERVISOR}/restart"), None, Some(obj(&[("down_ms", 300.into())]))).await;
+    assert_eq!(status, 200);
+    wait_for("a resync", 10_000, || !rig.resyncs.values().is_empty()).await;
+    assert_eq!(get(&rig.resyncs.values()[0], "reason"), "new_epoch");
+    assert!(rig.states.strings().contains(&"reconnecting".to_owned()));
+    wait_for("open again", 5000, || rig.client.state() == "open").await;
+    rig.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn two_4001s_in_a_row_end_in_closed_with_auth_failed() {
+    let _serial = serial().await;
+    let opts = obj(&[
+        ("url", ws_url().into()),
+        ("token", "not-a-valid-jwt".into()),
+        ("reconnect", obj(&[("initialDelayMs", 50.into())])),
+    ]);
+    let rig = Rig::new(opts);
+    rig.client.connect();
+    wait_for("closed", 5000, || rig.client.state() == "closed").await;
+    assert_eq!(rig.error_codes(), ["auth_failed"]);
+    assert_eq!(get(&rig.errors.values()[0], "closeCode"), 4001);
+    assert!(rig.retries.values().is_empty(), "the one retry is immediate, then it stops");
+    sleep(500).await;
+    assert_eq!(rig.client.state(), "closed");
+}
+
+#[wasm_bindgen_test]
+async fn two_401s_from_the_ticket_url_end_in_closed_with_auth_failed() {
+    let _serial = serial().await;
+    let opts = obj(&[
+        ("url", ws_url().into()),
+        ("ticketUrl", format!("{FIXTURE}/ws/ticket").into()),
+        ("token", "expired-or-bad".into()),
+    ]);
+    let rig = Rig::new(opts);
+    rig.client.connect();
+    wait_for("closed", 5000, || rig.client.state() == "closed").await;
+    assert_eq!(rig.error_codes(), ["auth_failed"]);
+}
+
+#[wasm_bindgen_test]
+async fn works_against_a_server_that_sends_no_welcome_with_a_query_token() {
+    let _serial = serial().await;
+    // The fixture sends a welcome; this checks the token path and that `open` is connected
+    // before any welcome (the no-welcome server itself is covered by the core tests and the
+    // fixture's --no-welcome test).
+    let user = uid("token");
+    let token = dev_token(&user, None).await;
+    let rig = Rig::new(obj(&[("url", ws_url().into()), ("token", token.into())]));
+    rig.open().await;
+    let service = dev_token("svc", Some("service")).await;
+    notify(&service, &user, "x").await;
+    wait_for("the notification", 3000, || rig.of_type("new_notification").len() == 1).await;
+    rig.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn close_ends_every_event_and_timer() {
+    let _serial = serial().await;
+    let base = live_handles_js();
+    let (rig, _) = Rig::with_ticket(&uid("close")).await;
+    rig.open().await;
+    assert!(live_handles_js() > base, "socket, timer and page listeners are live while open");
+    rig.client.close();
+    assert_eq!(rig.client.state(), "closed");
+    sleep(50).await; // handles are freed after the current event handler returns
+    assert_eq!(live_handles_js(), base, "everything freed");
+    let events_at_close = rig.states.len() + rig.messages.len() + rig.errors.len() + rig.retries.len();
+    sleep(1500).await;
+    assert_eq!(rig.states.len() + rig.messages.len() + rig.errors.len() + rig.retries.len(), events_at_close);
+    assert!(!rig.client.send(obj(&[("type", "x".into())])).unwrap(), "a closed client refuses to send");
+}
+
+#[wasm_bindgen_test]
+async fn bad_options_throw_type_errors_that_name_the_option() {
+    let _serial = serial().await;
+    for (opts, words) in [
+        (JsValue::UNDEFINED, "options object"),
+        (obj(&[]), "url is required"),
+        (obj(&[("url", "http://x".into())]), "url must be"),
+        (obj(&[("url", "ws://x".into()), ("ticketUrl", "ws://y".into())]), "ticketUrl must be"),
+        (obj(&[("url", "ws://x".into()), ("token", 5.into())]), "token must be"),
+        (obj(&[("url", "ws://x".into()), ("reconnect", obj(&[("initialDelayMs", (-1).into())]))]), "initialDelayMs"),
+    ] {
+        let err = Client::new(opts).err().expect("throws");
+        assert!(err.is_instance_of::<js_sys::TypeError>());
+        let msg = get(&err, "message").as_string().unwrap();
+        assert!(msg.contains(words), "{msg}");
+    }
+}
+
+/// Connects and closes a client from JavaScript, waiting for it to open.
+fn cycle_fn() -> Function {
+    Function::new_with_args(
+        "c",
+        "return new Promise((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error('not open in 5 s: ' + c.state)), 5000);
+            const off = c.on('state', (s) => {
+                if (s === 'open') { off(); clearTimeout(t); c.close(); c.free(); resolve(); }
+            });
+            c.connect();
+        })",
+    )
+}
+
+fn wasm_memory_bytes() -> f64 {
+    let mem = wasm_bindgen::memory();
+    get(&get(&mem, "buffer"), "byteLength").as_f64().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_thousand_connect_close_cycles_leave_memory_and_listeners_flat() {
+    let _serial = serial().await;
+    let user = uid("cycles");
+    let token = dev_token(&user, None).await;
+    let opts = obj(&[("url", ws_url().into()), ("token", token.into())]);
+    let cycle = cycle_fn();
+    let run = |n: u32| {
+        let cycle = cycle.clone();
+        let opts = opts.clone();
+        async move {
+            for _ in 0..n {
+                let c: JsValue = Client::new(opts.clone()).unwrap().into();
+                JsFuture::from(cycle.call1(&JsValue::NULL, &c).unwrap().dyn_into::<Promise>().unwrap()).await.unwrap();
+            }
+            sleep(50).await;
+        }
+    };
+    run(50).await; // warm up: allocator pools, JIT
+    let (mem_before, live_before) = (wasm_memory_bytes(), live_handles_js());
+    let started = js_sys::Date::now();
+    run(1000).await;
+    let (mem_after, live_after) = (wasm_memory_bytes(), live_handles_js());
+    let secs = (js_sys::Date::now() - started) / 1000.0;
+    web_sys::console::log_1(&JsValue::from_str(&format!(
+        "1000 connect/close cycles in {secs:.1} s: wasm memory {mem_before} -> {mem_after} bytes, live handles {live_before} -> {live_after}"
+    )));
+    assert_eq!(live_after, live_before, "every socket, timer and listener freed");
+    assert!(mem_after <= mem_before + 65_536.0, "wasm memory grew from {mem_before} to {mem_after}");
+    let _ = Array::new();
+}
