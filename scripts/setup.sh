@@ -53,6 +53,7 @@ browser() {
   fi
   # wasm-opt from npm's binaryen (never Debian's binaryen 108: its -Oz output fails to load)
   npm_ci tools
+  npm_ci js
 }
 
 # npm ci in a folder when its node_modules is missing or older than its lock file.

@@ -31,9 +31,11 @@ WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300} CARGO_TARGET_WASM32_
 section "4/5 the npm package (release build, size budget)"
 scripts/build-pkg.sh
 
-if [ -f js/package.json ]; then
-  section "5/5 js: TypeScript consumer and Playwright tests"
-  (cd js && npm test)
-fi
+section "5/5 js: React bindings and demo type-check, TypeScript consumer, Playwright"
+(cd js && npm run --silent typecheck && npm run --silent build:demo && npm run --silent typecheck:consumer)
+echo "[js] the consumer project type-checks against the built package with tsc --noEmit --strict"
+scripts/with-fixture.sh "--dev --static js/demo/dist --heartbeat-ms 5000" \
+  node --test --test-concurrency=1 js/tests/
+echo "[js] screenshots: artifacts/*.png"
 
 section "all tests passed"

@@ -1,0 +1,237 @@
+import { useEffect, useMemo, useState, type FormEvent } from "react";
+import type { ClientOptions, TaskUpdateMessage } from "resock";
+import {
+  ResockProvider,
+  useConnectionState,
+  useMessages,
+  useNotifications,
+  useRoom,
+  type NotificationsState,
+} from "resock/react";
+
+const origin = window.location.origin;
+const wsUrl = origin.replace(/^http/, "ws") + "/ws";
+
+async function devToken(userId: string, role?: string): Promise<string> {
+  const res = await fetch(`${origin}/dev/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user_id: userId, role }),
+  });
+  if (!res.ok) throw new Error(`could not sign in: HTTP ${res.status} (is the fixture running with --dev?)`);
+  return ((await res.json()) as { token: string }).token;
+}
+
+export function App() {
+  const [session, setSession] = useState<{ user: string; token: string } | null>(null);
+  const options = useMemo<ClientOptions | null>(
+    () => session && { url: wsUrl, ticketUrl: `${origin}/ws/ticket`, token: session.token },
+    [session],
+  );
+  if (!session || !options) return <SignIn onSignIn={(user, token) => setSession({ user, token })} />;
+  return (
+    <ResockProvider options={options} fallback="Loading…">
+      <Shell user={session.user} />
+    </ResockProvider>
+  );
+}
+
+function SignIn({ onSignIn }: { onSignIn: (user: string, token: string) => void }) {
+  const initial = new URLSearchParams(window.location.search).get("user") ?? "alice";
+  const [user, setUser] = useState(initial);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    try {
+      onSignIn(user, await devToken(user));
+    } catch (err) {
+      setError(String(err));
+    }
+  };
+  return (
+    <section className="signin">
+      <h2>Sign in (dev token)</h2>
+      <form className="row" onSubmit={submit}>
+        <input data-testid="user" value={user} onChange={(e) => setUser(e.target.value)} aria-label="user id" />
+        <button className="primary" data-testid="sign-in" type="submit">
+          Sign in
+        </button>
+      </form>
+      {error && <p className="muted">{error}</p>}
+    </section>
+  );
+}
+
+/** One notifications state for the bell and the list (one REST load, one listener). */
+function Shell({ user }: { user: string }) {
+  const notifications = useNotifications();
+  return (
+    <>
+      <header>
+        <h1>resock demo — {user}</h1>
+        <ConnectionIndicator />
+        <Bell unread={notifications.unread} />
+      </header>
+      <main>
+        <Notifications state={notifications} />
+        <Tasks />
+        <Chat user={user} />
+        <DevTools user={user} />
+      </main>
+    </>
+  );
+}
+
+function ConnectionIndicator() {
+  const { state, retryAt } = useConnectionState();
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (state !== "reconnecting") return;
+    const t = setInterval(() => setNow(Date.now()), 100);
+    return () => clearInterval(t);
+  }, [state]);
+  let text: string = state;
+  if (state === "open") text = "connected";
+  if (state === "reconnecting") {
+    const left = retryAt === null ? 0 : Math.max(0, retryAt - now);
+    text = left > 0 ? `reconnecting in ${(left / 1000).toFixed(1)} s` : "reconnecting…";
+  }
+  return (
+    <span className="indicator" data-testid="connection" data-state={state}>
+      <span className={`dot ${state}`} />
+      {text}
+    </span>
+  );
+}
+
+function Bell({ unread }: { unread: number }) {
+  return (
+    <button className="bell" aria-label={`${unread} unread notifications`} onClick={() => document.getElementById("notifications")?.scrollIntoView()}>
+      <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
+        <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9" />
+        <path d="M13.7 21a2 2 0 0 1-3.4 0" />
+      </svg>
+      <span className="badge" data-testid="unread">
+        {unread}
+      </span>
+    </button>
+  );
+}
+
+function Notifications({ state }: { state: NotificationsState }) {
+  const { items, unread, loading, error, markRead, markAllRead } = state;
+  return (
+    <section id="notifications">
+      <h2>
+        Notifications <span className="muted">({unread} unread)</span>
+      </h2>
+      {loading && <p className="muted">Loading…</p>}
+      {error && <p className="muted">{error}</p>}
+      <button data-testid="mark-all-read" onClick={() => void markAllRead()} disabled={unread === 0}>
+        Mark all read
+      </button>
+      <ul>
+        {items.map((n) => (
+          <li key={n.id} className={n.read ? "read" : "unread"} data-testid="notification" data-read={n.read}>
+            <span style={{ flex: 1 }}>
+              <strong>{n.title}</strong> <span className="muted">{n.body}</span>
+            </span>
+            {!n.read && (
+              <button data-testid="mark-read" onClick={() => void markRead([n.id])}>
+                Mark read
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function Tasks() {
+  const updates = useMessages((m) => (m.type === "task_update" ? (m as TaskUpdateMessage<{ id?: string; title?: string }>) : undefined), {
+    limit: 20,
+  });
+  return (
+    <section>
+      <h2>Task updates</h2>
+      {updates.length === 0 && <p className="muted">No task updates yet.</p>}
+      <ul>
+        {[...updates].reverse().map((u) => (
+          <li key={u.seq} data-testid="task-update">
+            <strong>{u.payload.action}</strong> {u.payload.task.title ?? u.payload.task.id}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function Chat({ user }: { user: string }) {
+  const room = useRoom<string>("general");
+  const [text, setText] = useState("");
+  const send = (e: FormEvent) => {
+    e.preventDefault();
+    if (!text.trim()) return;
+    room.send(text);
+    setText("");
+  };
+  return (
+    <section className="chat">
+      <h2>
+        Chat: general <span className="muted">{room.joined ? `joined, ${room.members} here` : "joining…"}</span>
+      </h2>
+      <ul data-testid="chat">
+        {room.messages.map((m, i) => (
+          <li key={i} data-testid="chat-message">
+            <strong>{m.mine ? user : m.from}</strong> {m.data}
+          </li>
+        ))}
+      </ul>
+      <form className="row" onSubmit={send}>
+        <input data-testid="chat-input" value={text} onChange={(e) => setText(e.target.value)} placeholder="Say something" />
+        <button className="primary" data-testid="chat-send" type="submit">
+          Send
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function DevTools({ user }: { user: string }) {
+  const [status, setStatus] = useState("");
+  const asService = async (path: string, body: unknown) => {
+    const token = await devToken("demo-backend", "service");
+    const res = await fetch(`${origin}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
+    setStatus(`${path}: HTTP ${res.status}`);
+  };
+  const n = Math.floor(Math.random() * 1000);
+  return (
+    <section>
+      <h2>Dev tools (what a back end would do)</h2>
+      <div className="row" style={{ flexWrap: "wrap" }}>
+        <button data-testid="send-notification" onClick={() => void asService("/api/notifications", { user_id: user, title: `Hello #${n}`, body: "from the demo" })}>
+          Notify me
+        </button>
+        <button data-testid="send-task" onClick={() => void asService(`/api/tasks/task-${n}`, { user_id: user, action: "completed", task: { title: `Task ${n}` } })}>
+          Update a task
+        </button>
+        <button
+          data-testid="drop"
+          onClick={() =>
+            void fetch(`${origin}/dev/drop`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: user, refuse_ms: 3000 }) }).then((r) =>
+              setStatus(`/dev/drop: HTTP ${r.status}`),
+            )
+          }
+        >
+          Cut my connection
+        </button>
+      </div>
+      <p className="muted">{status}</p>
+    </section>
+  );
+}

@@ -1,0 +1,19 @@
+import { defineConfig } from "vite";
+import { fileURLToPath } from "node:url";
+
+const pkg = (file: string) => fileURLToPath(new URL(`../../pkg/${file}`, import.meta.url));
+
+// The demo uses the package as built into ../../pkg by scripts/build-pkg.sh.
+export default defineConfig({
+  base: "./",
+  resolve: {
+    // The package lives outside this folder: its `react` import must resolve to ours (one React).
+    dedupe: ["react", "react-dom"],
+    alias: [
+      { find: /^resock\/react$/, replacement: pkg("react.js") },
+      { find: /^resock$/, replacement: pkg("resock.js") },
+    ],
+  },
+  build: { outDir: "dist", emptyOutDir: true, target: "es2022" },
+  esbuild: { jsx: "automatic" },
+});

@@ -1,0 +1,166 @@
+// Playwright (playwright-core driving Debian's /usr/bin/chromium, never a downloaded browser)
+// against the demo served by the fixture (scripts/with-fixture.sh starts it with --static and
+// --dev and exports RESOCK_FIXTURE_URL and RESOCK_SUPERVISOR_URL). Each test saves a screenshot
+// into artifacts/.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.RESOCK_FIXTURE_URL;
+const SUPERVISOR = process.env.RESOCK_SUPERVISOR_URL;
+if (!BASE || !SUPERVISOR) throw new Error("run under scripts/with-fixture.sh (RESOCK_FIXTURE_URL, RESOCK_SUPERVISOR_URL)");
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "artifacts");
+mkdirSync(ARTIFACTS, { recursive: true });
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+after(async () => {
+  await browser?.close();
+});
+
+const uid = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
+
+async function api(method, path, { token, body } = {}) {
+  const res = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+async function serviceToken() {
+  return (await api("POST", "/dev/token", { body: { user_id: "e2e-backend", role: "service" } })).body.token;
+}
+
+async function notify(user, title) {
+  const res = await api("POST", "/api/notifications", { token: await serviceToken(), body: { user_id: user, title, body: "e2e" } });
+  assert.equal(res.status, 201);
+  return res.body;
+}
+
+/** Opens the demo in `context`, signs in as `user` and waits for the connection. */
+async function signIn(context, user) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`[page ${user}] ${e.message}`));
+  await page.goto(`${BASE}/?user=${encodeURIComponent(user)}`);
+  await page.getByTestId("sign-in").click();
+  await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 10_000 });
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+test("two users in two browser contexts chat in a room", async () => {
+  const [a, b] = [await browser.newContext(), await browser.newContext()];
+  try {
+    const alice = await signIn(a, uid("alice"));
+    const bob = await signIn(b, uid("bob"));
+    for (const p of [alice, bob]) await p.getByText(/joined, \d+ here/).waitFor();
+    await alice.getByTestId("chat-input").fill("hello bob");
+    await alice.getByTestId("chat-send").click();
+    await bob.getByTestId("chat-message").filter({ hasText: "hello bob" }).waitFor({ timeout: 5000 });
+    await bob.getByTestId("chat-input").fill("hi alice");
+    await bob.getByTestId("chat-send").click();
+    await alice.getByTestId("chat-message").filter({ hasText: "hi alice" }).waitFor({ timeout: 5000 });
+    assert.equal(await alice.getByTestId("chat-message").count(), 2);
+    await shot(alice, "chat-alice");
+    await shot(bob, "chat-bob");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test("a notification posted over REST shows in the bell within a second; mark-read updates every tab", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("carol");
+    const tab1 = await signIn(context, user);
+    const tab2 = await signIn(context, user);
+    const started = Date.now();
+    await notify(user, "Build finished");
+    for (const tab of [tab1, tab2]) {
+      await tab.locator('[data-testid="unread"]', { hasText: "1" }).waitFor({ timeout: 1000 });
+    }
+    console.log(`notification shown in both tabs ${Date.now() - started} ms after the POST`);
+    await shot(tab1, "bell-unread");
+    await tab1.getByTestId("mark-read").first().click();
+    for (const tab of [tab1, tab2]) {
+      await tab.locator('[data-testid="unread"]', { hasText: "0" }).waitFor({ timeout: 3000 });
+      await tab.locator('[data-testid="notification"][data-read="true"]').waitFor();
+    }
+    await notify(user, "Second");
+    await notify(user, "Third");
+    await tab2.locator('[data-testid="unread"]', { hasText: "2" }).waitFor({ timeout: 3000 });
+    await tab2.getByTestId("mark-all-read").click();
+    await tab1.locator('[data-testid="unread"]', { hasText: "0" }).waitFor({ timeout: 3000 });
+    await shot(tab2, "bell-all-read");
+  } finally {
+    await context.close();
+  }
+});
+
+test("the fixture restarted mid-session: reconnecting, then connected; a notification posted meanwhile appears once", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("dave");
+    const page = await signIn(context, user);
+    await notify(user, "before the restart");
+    await page.getByText("before the restart").waitFor({ timeout: 3000 });
+    const restart = fetch(`${SUPERVISOR}/restart`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ down_ms: 1500 }),
+    });
+    await page.locator('[data-testid="connection"][data-state="reconnecting"]').waitFor({ timeout: 5000 });
+    await shot(page, "restart-reconnecting");
+    assert.equal((await restart).status, 200);
+    const title = `posted while reconnecting ${Date.now()}`;
+    await notify(user, title);
+    await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 15_000 });
+    await page.getByText(title).waitFor({ timeout: 5000 });
+    await page.waitForTimeout(500); // a duplicate would show up by now
+    assert.equal(await page.getByText(title).count(), 1, "exactly once");
+    await shot(page, "restart-connected");
+  } finally {
+    await context.close();
+  }
+});
+
+test("under StrictMode the fixture sees one connection per page", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("erin");
+    const page = await signIn(context, user);
+    await page.waitForTimeout(500);
+    const stats = (await api("GET", "/dev/stats")).body;
+    assert.deepEqual(
+      { open: stats.users[user].open, opened_total: stats.users[user].opened_total },
+      { open: 1, opened_total: 1 },
+    );
+    await shot(page, "strictmode-one-connection");
+  } finally {
+    await context.close();
+  }
+});
