@@ -38,18 +38,16 @@ export interface UnknownMessage {
   seq?: number;
 }
 
-/** Every message the `message` event delivers, discriminated on `type`. */
+/**
+ * The message types the `message` event delivers, discriminated on `type`. (Errors go to the
+ * `error` event; `joined`, `left`, `ack` and `pong` replies go to the promise of their request.)
+ */
 export type ServerMessage =
   | NewNotificationMessage
   | NotificationReadMessage
   | AllReadMessage
   | TaskUpdateMessage
-  | RoomMessage
-  | JoinedMessage
-  | LeftMessage
-  | AckMessage
-  | PongMessage
-  | ErrorMessage;
+  | RoomMessage;
 
 /** What a client sends: any `{type, payload?}` object. */
 export interface ClientMessage {
@@ -63,6 +61,7 @@ export interface ResockError {
   code:
     | "auth_failed" | "replaced" | "server_closed" | "unsupported_data" | "invalid_payload"
     | "message_too_big" | "policy_violation" | "server_error" | "try_again_later" | "max_attempts"
+    | "connect_timeout" | "bad_url"
     | "ticket_failed" | "rate_limited" | "outbox_full" | "expired" | "timeout" | "disconnected"
     | "closed" | "bad_room" | "bad_frame" | (string & {});
   message: string;
@@ -95,7 +94,7 @@ export interface ClientOptions {
   ticketUrl?: string;
   /** A token, or a function (sync or async) called before every attempt. Without `ticketUrl`, sent as `?token=`. */
   token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
-  /** Full-jitter exponential backoff. `maxAttempts: null` retries forever. */
+  /** Full-jitter exponential backoff. `maxAttempts`: reconnect attempts in a row before giving up; null retries forever. */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number | null };
   /** Nothing received for heartbeat + this: the connection is dead. Default 15000. */
   heartbeatGraceMs?: number;
@@ -103,6 +102,13 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** A connection open this long resets the backoff. Default 5000. */
   stableAfterMs?: number;
+  /** How long one attempt may take to get a ticket and open the socket. Default 10000. */
+  connectTimeoutMs?: number;
+  /**
+   * Frames sent at most per window, to stay under the server's rate limit; the rest wait in the
+   * outbox. Default {max: 8, windowMs: 1000}; null sends without pacing.
+   */
+  sendRate?: { max?: number; windowMs?: number } | null;
   /** The queue of messages sent while not connected. Defaults: 1000 messages, 1 MiB, no TTL. */
   outbox?: { maxMessages?: number; maxBytes?: number; ttlMs?: number };
 }
@@ -115,7 +121,10 @@ export class Client {
   connect(): void;
   /** Sends now or queues while not open; false when refused (outbox full, or closed). */
   send(message: ClientMessage): boolean;
-  /** Resolves on `joined`; the room is joined again after every reconnect. */
+  /**
+   * Resolves on `joined`; rejects on an error (the room is then dropped) or a timeout (the room
+   * stays wanted). The room is joined again after every reconnect until `leave`.
+   */
   join(room: string): Promise<JoinedMessage>;
   /** Leaves the room and stops re-joining it. */
   leave(room: string): Promise<LeftMessage | undefined>;

@@ -26,6 +26,11 @@ const SUPERVISOR: &str = match option_env!("RESOCK_SUPERVISOR_URL") {
     None => "http://127.0.0.1:18079",
 };
 
+const SEED_FIXTURE: &str = match option_env!("RESOCK_SEED_FIXTURE_URL") {
+    Some(u) => u,
+    None => "http://127.0.0.1:18081",
+};
+
 // ---- helpers --------------------------------------------------------------------------------
 
 thread_local! {
@@ -391,11 +396,8 @@ async fn two_401s_from_the_ticket_url_end_in_closed_with_auth_failed() {
 }
 
 #[wasm_bindgen_test]
-async fn works_against_a_server_that_sends_no_welcome_with_a_query_token() {
+async fn connects_with_a_query_token_when_there_is_no_ticket_url() {
     let _serial = serial().await;
-    // The fixture sends a welcome; this checks the token path and that `open` is connected
-    // before any welcome (the no-welcome server itself is covered by the core tests and the
-    // fixture's --no-welcome test).
     let user = uid("token");
     let token = dev_token(&user, None).await;
     let rig = Rig::new(obj(&[("url", ws_url().into()), ("token", token.into())]));
@@ -403,6 +405,56 @@ async fn works_against_a_server_that_sends_no_welcome_with_a_query_token() {
     let service = dev_token("svc", Some("service")).await;
     notify(&service, &user, "x").await;
     wait_for("the notification", 3000, || rig.of_type("new_notification").len() == 1).await;
+    rig.client.close();
+}
+
+/// The second fixture runs with --no-welcome --heartbeat-ms 300 --pong-timeout-ms 300: like
+/// the seeds' FastAPI servers, it never sends a welcome.
+#[wasm_bindgen_test]
+async fn works_against_a_server_that_sends_no_welcome() {
+    let _serial = serial().await;
+    let user = uid("seed");
+    let post = |path: &str| format!("{SEED_FIXTURE}{path}");
+    let (_, body) = http("POST", &post("/dev/token"), None, Some(obj(&[("user_id", user.as_str().into())]))).await;
+    let token = get(&body, "token").as_string().unwrap();
+    let calls = Rc::new(RefCell::new(0u32));
+    let c = calls.clone();
+    let provider = Closure::<dyn FnMut() -> JsValue>::new(move || {
+        *c.borrow_mut() += 1;
+        JsValue::from_str(&token)
+    })
+    .into_js_value();
+    let rig = Rig::new(obj(&[
+        ("url", format!("{}/ws", SEED_FIXTURE.replacen("http://", "ws://", 1)).into()),
+        ("ticketUrl", post("/ws/ticket").into()),
+        ("token", provider),
+        ("reconnect", obj(&[("initialDelayMs", 50.into()), ("maxDelayMs", 300.into())])),
+    ]));
+    rig.open().await; // open is connected: no welcome to wait for
+    let room = uid("seedroom");
+    JsFuture::from(rig.client.join(room.clone())).await.unwrap();
+    sleep(1200).await; // four pings of 300 ms, each answered within its 300 ms timeout
+    assert_eq!(rig.states.strings(), ["connecting", "open"], "pings were answered");
+    // A cut: a fresh ticket, and the room joined again.
+    http("POST", &post("/dev/drop"), None, Some(obj(&[("user_id", user.as_str().into())]))).await;
+    wait_for("reconnected", 5000, || rig.states.strings().len() >= 4 && rig.client.state() == "open").await;
+    assert!(*calls.borrow() >= 2, "credentials fetched per attempt");
+    // The room is joined again: the server counts this client in it.
+    let mut members = JsValue::UNDEFINED;
+    for _ in 0..100 {
+        members = get(&get(&http("GET", &post("/dev/stats"), None, None).await.1, "rooms"), &room);
+        if members == 1 {
+            break;
+        }
+        sleep(20).await;
+    }
+    assert_eq!(members, 1);
+    let (_, svc) = http("POST", &post("/dev/token"), None, Some(obj(&[("user_id", "svc".into()), ("role", "service".into())]))).await;
+    let svc = get(&svc, "token").as_string().unwrap();
+    let body = obj(&[("user_id", user.as_str().into()), ("title", "t".into()), ("body", "b".into())]);
+    http("POST", &post("/api/notifications"), Some(&svc), Some(body)).await;
+    wait_for("the notification", 3000, || rig.of_type("new_notification").len() == 1).await;
+    assert!(rig.resyncs.values().is_empty(), "no epoch to compare: no resync");
     rig.client.close();
 }
 

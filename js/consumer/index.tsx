@@ -1,5 +1,12 @@
 // Type-checked with `tsc --noEmit --strict` against the built package installed by path.
-import init, { Client, isKnownMessage, type ServerMessage, type ResockError, type ConnectionState } from "resock";
+import init, {
+  Client,
+  isKnownMessage,
+  type ConnectionState,
+  type JoinedMessage,
+  type ResockError,
+  type ServerMessage,
+} from "resock";
 import { ResockProvider, useConnectionState, useMessages, useNotifications, useRoom } from "resock/react";
 
 function assertNever(x: never): never {
@@ -19,19 +26,14 @@ export function describe(msg: ServerMessage): string {
       return `task ${msg.payload.action}`;
     case "room_message":
       return `${msg.payload.from} in ${msg.payload.room}`;
-    case "joined":
-      return `joined ${msg.payload.room} (${msg.payload.members})`;
-    case "left":
-      return `left ${msg.payload.room}`;
-    case "ack":
-      return `ack ${msg.id ?? ""}`;
-    case "pong":
-      return "pong";
-    case "error":
-      return `error ${msg.payload.code}: ${msg.payload.message}`;
     default:
       return assertNever(msg);
   }
+}
+
+/** Replies are typed too: `join` resolves with the `joined` message. */
+export function describeJoined(m: JoinedMessage): string {
+  return `joined ${m.payload.room} (${m.payload.members})`;
 }
 
 export async function main(): Promise<void> {
@@ -42,6 +44,8 @@ export async function main(): Promise<void> {
     token: async () => "token",
     reconnect: { initialDelayMs: 500, maxDelayMs: 30000, maxAttempts: null },
     heartbeatGraceMs: 15000,
+    connectTimeoutMs: 10000,
+    sendRate: { max: 8, windowMs: 1000 },
   });
   const off: () => void = client.on("message", (msg) => {
     if (isKnownMessage(msg)) console.log(describe(msg));
@@ -54,6 +58,7 @@ export async function main(): Promise<void> {
   const sent: boolean = client.send({ type: "room_message", payload: { room: "general", data: "hi" } });
   const joined = await client.join("general");
   const members: number = joined.payload.members;
+  console.log(describeJoined(joined));
   const reply = await client.request("some_type", { a: 1 }, { timeoutMs: 5000 });
   console.log(sent, members, reply, client.state, client.queued);
   off();

@@ -47,16 +47,28 @@ export function initResock(): Promise<unknown> {
   return ready;
 }
 
+type TokenSource = ClientOptions["token"];
+
+async function resolveToken(token: TokenSource): Promise<string | null> {
+  const t = typeof token === "function" ? await token() : token;
+  return t ?? null;
+}
+
 /** One shared client and what the hooks read from it. */
 class Entry {
   readonly client: Client;
   refs = 0;
+  closed = false;
+  /** The latest provider's token: read at every attempt, so a refreshed token is used. */
+  token: TokenSource;
   private closeTimer: ReturnType<typeof setTimeout> | null = null;
   private connection: ConnectionSnapshot = { state: "idle", retryAt: null, attempt: 0, lastError: null };
   private readonly connectionListeners = new Set<() => void>();
+  private readonly rooms = new Map<string, { refs: number; leaveTimer: ReturnType<typeof setTimeout> | null }>();
 
   constructor(options: ClientOptions) {
-    this.client = new Client(options);
+    this.token = options.token;
+    this.client = new Client({ ...options, token: () => resolveToken(this.token) });
     this.client.on("state", (state) => {
       const retryAt = state === "reconnecting" ? this.connection.retryAt : null;
       this.setConnection({ ...this.connection, state, retryAt });
@@ -81,7 +93,12 @@ class Entry {
     };
   };
 
+  currentToken(): Promise<string | null> {
+    return resolveToken(this.token);
+  }
+
   acquire() {
+    if (this.closed) throw new Error("resock/react: internal error: acquiring a closed client");
     this.refs += 1;
     if (this.closeTimer !== null) {
       clearTimeout(this.closeTimer);
@@ -97,9 +114,36 @@ class Entry {
     this.closeTimer = setTimeout(() => {
       this.closeTimer = null;
       if (this.refs === 0) {
+        this.closed = true;
         this.client.close();
         this.client.free();
         onClosed();
+      }
+    }, 0);
+  }
+
+  /** Joins a room for one more user of it (the first one sends the join). */
+  joinRoom(room: string) {
+    const r = this.rooms.get(room) ?? { refs: 0, leaveTimer: null };
+    this.rooms.set(room, r);
+    r.refs += 1;
+    if (r.leaveTimer !== null) {
+      clearTimeout(r.leaveTimer); // a StrictMode remount: still joined
+      r.leaveTimer = null;
+    }
+    return this.client.join(room);
+  }
+
+  /** One user of the room fewer; the last one leaves it (after the current task). */
+  leaveRoom(room: string) {
+    const r = this.rooms.get(room);
+    if (!r) return;
+    r.refs -= 1;
+    if (r.refs > 0) return;
+    r.leaveTimer = setTimeout(() => {
+      if (r.refs === 0 && !this.closed) {
+        this.rooms.delete(room);
+        this.client.leave(room).catch(() => {});
       }
     }, 0);
   }
@@ -109,7 +153,7 @@ const registry = new Map<string, Entry>();
 
 function entryFor(options: ClientOptions): Entry {
   let entry = registry.get(options.url);
-  if (!entry) {
+  if (!entry || entry.closed) {
     entry = new Entry(options);
     registry.set(options.url, entry);
   }
@@ -118,8 +162,7 @@ function entryFor(options: ClientOptions): Entry {
 
 interface ResockContextValue {
   entry: Entry;
-  apiBase: string | null;
-  token: ClientOptions["token"];
+  apiBase: string;
 }
 
 const ResockContext = createContext<ResockContextValue | null>(null);
@@ -149,16 +192,25 @@ export function ResockProvider({ options, apiBase, fallback = null, children }: 
 }
 
 function ConnectedProvider({ options, apiBase, children }: ResockProviderProps) {
-  // The registry makes a second render (StrictMode) find the same client.
+  // The registry makes a second render (StrictMode) find the same client. One client per URL:
+  // the latest provider's token is the one used.
   const entry = entryFor(options);
+  entry.token = options.token;
+  const [, retry] = useState(0);
   useEffect(() => {
+    if (entry.closed) {
+      // Closed between this render and its commit: render again for a fresh client.
+      retry((n) => n + 1);
+      return;
+    }
     entry.acquire();
-    return () => entry.release(() => registry.delete(options.url));
+    return () =>
+      entry.release(() => {
+        if (registry.get(options.url) === entry) registry.delete(options.url);
+      });
   }, [entry, options.url]);
-  const value = useMemo<ResockContextValue>(
-    () => ({ entry, apiBase: apiBase ?? defaultApiBase(options.url), token: options.token }),
-    [entry, apiBase, options.url, options.token],
-  );
+  const base = apiBase ?? defaultApiBase(options.url);
+  const value = useMemo<ResockContextValue>(() => ({ entry, apiBase: base }), [entry, base]);
   return createElement(ResockContext.Provider, { value }, children);
 }
 
@@ -241,22 +293,23 @@ export interface RoomState<Data = unknown> {
 
 /** Joins `room` on mount (and after every reconnect), leaves on unmount. */
 export function useRoom<Data = unknown>(room: string): RoomState<Data> {
-  const client = useClient();
+  const { entry } = useResock();
+  const client = entry.client;
   const [joined, setJoined] = useState<{ members: number } | null>(null);
   const [error, setError] = useState<ResockError | null>(null);
   useEffect(() => {
     let live = true;
     setJoined(null);
     setError(null);
-    client.join(room).then(
+    entry.joinRoom(room).then(
       (m) => live && setJoined({ members: m.payload.members }),
       (e: ResockError) => live && setError({ code: e.code, message: e.message }),
     );
     return () => {
       live = false;
-      client.leave(room).catch(() => {});
+      entry.leaveRoom(room); // the last useRoom of this room leaves it
     };
-  }, [client, room]);
+  }, [entry, room]);
   const store = useMemo(() => {
     let entries: readonly RoomEntry<Data>[] = [];
     const listeners = new Set<() => void>();
@@ -305,25 +358,26 @@ export interface NotificationsState {
   reload: () => Promise<void>;
 }
 
-async function bearer(token: ClientOptions["token"]): Promise<string | null> {
-  const t = typeof token === "function" ? await token() : token;
-  return t ?? null;
-}
-
 /**
  * The user's notifications: loaded over REST (`GET /api/notifications`), kept live by
  * `new_notification`, `notification_read` and `all_read`, and reloaded after a resync.
  * Marking read goes over REST; every tab of the user updates from the pushed message.
  */
 export function useNotifications(): NotificationsState {
-  const { entry, apiBase, token } = useResock();
+  const { entry, apiBase } = useResock();
   const [items, setItems] = useState<readonly Notification[]>([]);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
+  // While a reload is in flight, live updates are applied to the current list and recorded,
+  // then applied again on top of the reloaded list: none is lost to the response.
+  const reloading = useRef<{ generation: number; ops: ((list: readonly Notification[]) => readonly Notification[])[] }>({
+    generation: 0,
+    ops: [],
+  });
 
   const call = useCallback(
     async (method: string, path: string, body?: unknown) => {
-      const t = await bearer(token);
+      const t = await entry.currentToken();
       const res = await fetch(`${apiBase}${path}`, {
         method,
         headers: { "content-type": "application/json", ...(t ? { authorization: `Bearer ${t}` } : {}) },
@@ -332,44 +386,52 @@ export function useNotifications(): NotificationsState {
       if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status}`);
       return res.json();
     },
-    [apiBase, token],
+    [apiBase, entry],
   );
 
   const reload = useCallback(async () => {
+    const generation = ++reloading.current.generation;
+    reloading.current.ops = [];
     setLoading(true);
     try {
       const list = (await call("GET", "/api/notifications")) as Notification[];
-      setItems(list.slice().reverse()); // newest first
+      if (generation !== reloading.current.generation) return; // a newer reload wins
+      const ops = reloading.current.ops;
+      reloading.current.ops = [];
+      setItems(ops.reduce<readonly Notification[]>((l, op) => op(l), list.slice().reverse())); // newest first
       setError(null);
     } catch (e) {
-      setError(String(e));
+      if (generation === reloading.current.generation) setError(String(e));
     } finally {
-      setLoading(false);
+      if (generation === reloading.current.generation) setLoading(false);
     }
   }, [call]);
 
   useEffect(() => {
     void reload();
-    const client = entry.client;
-    const offMessage = client.on("message", (msg) => {
+    const apply = (op: (list: readonly Notification[]) => readonly Notification[]) => {
+      reloading.current.ops.push(op);
+      setItems(op);
+    };
+    const offMessage = entry.client.on("message", (msg) => {
       switch (msg.type) {
         case "new_notification": {
           const n = (msg as Extract<ServerMessage, { type: "new_notification" }>).payload;
-          setItems((list) => (list.some((x) => x.id === n.id) ? list : [n, ...list]));
+          apply((list) => (list.some((x) => x.id === n.id) ? list : [n, ...list]));
           break;
         }
         case "notification_read": {
           const ids = new Set((msg as Extract<ServerMessage, { type: "notification_read" }>).payload.notification_ids);
-          setItems((list) => list.map((x) => (ids.has(x.id) ? { ...x, read: true } : x)));
+          apply((list) => list.map((x) => (ids.has(x.id) && !x.read ? { ...x, read: true } : x)));
           break;
         }
         case "all_read":
-          setItems((list) => list.map((x) => (x.read ? x : { ...x, read: true })));
+          apply((list) => list.map((x) => (x.read ? x : { ...x, read: true })));
           break;
       }
     });
     // Messages may have been missed (a new epoch, an incomplete resume): reload.
-    const offResync = client.on("resync", () => void reload());
+    const offResync = entry.client.on("resync", () => void reload());
     return () => {
       offMessage();
       offResync();

@@ -7,11 +7,12 @@ use alloc::vec::Vec;
 
 use super::backoff::Random;
 use super::frames;
-use super::outbox::{Outbox, Queued};
+use super::outbox::Queued;
 use super::rooms::Rooms;
+use super::sender::Sender;
 use super::stream::{OnWelcome, Outcome, Stream};
-use super::vecmap::VecMap;
 use super::types::{Action, Config, Error, ErrorKind, Event, InKind, Inbound, Input, State};
+use super::vecmap::VecMap;
 use crate::protocol::{is_valid_room_name, CloseCode, REASON_REPLACED};
 
 /// Close code the client sends when it drops a connection it believes dead.
@@ -24,6 +25,8 @@ enum PendingKind {
     Leave,
     /// A re-join the machine sent itself after a reconnect: its reply is not the app's.
     Rejoin(String),
+    /// The machine's own `resume`.
+    Resume,
 }
 
 #[derive(Debug, Clone)]
@@ -49,24 +52,30 @@ pub struct Machine<P> {
     phase: Phase,
     /// The generation of the current attempt; inputs of older ones are ignored.
     attempt: u32,
+    /// Deadline of the current attempt's credentials and socket phases.
+    attempt_deadline: Option<u64>,
     /// Consecutive failed attempts (drives the backoff and `max_attempts`).
     failures: u32,
     auth_failures: u32,
     reconnect_at: Option<u64>,
+    /// The server asked to wait (1013): neither online nor visible shortens the wait.
+    server_hold: bool,
     online: bool,
     open_since: Option<u64>,
     stable: bool,
     heartbeat_ms: u64,
     last_received: u64,
+    /// This server has sent a `welcome` before: after a reconnect, wait for the next one.
+    expect_welcome: bool,
     welcomed: bool,
     probe_deadline: Option<u64>,
-    throttled_until: Option<u64>,
     rooms: Rooms,
-    outbox: Outbox,
+    sender: Sender,
     stream: Stream<P>,
     pending: VecMap<String, Pending>,
     next_id: u64,
     scheduled: Option<u64>,
+    send_refused: bool,
     actions: Vec<Action<P>>,
 }
 
@@ -74,27 +83,30 @@ impl<P: Clone> Machine<P> {
     pub fn new(cfg: Config, rng: Box<dyn Random>) -> Self {
         Machine {
             heartbeat_ms: cfg.default_heartbeat_ms,
-            outbox: Outbox::new(cfg.outbox),
+            sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
             cfg,
             rng,
             state: State::Idle,
             phase: Phase::None,
             attempt: 0,
+            attempt_deadline: None,
             failures: 0,
             auth_failures: 0,
             reconnect_at: None,
+            server_hold: false,
             online: true,
             open_since: None,
             stable: false,
             last_received: 0,
+            expect_welcome: false,
             welcomed: false,
             probe_deadline: None,
-            throttled_until: None,
             rooms: Rooms::default(),
             pending: VecMap::new(),
             next_id: 0,
             scheduled: None,
+            send_refused: false,
             actions: Vec::new(),
         }
     }
@@ -109,20 +121,21 @@ impl<P: Clone> Machine<P> {
     }
 
     pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        self.sender.outbox().len()
     }
 
     pub fn outbox_bytes(&self) -> usize {
-        self.outbox.bytes()
-    }
-
-    pub fn pending_requests(&self) -> usize {
-        self.pending.values().filter(|p| p.kind != PendingKind::Leave).count()
+        self.sender.outbox().bytes()
     }
 
     /// The last user-stream seq delivered, and its epoch.
     pub fn stream_position(&self) -> (Option<&str>, u64) {
         (self.stream.epoch(), self.stream.last_seq())
+    }
+
+    /// True when the last `handle` refused an application message (outbox full, or closed).
+    pub fn send_refused(&self) -> bool {
+        self.send_refused
     }
 
     /// A fresh request id.
@@ -133,8 +146,10 @@ impl<P: Clone> Machine<P> {
 
     /// Feeds one input at wall-clock time `now` (ms) and returns what to do, in order.
     pub fn handle(&mut self, input: Input<P>, now: u64) -> Vec<Action<P>> {
+        self.send_refused = false;
         self.step(input, now);
         self.check_clock(now);
+        self.pump(now);
         self.reschedule(now);
         core::mem::take(&mut self.actions)
     }
@@ -148,7 +163,7 @@ impl<P: Clone> Machine<P> {
             Input::Connect => {
                 if self.state == State::Idle {
                     self.set_state(State::Connecting);
-                    self.start_attempt();
+                    self.start_attempt(now);
                 }
             }
             Input::Close => self.close(),
@@ -162,7 +177,7 @@ impl<P: Clone> Machine<P> {
                 if attempt == self.attempt && self.phase == Phase::Credentials {
                     self.phase = Phase::None;
                     if auth {
-                        self.on_auth_failure(message, None);
+                        self.on_auth_failure(now, message, None);
                     } else {
                         self.emit_error(Error::new(ErrorKind::TicketFailed, message));
                         self.retry(now, None);
@@ -172,6 +187,12 @@ impl<P: Clone> Machine<P> {
             Input::SocketOpened { attempt } => {
                 if attempt == self.attempt && self.phase == Phase::Socket {
                     self.on_open(now);
+                }
+            }
+            Input::SocketRefused { attempt, message } => {
+                if attempt == self.attempt && self.phase == Phase::Socket {
+                    self.phase = Phase::None;
+                    self.fail(Error::new(ErrorKind::BadUrl, message));
                 }
             }
             Input::SocketClosed { attempt, code, reason } => {
@@ -193,7 +214,7 @@ impl<P: Clone> Machine<P> {
             Input::Tick => {}
             Input::Offline => {
                 self.online = false;
-                if self.phase == Phase::None && self.reconnect_at.is_some() {
+                if self.phase == Phase::None && self.reconnect_at.is_some() && !self.server_hold {
                     self.reconnect_at = None; // paused until online
                 }
             }
@@ -202,11 +223,11 @@ impl<P: Clone> Machine<P> {
                 self.wake_up(now);
             }
             Input::Visible => self.wake_up(now),
-            Input::Send { text } => self.send_or_queue(now, text, None),
+            Input::Send { text } => self.queue_app(now, text, None),
             Input::Request { id, text, timeout_ms } => {
                 let deadline = now.saturating_add(timeout_ms.unwrap_or(self.cfg.request_timeout_ms));
                 self.pending.insert(id.clone(), Pending { kind: PendingKind::Request, deadline, sent: false });
-                self.send_or_queue(now, text, Some(id));
+                self.queue_app(now, text, Some(id));
             }
             Input::Join { room, id } => self.join(now, room, id),
             Input::Leave { room, id } => self.leave(now, room, id),
@@ -215,30 +236,32 @@ impl<P: Clone> Machine<P> {
 
     // ---- connection lifecycle -----------------------------------------------------------------
 
-    fn start_attempt(&mut self) {
+    fn start_attempt(&mut self, now: u64) {
         self.attempt = self.attempt.wrapping_add(1);
         self.phase = Phase::Credentials;
         self.reconnect_at = None;
+        self.server_hold = false;
+        self.attempt_deadline = Some(now.saturating_add(self.cfg.connect_timeout_ms));
         self.push(Action::FetchCredentials { attempt: self.attempt });
     }
 
     fn on_open(&mut self, now: u64) {
         self.phase = Phase::Open;
+        self.attempt_deadline = None;
         self.open_since = Some(now);
         self.stable = false;
         self.last_received = now;
         self.welcomed = false;
         self.probe_deadline = None;
         self.heartbeat_ms = self.cfg.default_heartbeat_ms;
-        self.set_state(State::Open);
+        if self.expect_welcome {
+            // The welcome decides the resume, which must go before anything else.
+            self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
+        }
         // Every wanted room, again: with the app's own id when a join of it is waiting.
         let rooms: Vec<String> = self.rooms.iter().map(String::from).collect();
         for room in rooms {
-            let waiting = self
-                .pending
-                .iter()
-                .find(|(_, p)| !p.sent && p.kind == PendingKind::Join(room.clone()))
-                .map(|(id, _)| id.clone());
+            let waiting = self.waiting_join(&room);
             let id = match waiting {
                 Some(id) => id,
                 None => {
@@ -251,9 +274,17 @@ impl<P: Clone> Machine<P> {
             if let Some(p) = self.pending.get_mut(&id) {
                 p.sent = true;
             }
-            self.push(Action::Send(frames::join(&id, &room)));
+            self.sender.push_control(frames::join(&id, &room), Some(id), false);
         }
-        self.flush_outbox(now);
+        self.set_state(State::Open);
+    }
+
+    /// The id of an application `join` of `room` not sent yet.
+    fn waiting_join(&self, room: &str) -> Option<String> {
+        self.pending
+            .iter()
+            .find(|(_, p)| !p.sent && matches!(&p.kind, PendingKind::Join(r) if r == room))
+            .map(|(id, _)| id.clone())
     }
 
     fn on_socket_closed(&mut self, now: u64, code: u16, reason: String) {
@@ -264,7 +295,7 @@ impl<P: Clone> Machine<P> {
                 let msg = if reason.is_empty() { String::from("the server closed the connection") } else { reason };
                 self.fail(Error::new(kind, msg).with_close(code));
             }
-            CloseCode::Unauthorized => self.on_auth_failure(String::from("the server refused the credentials"), Some(code)),
+            CloseCode::Unauthorized => self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code)),
             CloseCode::Unsupported => self.fail(Error::new(ErrorKind::Unsupported, "the server refused a binary frame").with_close(code)),
             CloseCode::InvalidPayload => self.fail(Error::new(ErrorKind::InvalidPayload, "the server saw invalid UTF-8").with_close(code)),
             CloseCode::TooBig => self.fail(
@@ -291,8 +322,10 @@ impl<P: Clone> Machine<P> {
     fn connection_lost(&mut self) {
         let was_open = self.phase == Phase::Open;
         self.phase = Phase::None;
+        self.attempt_deadline = None;
         self.open_since = None;
         self.probe_deadline = None;
+        self.sender.on_connection_lost();
         if !was_open {
             return;
         }
@@ -300,7 +333,7 @@ impl<P: Clone> Machine<P> {
         for id in lost {
             if let Some(p) = self.pending.remove(&id) {
                 match p.kind {
-                    PendingKind::Rejoin(_) => {}
+                    PendingKind::Rejoin(_) | PendingKind::Resume => {}
                     PendingKind::Join(room) => {
                         // The room stays wanted: it is joined again on the next open.
                         self.pending.insert(id, Pending { kind: PendingKind::Join(room), deadline: p.deadline, sent: false });
@@ -309,11 +342,10 @@ impl<P: Clone> Machine<P> {
                 }
             }
         }
-        let out = self.stream.on_connection_lost();
-        self.apply_outcome(out);
+        self.stream.on_connection_lost();
     }
 
-    fn on_auth_failure(&mut self, message: String, close_code: Option<u16>) {
+    fn on_auth_failure(&mut self, now: u64, message: String, close_code: Option<u16>) {
         self.auth_failures += 1;
         if self.auth_failures >= 2 {
             let mut e = Error::new(ErrorKind::AuthFailed, message);
@@ -322,15 +354,17 @@ impl<P: Clone> Machine<P> {
         } else {
             // Fresh credentials, at once: a ticket or token may just have expired.
             self.set_state(State::Reconnecting);
-            self.start_attempt();
+            self.start_attempt(now);
         }
     }
 
     /// Schedules the next attempt after a backoff delay (at least `min_ms`).
     fn retry(&mut self, now: u64, min_ms: Option<u64>) {
+        // A failure of another kind breaks a run of auth failures.
+        self.auth_failures = 0;
         if let Some(max) = self.cfg.max_attempts {
             if self.failures >= max {
-                let msg = frames::concat(&["gave up after ", &frames::u64_to_string(u64::from(max)), " failed attempts"]);
+                let msg = frames::concat(&["gave up after ", &frames::u64_to_string(u64::from(max)), " reconnect attempts"]);
                 self.fail(Error::new(ErrorKind::MaxAttempts, msg));
                 return;
             }
@@ -342,10 +376,12 @@ impl<P: Clone> Machine<P> {
         self.failures = self.failures.saturating_add(1);
         self.set_state(State::Reconnecting);
         self.push(Action::Emit(Event::Retry { attempt: self.failures, delay_ms: delay }));
-        self.reconnect_at = if self.online { Some(now.saturating_add(delay)) } else { None };
+        self.server_hold = min_ms.is_some();
+        self.reconnect_at = if self.online || self.server_hold { Some(now.saturating_add(delay)) } else { None };
     }
 
-    /// Online or visible again: check a live connection at once, retry a waiting one now.
+    /// Online or visible again: check a live connection at once, retry a waiting one now
+    /// (unless the server asked to wait).
     fn wake_up(&mut self, now: u64) {
         match self.phase {
             Phase::Open => {
@@ -356,7 +392,7 @@ impl<P: Clone> Machine<P> {
                     self.push(Action::Send(String::from(frames::PING)));
                 }
             }
-            Phase::None if self.state == State::Reconnecting && self.online => self.start_attempt(),
+            Phase::None if self.state == State::Reconnecting && self.online && !self.server_hold => self.start_attempt(now),
             _ => {}
         }
     }
@@ -390,17 +426,17 @@ impl<P: Clone> Machine<P> {
     fn shut_down(&mut self, error: Option<Error>) {
         self.phase = Phase::None;
         self.reconnect_at = None;
+        self.attempt_deadline = None;
         self.probe_deadline = None;
-        self.throttled_until = None;
         let ids: Vec<String> = self.pending.keys().cloned().collect();
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {
-                if !matches!(p.kind, PendingKind::Rejoin(_)) {
+                if !matches!(p.kind, PendingKind::Rejoin(_) | PendingKind::Resume) {
                     self.settle_err(id, Error::new(ErrorKind::Closed, "the client is closed"));
                 }
             }
         }
-        self.outbox.drain();
+        self.sender.clear();
         if let Some(e) = error {
             self.emit_error(e);
         }
@@ -410,7 +446,10 @@ impl<P: Clone> Machine<P> {
     fn refuse_after_close(&mut self, input: Input<P>) {
         let closed = || Error::new(ErrorKind::Closed, "the client is closed: create a new one");
         match input {
-            Input::Send { .. } => self.emit_error(closed()),
+            Input::Send { .. } => {
+                self.send_refused = true;
+                self.emit_error(closed());
+            }
             Input::Request { id, .. } | Input::Join { id, .. } | Input::Leave { id, .. } => self.settle_err(id, closed()),
             _ => {}
         }
@@ -431,53 +470,17 @@ impl<P: Clone> Machine<P> {
                 return;
             }
             InKind::Welcome { heartbeat_ms, epoch, seq } => {
-                self.welcomed = true;
-                if heartbeat_ms > 0 {
-                    self.heartbeat_ms = heartbeat_ms;
-                }
-                match self.stream.on_welcome(&epoch, seq) {
-                    OnWelcome::Nothing => {}
-                    OnWelcome::Resume { epoch, since } => {
-                        let rid = self.next_id();
-                        self.push(Action::Send(frames::resume(&rid, &epoch, since)));
-                    }
-                    OnWelcome::Resync(reason) => self.push(Action::Emit(Event::Resync(reason))),
-                }
+                self.on_welcome(now, heartbeat_ms, &epoch, seq);
                 return;
             }
             InKind::Resumed { complete } => {
+                self.pending.retain_values(|p| p.kind != PendingKind::Resume);
                 let out = self.stream.on_resumed(complete);
                 self.apply_outcome(out);
                 return;
             }
-            InKind::Error { ref code, ref message } => {
-                if code == "rate_limited" {
-                    self.throttled_until = Some(now.saturating_add(self.cfg.throttle_ms));
-                }
-                if let Some(id) = id.as_deref() {
-                    if let Some(p) = self.pending.remove(id) {
-                        let error = if code == "rate_limited" {
-                            Error::new(ErrorKind::RateLimited, message.clone())
-                        } else {
-                            Error::new(ErrorKind::Server(code.clone()), message.clone())
-                        };
-                        match p.kind {
-                            PendingKind::Join(room) => {
-                                self.rooms.unwant(&room);
-                                self.settle_err(String::from(id), error);
-                            }
-                            PendingKind::Rejoin(room) => {
-                                // A room the app wanted can no longer be joined: say so, once.
-                                self.rooms.unwant(&room);
-                                self.emit_error(error);
-                            }
-                            _ => self.settle_err(String::from(id), error),
-                        }
-                        return;
-                    }
-                }
-                let kind = if code == "rate_limited" { ErrorKind::RateLimited } else { ErrorKind::Server(code.clone()) };
-                self.emit_error(Error::new(kind, message.clone()));
+            InKind::Error { code, message } => {
+                self.on_error_frame(now, id.as_deref(), code, message);
                 return;
             }
             InKind::Pong if id.is_none() => return, // the answer to a liveness probe
@@ -485,8 +488,19 @@ impl<P: Clone> Machine<P> {
         }
         if let Some(id) = id.as_deref() {
             if let Some(p) = self.pending.remove(id) {
+                let is_app_join = matches!(p.kind, PendingKind::Join(_));
                 match p.kind {
-                    PendingKind::Rejoin(_) => {}
+                    PendingKind::Rejoin(room) | PendingKind::Join(room) => {
+                        // One reply answers every join of that room still waiting.
+                        while let Some(other) = self.waiting_join(&room) {
+                            self.pending.remove(&other);
+                            self.push(Action::Settle { id: other, result: Ok(Some(msg.clone())) });
+                        }
+                        if is_app_join {
+                            self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) });
+                        }
+                    }
+                    PendingKind::Resume => {}
                     _ => self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) }),
                 }
                 return;
@@ -501,6 +515,72 @@ impl<P: Clone> Machine<P> {
         }
     }
 
+    fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
+        self.welcomed = true;
+        self.expect_welcome = true;
+        if heartbeat_ms > 0 {
+            self.heartbeat_ms = heartbeat_ms;
+        }
+        match self.stream.on_welcome(epoch, seq) {
+            OnWelcome::Nothing => {}
+            OnWelcome::Resume { epoch, since } => {
+                let rid = self.next_id();
+                let deadline = now.saturating_add(self.cfg.request_timeout_ms);
+                self.pending.insert(rid.clone(), Pending { kind: PendingKind::Resume, deadline, sent: true });
+                self.sender.push_control(frames::resume(&rid, &epoch, since), None, true);
+            }
+            OnWelcome::Resync { reason, deliver } => {
+                for msg in deliver {
+                    self.push(Action::Emit(Event::Message(msg)));
+                }
+                self.push(Action::Emit(Event::Resync(reason)));
+            }
+        }
+        self.sender.release();
+    }
+
+    fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
+        let rate_limited = code == "rate_limited";
+        if rate_limited {
+            self.sender.throttle(now, self.cfg.throttle_ms);
+        }
+        let error = if rate_limited {
+            Error::new(ErrorKind::RateLimited, message)
+        } else {
+            Error::new(ErrorKind::Server(code), message)
+        };
+        let Some((id, p)) = id.and_then(|id| self.pending.remove(id).map(|p| (String::from(id), p))) else {
+            self.emit_error(error);
+            return;
+        };
+        if rate_limited {
+            if let PendingKind::Join(room) | PendingKind::Rejoin(room) = &p.kind {
+                // Refused for now, not for good: send the join again once the throttle ends.
+                let frame = frames::join(&id, room);
+                self.sender.push_control(frame, Some(id.clone()), true);
+                self.pending.insert(id, Pending { sent: false, ..p });
+                return;
+            }
+        }
+        match p.kind {
+            PendingKind::Join(room) => {
+                self.rooms.unwant(&room);
+                self.settle_err(id, error);
+            }
+            PendingKind::Rejoin(room) => {
+                // A room the app wanted can no longer be joined: say so, once.
+                self.rooms.unwant(&room);
+                self.emit_error(error);
+            }
+            PendingKind::Resume => {
+                // The server could not replay: the app must reload.
+                let out = self.stream.on_resumed(false);
+                self.apply_outcome(out);
+            }
+            _ => self.settle_err(id, error),
+        }
+    }
+
     fn apply_outcome(&mut self, out: Outcome<P>) {
         for msg in out.deliver {
             self.push(Action::Emit(Event::Message(msg)));
@@ -512,21 +592,11 @@ impl<P: Clone> Machine<P> {
 
     // ---- sending --------------------------------------------------------------------------------
 
-    fn can_send_now(&self, now: u64) -> bool {
-        self.phase == Phase::Open && self.throttled_until.is_none_or(|t| now >= t)
-    }
-
-    fn send_or_queue(&mut self, now: u64, text: String, id: Option<String>) {
-        if self.can_send_now(now) && self.outbox.is_empty() {
-            if let Some(p) = id.as_deref().and_then(|id| self.pending.get_mut(id)) {
-                p.sent = true;
-            }
-            self.push(Action::Send(text));
-            return;
-        }
+    fn queue_app(&mut self, now: u64, text: String, id: Option<String>) {
         let expires_at = self.cfg.outbox_ttl_ms.map(|ttl| now.saturating_add(ttl));
-        if self.outbox.push(Queued { text, expires_at, id: id.clone() }).is_err() {
-            let limits = self.outbox.limits();
+        if self.sender.push_app(Queued { text, expires_at, id: id.clone() }).is_err() {
+            self.send_refused = true;
+            let limits = self.sender.outbox().limits();
             let msg = frames::concat(&[
                 "the outbox is full (",
                 &frames::u64_to_string(limits.max_messages as u64),
@@ -545,11 +615,12 @@ impl<P: Clone> Machine<P> {
         }
     }
 
-    fn flush_outbox(&mut self, now: u64) {
-        if !self.can_send_now(now) {
+    /// Sends what the sender lets through on an open connection.
+    fn pump(&mut self, now: u64) {
+        if self.phase != Phase::Open {
             return;
         }
-        for item in self.outbox.drain() {
+        for item in self.sender.pump(now) {
             if let Some(p) = item.id.as_deref().and_then(|id| self.pending.get_mut(id)) {
                 p.sent = true;
             }
@@ -565,30 +636,25 @@ impl<P: Clone> Machine<P> {
         }
         self.rooms.want(&room);
         let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-        let sent = self.phase == Phase::Open;
-        self.pending.insert(id.clone(), Pending { kind: PendingKind::Join(room.clone()), deadline, sent });
-        if sent {
-            self.push(Action::Send(frames::join(&id, &room)));
+        let open = self.phase == Phase::Open;
+        self.pending.insert(id.clone(), Pending { kind: PendingKind::Join(room.clone()), deadline, sent: false });
+        if open {
+            self.sender.push_control(frames::join(&id, &room), Some(id), false);
         }
     }
 
     fn leave(&mut self, now: u64, room: String, id: String) {
         self.rooms.unwant(&room);
         // A join of that room still waiting for a connection will never happen now.
-        let waiting: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| !p.sent && p.kind == PendingKind::Join(room.clone()))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for wid in waiting {
+        while let Some(wid) = self.waiting_join(&room) {
             self.pending.remove(&wid);
+            self.sender.remove_id(&wid);
             self.settle_err(wid, Error::new(ErrorKind::Closed, "left the room before it was joined"));
         }
         if self.phase == Phase::Open {
             let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-            self.pending.insert(id.clone(), Pending { kind: PendingKind::Leave, deadline, sent: true });
-            self.push(Action::Send(frames::leave(&id, &room)));
+            self.pending.insert(id.clone(), Pending { kind: PendingKind::Leave, deadline, sent: false });
+            self.sender.push_control(frames::leave(&id, &room), Some(id), false);
         } else {
             // Not connected: not in the room, and it will not be joined again.
             self.push(Action::Settle { id, result: Ok(None) });
@@ -597,10 +663,18 @@ impl<P: Clone> Machine<P> {
 
     // ---- time -------------------------------------------------------------------------------------
 
-    /// Everything due at `now`: stability, liveness, probes, retries, deadlines, throttling.
+    /// Everything due at `now`: attempts, stability, liveness, probes, retries, deadlines.
     fn check_clock(&mut self, now: u64) {
         if self.state == State::Closed {
             return;
+        }
+        if matches!(self.phase, Phase::Credentials | Phase::Socket) && self.attempt_deadline.is_some_and(|t| now >= t) {
+            if self.phase == Phase::Socket {
+                self.push(Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Connect timeout" });
+            }
+            self.connection_lost();
+            self.emit_error(Error::new(ErrorKind::ConnectTimeout, "the attempt took longer than connectTimeoutMs"));
+            self.retry(now, None);
         }
         if let (Some(since), false) = (self.open_since, self.stable) {
             if now >= since.saturating_add(self.cfg.stable_after_ms) {
@@ -616,20 +690,33 @@ impl<P: Clone> Machine<P> {
             }
         }
         if self.phase == Phase::None && self.reconnect_at.is_some_and(|t| now >= t) {
-            self.start_attempt();
+            self.start_attempt(now);
         }
         let expired: Vec<String> =
             self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect();
         for id in expired {
-            if let Some(p) = self.pending.remove(&id) {
-                self.outbox.remove_id(&id);
-                match p.kind {
-                    PendingKind::Rejoin(_) => {}
-                    _ => self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time")),
+            let Some(p) = self.pending.remove(&id) else { continue };
+            match p.kind {
+                // The re-join frame stays queued: the room is still wanted.
+                PendingKind::Rejoin(_) => {}
+                PendingKind::Join(room) => {
+                    // The app hears of the delay; the room stays wanted (until `leave`) and its
+                    // join still goes out, its reply now the machine's.
+                    let deadline = now.saturating_add(self.cfg.request_timeout_ms);
+                    self.pending.insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
+                    self.settle_err(id, Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"));
+                }
+                PendingKind::Resume => {
+                    let out = self.stream.on_resumed(false);
+                    self.apply_outcome(out);
+                }
+                PendingKind::Request | PendingKind::Leave => {
+                    self.sender.remove_id(&id);
+                    self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
                 }
             }
         }
-        for item in self.outbox.expire(now) {
+        for item in self.sender.expire(now) {
             let e = Error::new(ErrorKind::Expired, "a queued message was not sent in time and was dropped");
             match item.id {
                 Some(id) => {
@@ -638,10 +725,6 @@ impl<P: Clone> Machine<P> {
                 }
                 None => self.emit_error(e),
             }
-        }
-        if self.throttled_until.is_some_and(|t| now >= t) {
-            self.throttled_until = None;
-            self.flush_outbox(now);
         }
     }
 
@@ -656,18 +739,17 @@ impl<P: Clone> Machine<P> {
             }
         };
         consider(self.reconnect_at);
+        consider(self.attempt_deadline);
         if self.phase == Phase::Open {
             consider(Some(self.liveness_deadline()));
             consider(self.probe_deadline);
             if !self.stable {
                 consider(self.open_since.map(|s| s.saturating_add(self.cfg.stable_after_ms)));
             }
-            if !self.outbox.is_empty() {
-                consider(self.throttled_until);
-            }
+            consider(self.sender.next_deadline());
         }
         consider(self.pending.values().map(|p| p.deadline).min());
-        consider(self.outbox.next_deadline());
+        consider(self.sender.outbox().next_deadline());
         next
     }
 
@@ -700,3 +782,4 @@ impl<P: Clone> Machine<P> {
         self.push(Action::Settle { id, result: Err(error) });
     }
 }
+

@@ -71,6 +71,16 @@ impl Outbox {
         Ok(())
     }
 
+    /// Takes the oldest frame.
+    pub fn pop_front(&mut self) -> Option<Queued> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let item = self.queue.remove(0);
+        self.bytes -= item.text.len();
+        Some(item)
+    }
+
     /// Takes every frame, oldest first.
     pub fn drain(&mut self) -> Vec<Queued> {
         self.bytes = 0;

@@ -42,13 +42,14 @@ impl<P> Default for Outcome<P> {
 }
 
 /// What to do after a `welcome`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnWelcome {
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnWelcome<P> {
     Nothing,
     /// Send `resume` with this epoch and since.
     Resume { epoch: String, since: u64 },
-    /// Report a resync (the epoch changed, or the server is behind us).
-    Resync(ResyncReason),
+    /// Deliver what was held from before, then report a resync (the epoch changed, or the
+    /// server is behind us).
+    Resync { reason: ResyncReason, deliver: Vec<P> },
 }
 
 #[derive(Debug)]
@@ -78,16 +79,14 @@ impl<P> Stream<P> {
         self.resuming
     }
 
-    /// A connection opened: anything held from the last one is stale.
-    pub fn on_connection_lost(&mut self) -> Outcome<P> {
+    /// The connection ended. Messages held ahead of a gap stay held: the next connection's
+    /// resume replays the gap (duplicates are dropped), so nothing is skipped that could be had.
+    pub fn on_connection_lost(&mut self) {
         self.resuming = false;
-        // Messages held ahead of a gap that the lost connection never filled: deliver them in
-        // order (they are real) and report the gap, rather than lose them.
-        self.flush_ahead(Some(ResyncReason::Gap))
     }
 
     /// The server's `welcome`: its epoch and the last seq it assigned.
-    pub fn on_welcome(&mut self, epoch: &str, seq: u64) -> OnWelcome {
+    pub fn on_welcome(&mut self, epoch: &str, seq: u64) -> OnWelcome<P> {
         match &self.epoch {
             None => {
                 self.epoch = Some(epoch.into());
@@ -99,17 +98,21 @@ impl<P> Stream<P> {
                     self.resuming = true;
                     OnWelcome::Resume { epoch: epoch.into(), since: self.last }
                 } else if seq < self.last {
+                    // The server is behind us (it lost history): start over from its count.
+                    let held = self.flush_ahead(None);
                     self.last = seq;
-                    OnWelcome::Resync(ResyncReason::Gap)
+                    OnWelcome::Resync { reason: ResyncReason::Gap, deliver: held.deliver }
                 } else {
                     OnWelcome::Nothing
                 }
             }
             Some(_) => {
+                // A new generation: what was held from the old one is delivered (it is real),
+                // and the app reloads anyway.
+                let held = self.flush_ahead(None);
                 self.epoch = Some(epoch.into());
                 self.last = seq;
-                self.ahead.clear();
-                OnWelcome::Resync(ResyncReason::NewEpoch)
+                OnWelcome::Resync { reason: ResyncReason::NewEpoch, deliver: held.deliver }
             }
         }
     }
@@ -223,9 +226,26 @@ mod tests {
     fn a_new_epoch_is_a_resync() {
         let mut s = Stream::<u8>::new(100);
         s.on_welcome("a", 3);
-        assert_eq!(s.on_welcome("b", 0), OnWelcome::Resync(ResyncReason::NewEpoch));
+        assert_eq!(s.on_welcome("b", 0), OnWelcome::Resync { reason: ResyncReason::NewEpoch, deliver: vec![] });
         assert_eq!(s.epoch(), Some("b"));
         assert_eq!(s.last_seq(), 0);
+    }
+
+    #[test]
+    fn a_connection_lost_mid_resume_keeps_the_gap_for_the_next_resume() {
+        let mut s = Stream::new(100);
+        s.on_welcome("e", 0);
+        s.on_message(1, 1);
+        s.on_connection_lost();
+        s.on_welcome("e", 5);
+        assert!(s.on_message(4, 4).deliver.is_empty(), "held: 2 and 3 are missing");
+        s.on_connection_lost();
+        assert_eq!(s.last_seq(), 1, "not moved past the gap");
+        assert_eq!(s.on_welcome("e", 5), OnWelcome::Resume { epoch: "e".into(), since: 1 });
+        assert_eq!(s.on_message(2, 2).deliver, [2]);
+        assert_eq!(s.on_message(3, 3).deliver, [3, 4]);
+        assert_eq!(s.on_message(4, 4).deliver, Vec::<i32>::new());
+        assert_eq!(s.on_message(5, 5).deliver, [5]);
     }
 
     #[test]

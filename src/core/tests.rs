@@ -335,9 +335,109 @@ fn a_probe_answered_keeps_the_connection() {
 fn visible_while_waiting_to_retry_tries_at_once() {
     let mut s = Sim::new(Config::default());
     s.open();
-    s.closed(1013, "");
+    s.closed(1006, "");
     let out = s.feed(Input::Visible);
     assert_eq!(fetches(&out), 1);
+}
+
+#[test]
+fn nothing_shortens_the_wait_a_server_asked_for() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    s.feed(Input::Offline);
+    s.closed(1013, "");
+    for input in [Input::Visible, Input::Online] {
+        assert_eq!(fetches(&s.feed(input)), 0);
+    }
+    assert_eq!(fetches(&s.advance(30_000)), 1, "after the maximum delay, online or not");
+}
+
+#[test]
+fn an_attempt_that_hangs_times_out_and_retries() {
+    let mut s = Sim::new(Config::default());
+    s.feed(Input::Connect);
+    // Credentials never come.
+    let out = s.advance(Config::default().connect_timeout_ms);
+    assert_eq!(error_codes(&out), ["connect_timeout"]);
+    let d = retry_delay(&out).unwrap();
+    s.advance(d);
+    let a = s.attempt;
+    s.feed(Input::CredentialsReady { attempt: a });
+    // The socket never opens.
+    let out = s.advance(Config::default().connect_timeout_ms);
+    assert!(out.iter().any(|a| matches!(a, Action::CloseSocket { .. })));
+    assert_eq!(error_codes(&out), ["connect_timeout"]);
+}
+
+#[test]
+fn a_malformed_url_is_fatal() {
+    let mut s = Sim::new(Config::default());
+    s.feed(Input::Connect);
+    s.feed(Input::CredentialsReady { attempt: 1 });
+    let out = s.feed(Input::SocketRefused { attempt: 1, message: "SyntaxError".into() });
+    assert_eq!(error_codes(&out), ["bad_url"]);
+    assert_eq!(s.m.state(), State::Closed);
+}
+
+#[test]
+fn after_a_reconnect_the_resume_goes_before_the_rejoins_and_the_outbox() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    s.welcome("e", 0);
+    let id = s.m.next_id();
+    s.feed(Input::Join { room: "r".into(), id: id.clone() });
+    s.frame(InKind::Other, Some(&id), None, json!({"type": "joined"}));
+    s.note(1);
+    let out = s.closed(1006, "");
+    s.advance(retry_delay(&out).unwrap());
+    s.feed(Input::Send { text: r#"{"type":"queued"}"#.into() });
+    let out = s.reopen();
+    assert!(sends(&out).is_empty(), "held until the welcome decides the resume");
+    let out = s.welcome("e", 3);
+    let kinds: Vec<Value> = sends(&out).into_iter().map(|f| f["type"].clone()).collect();
+    assert_eq!(kinds, [json!("resume"), json!("join"), json!("queued")]);
+}
+
+#[test]
+fn without_the_welcome_it_waited_for_it_goes_on_after_the_timeout() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    s.welcome("e", 0);
+    let out = s.closed(1006, "");
+    s.advance(retry_delay(&out).unwrap());
+    s.feed(Input::Send { text: r#"{"type":"queued"}"#.into() });
+    s.reopen();
+    let out = s.advance(Config::default().welcome_timeout_ms);
+    assert_eq!(sends(&out), [json!({"type": "queued"})]);
+}
+
+#[test]
+fn sends_are_paced_under_the_rate_limit() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    let mut sent = 0;
+    for i in 0..20 {
+        sent += sends(&s.feed(Input::Send { text: format!("{{\"n\":{i}}}") })).len();
+    }
+    assert_eq!(sent, 8, "8 frames a second by default");
+    assert_eq!(sends(&s.advance(1_000)).len(), 8);
+    assert_eq!(sends(&s.advance(1_000)).len(), 4);
+}
+
+#[test]
+fn a_rate_limited_resume_is_reported_as_a_resync_not_a_stall() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    s.welcome("e", 0);
+    let out = s.closed(1006, "");
+    s.advance(retry_delay(&out).unwrap());
+    s.reopen();
+    let out = s.welcome("e", 4);
+    let rid = sends(&out)[0]["id"].as_str().unwrap().to_owned();
+    let out = s.frame(InKind::Error { code: "rate_limited".into(), message: "".into() }, Some(&rid), None, json!({}));
+    assert!(events(&out).contains(&Event::Resync(ResyncReason::Incomplete)));
+    let out = s.note(5);
+    assert_eq!(messages(&out).len(), 1, "the stream goes on");
 }
 
 // ---- outbox, rooms, requests -------------------------------------------------------------------
@@ -598,6 +698,7 @@ proptest! {
         let mut epoch: Option<String> = start_open.then(|| String::from("ea"));
         let mut delivered: Vec<u64> = Vec::new();
         let mut last: Option<u64> = start_open.then_some(0);
+        let mut joined_here: Vec<String> = Vec::new();
         for op in ops {
             let out = match op.clone() {
                 Op::Connect => s.feed(Input::Connect),
@@ -606,17 +707,7 @@ proptest! {
                 Op::CredFail(auth) => { let a = s.attempt; s.feed(Input::CredentialsFailed { attempt: a, auth, message: String::new() }) }
                 Op::Opened => { let a = s.attempt; s.feed(Input::SocketOpened { attempt: a }) }
                 Op::Closed(code) => { let out = s.closed(code, ""); socket_open = false; out }
-                Op::Welcome(e, seq) => {
-                    let out = s.welcome(if e == 0 { "ea" } else { "eb" }, seq);
-                    // A new epoch, or a server behind us, starts the count again (with a resync).
-                    let (ep, pos) = s.m.stream_position();
-                    if ep.map(String::from) != epoch || last.is_some_and(|l| pos < l) {
-                        epoch = ep.map(String::from);
-                        delivered.clear();
-                        last = Some(pos);
-                    }
-                    out
-                }
+                Op::Welcome(e, seq) => s.welcome(if e == 0 { "ea" } else { "eb" }, seq),
                 Op::Note(delta) => {
                     let seq = (s.m.stream_position().1 as i64 + delta).max(1) as u64;
                     s.note(seq)
@@ -656,20 +747,33 @@ proptest! {
                     prop_assert!(allowed, "after close(): {:?} from {:?}", a, op);
                 }
             }
-            // Every wanted room is joined on each open.
-            if out.iter().any(|a| matches!(a, Action::Emit(Event::State(State::Open)))) {
-                let joined: Vec<String> = sends(&out).iter().filter(|f| f["type"] == "join")
-                    .map(|f| f["payload"]["room"].as_str().unwrap().to_owned()).collect();
-                for room in s.m.rooms() {
-                    prop_assert!(joined.iter().any(|j| j == room), "room {} not joined on open", room);
+            // On each connection, every wanted room is joined before any application frame.
+            for a in &out {
+                match a {
+                    Action::Emit(Event::State(State::Open)) => joined_here.clear(),
+                    Action::Send(t) => {
+                        let f: Value = serde_json::from_str(t).unwrap();
+                        if f["type"] == "join" {
+                            joined_here.push(f["payload"]["room"].as_str().unwrap().to_owned());
+                        } else if f.is_string() || f.get("type").is_none() {
+                            for room in s.m.rooms() {
+                                prop_assert!(joined_here.iter().any(|j| j == room), "an app frame before the join of {}", room);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
             // No seq reaches the app twice, and none is skipped without a resync.
             let resync = events(&out).iter().any(|e| matches!(e, Event::Resync(_)));
+            let welcome = matches!(op, Op::Welcome(..));
             for m in messages(&out) {
                 if let Some(seq) = m["seq"].as_u64() {
-                    if epoch.is_none() {
-                        continue; // no welcome yet: seqs are passed through untracked
+                    if epoch.is_none() || welcome {
+                        // No welcome yet (seqs pass through untracked), or messages held from
+                        // before a new epoch, delivered with its resync.
+                        prop_assert!(epoch.is_none() || resync, "messages delivered on a welcome without a resync");
+                        continue;
                     }
                     prop_assert!(!delivered.contains(&seq), "seq {} delivered twice", seq);
                     if let Some(l) = last {
@@ -677,6 +781,16 @@ proptest! {
                     }
                     delivered.push(seq);
                     last = Some(seq);
+                }
+            }
+            if welcome {
+                // A new epoch, or a server behind us, starts the count again (with a resync).
+                let (ep, pos) = s.m.stream_position();
+                if ep.map(String::from) != epoch || last.is_some_and(|l| pos < l) {
+                    prop_assert!(epoch.is_none() || resync, "the count restarted without a resync");
+                    epoch = ep.map(String::from);
+                    delivered.clear();
+                    last = Some(pos);
                 }
             }
             // The outbox never exceeds its bound.

@@ -4,6 +4,7 @@ use alloc::string::String;
 
 use super::backoff::Backoff;
 use super::outbox::OutboxLimits;
+use super::sender::SendRate;
 use super::stream::ResyncReason;
 
 /// Every knob of the connection policy, with the defaults of `SDK-API.md`.
@@ -29,6 +30,13 @@ pub struct Config {
     pub outbox_ttl_ms: Option<u64>,
     /// User-stream messages held ahead of a gap while a resume fills it.
     pub max_ahead: usize,
+    /// Frames sent at most per window (the server's rate limit); `None` sends without pacing.
+    pub send_rate: Option<SendRate>,
+    /// How long an attempt may take to get credentials and open the socket.
+    pub connect_timeout_ms: u64,
+    /// After a reconnect to a server that sent a `welcome` before, how long to wait for the new
+    /// one (which decides the resume) before sending anything.
+    pub welcome_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -45,6 +53,9 @@ impl Default for Config {
             outbox: OutboxLimits::default(),
             outbox_ttl_ms: None,
             max_ahead: 1_000,
+            send_rate: Some(SendRate::default()),
+            connect_timeout_ms: 10_000,
+            welcome_timeout_ms: 2_000,
         }
     }
 }
@@ -97,8 +108,12 @@ pub enum ErrorKind {
     ServerError,
     /// The server is full (1013). Retried after the maximum delay.
     TryAgainLater,
-    /// `maxAttempts` consecutive attempts failed. Fatal.
+    /// `maxAttempts` reconnect attempts in a row failed. Fatal.
     MaxAttempts,
+    /// An attempt took longer than `connect_timeout_ms`. Retried.
+    ConnectTimeout,
+    /// The browser refused to open a socket to the URL. Fatal.
+    BadUrl,
     /// The ticket URL could not be reached or answered badly (not 401/403). Retried.
     TicketFailed,
     /// The server refused a message over its rate limit; sends are held back a while.
@@ -135,6 +150,8 @@ impl ErrorKind {
             ErrorKind::ServerError => "server_error",
             ErrorKind::TryAgainLater => "try_again_later",
             ErrorKind::MaxAttempts => "max_attempts",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::BadUrl => "bad_url",
             ErrorKind::TicketFailed => "ticket_failed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::OutboxFull => "outbox_full",
@@ -159,6 +176,7 @@ impl ErrorKind {
                 | ErrorKind::InvalidPayload
                 | ErrorKind::MessageTooBig
                 | ErrorKind::MaxAttempts
+                | ErrorKind::BadUrl
         )
     }
 }
@@ -227,6 +245,8 @@ pub enum Input<P> {
     /// Getting credentials failed; `auth` when the ticket URL answered 401 or 403.
     CredentialsFailed { attempt: u32, auth: bool, message: String },
     SocketOpened { attempt: u32 },
+    /// The browser refused to create the socket (a malformed URL): fatal.
+    SocketRefused { attempt: u32, message: String },
     SocketClosed { attempt: u32, code: u16, reason: String },
     Frame { attempt: u32, inbound: Inbound<P> },
     /// A frame that could not be parsed.

@@ -85,6 +85,11 @@ impl<K: Ord, V> VecMap<K, V> {
         core::mem::take(&mut self.entries)
     }
 
+    /// Keeps the entries whose value passes `keep`.
+    pub fn retain_values(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        self.entries.retain(|(_, v)| keep(v));
+    }
+
     pub fn clear(&mut self) {
         self.entries.clear();
     }

@@ -5,7 +5,6 @@
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Request, RequestInit, Response};
 
 use super::options::{Options, TokenSource};
 use super::parse::get;
@@ -58,35 +57,40 @@ fn with_query(url: &str, key: &str, value: &str) -> String {
     concat(&[url, sep, key, "=", &value])
 }
 
+/// Calls `fn_name` on `target` with `args`, awaiting the result when it is a promise.
+async fn call_await(target: &JsValue, fn_name: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
+    let f: Function = get(target, fn_name).dyn_into().map_err(|_| JsValue::from_str(fn_name))?;
+    let v = f.apply(target, args)?;
+    match v.dyn_into::<Promise>() {
+        Ok(p) => JsFuture::from(p).await,
+        Err(v) => Ok(v),
+    }
+}
+
+/// POSTs to the ticket URL with the token. Plain objects and `Reflect`, no `Request` or
+/// `Response` bindings: each binding is an import, and imports weigh on the package.
 async fn fetch_ticket(ticket_url: &str, token: Option<&str>) -> Result<String, CredentialError> {
-    let init = RequestInit::new();
-    init.set_method("POST");
-    let request = Request::new_with_str_and_init(ticket_url, &init)
-        .map_err(|e| failed(false, concat(&["bad ticketUrl: ", &js_message(&e)])))?;
+    let init = js_sys::Object::new();
+    super::parse::set(&init, "method", &JsValue::from_str("POST"));
     if let Some(t) = token {
-        let _ = request.headers().set("Authorization", &concat(&["Bearer ", t]));
+        let headers = js_sys::Object::new();
+        super::parse::set(&headers, "authorization", &JsValue::from_str(&concat(&["Bearer ", t])));
+        super::parse::set(&init, "headers", &headers);
     }
     let global = js_sys::global();
-    let fetch: Function = get(&global, "fetch").dyn_into().map_err(|_| failed(false, "this environment has no fetch()"))?;
-    let promise: Promise = fetch
-        .call1(&global, &request)
-        .map_err(|e| failed(false, js_message(&e)))?
-        .dyn_into()
-        .map_err(|_| failed(false, "fetch() did not return a promise"))?;
-    let response: Response = JsFuture::from(promise)
+    let response = call_await(&global, "fetch", &js_sys::Array::of2(&JsValue::from_str(ticket_url), &init))
         .await
-        .map_err(|e| failed(false, concat(&["the ticket request failed: ", &js_message(&e)])))?
-        .dyn_into()
-        .map_err(|_| failed(false, "fetch() did not return a Response"))?;
-    let status = response.status();
+        .map_err(|e| failed(false, concat(&["the ticket request failed: ", &js_message(&e)])))?;
+    let status = get(&response, "status").as_f64().unwrap_or(0.0) as u16;
     if status == 401 || status == 403 {
         return Err(failed(true, concat(&["the ticket URL refused the token (HTTP ", if status == 401 { "401" } else { "403" }, ")"])));
     }
-    if !response.ok() {
+    if !(200..300).contains(&status) {
         return Err(failed(false, concat(&["the ticket URL answered HTTP ", &crate::core::frames::u64_to_string(u64::from(status))])));
     }
-    let body = response.json().map_err(|e| failed(false, js_message(&e)))?;
-    let body = JsFuture::from(body).await.map_err(|_| failed(false, "the ticket URL did not answer JSON"))?;
+    let body = call_await(&response, "json", &js_sys::Array::new())
+        .await
+        .map_err(|_| failed(false, "the ticket URL did not answer JSON"))?;
     get(&body, "ticket").as_string().ok_or_else(|| failed(false, "the ticket URL's answer has no string `ticket`"))
 }
 

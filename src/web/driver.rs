@@ -77,6 +77,20 @@ pub struct Driver {
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
     promises: VecMap<String, (Function, Function)>,
+    /// Actions not performed yet. A listener that calls the client while actions are being
+    /// performed adds its own after them: side effects keep the machine's order.
+    queue: Vec<Action<JsValue>>,
+    performing: bool,
+}
+
+impl Drop for Driver {
+    /// A client freed without `close()`: its promises are rejected, not left pending.
+    fn drop(&mut self) {
+        for (_, (_, reject)) in self.promises.take_all() {
+            let e = Error::new(crate::core::ErrorKind::Closed, "the client was freed");
+            let _ = reject.call1(&JsValue::NULL, &error_object(&e));
+        }
+    }
 }
 
 fn now() -> u64 {
@@ -106,6 +120,8 @@ impl Driver {
             rust_listeners: Vec::new(),
             next_listener: 0,
             promises: VecMap::new(),
+            queue: Vec::new(),
+            performing: false,
         }))
     }
 
@@ -129,19 +145,33 @@ impl Driver {
     }
 }
 
-/// Feeds one input to the machine and performs the actions.
+/// Feeds one input to the machine and performs the actions. The machine sees the input at
+/// once (so `send()` knows whether it was accepted); the actions run after any still pending.
 pub fn dispatch(shared: &Shared, input: Input<JsValue>) {
-    let actions = match shared.try_borrow_mut() {
-        Ok(mut d) => {
+    let outermost = shared
+        .update(|d| {
             if matches!(input, Input::Connect) && d.lifecycle.is_none() && d.machine.state() == State::Idle {
                 let weak = Rc::downgrade(shared);
                 d.lifecycle = Some(Counted::new(Lifecycle::listen(move |e| on_page_event(&weak, e))));
             }
-            d.machine.handle(input, now())
-        }
-        Err(_) => return, // unreachable by construction: no borrow is held while calling out
-    };
-    perform(shared, actions);
+            let actions = d.machine.handle(input, now());
+            d.queue.extend(actions);
+            let outermost = !d.performing;
+            d.performing = true;
+            outermost
+        })
+        .unwrap_or(false);
+    if !outermost {
+        return;
+    }
+    while let Some(action) = shared.update(|d| (!d.queue.is_empty()).then(|| d.queue.remove(0))).flatten() {
+        perform(shared, action);
+    }
+    shared.update(|d| d.performing = false);
+    let closed = shared.read(|d| d.machine.state() == State::Closed).unwrap_or(false);
+    if closed {
+        release(shared);
+    }
 }
 
 fn on_page_event(weak: &Weak<RefCell<Driver>>, event: PageEvent) {
@@ -173,11 +203,13 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
     dispatch(&shared, input);
 }
 
-fn perform(shared: &Shared, actions: Vec<Action<JsValue>>) {
-    for action in actions {
+fn perform(shared: &Shared, action: Action<JsValue>) {
+    let closed = shared.read(|d| d.machine.state() == State::Closed).unwrap_or(true);
         match action {
+            // A listener closed the client after these were decided: do not start them.
+            Action::FetchCredentials { .. } | Action::OpenSocket { .. } if closed => {}
             Action::FetchCredentials { attempt } => {
-                let Some(opts) = shared.read(|d| d.opts.clone()) else { continue };
+                let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
                 let weak = Rc::downgrade(shared);
                 spawn_local(async move {
                     let result = socket_url(&opts).await;
@@ -195,7 +227,7 @@ fn perform(shared: &Shared, actions: Vec<Action<JsValue>>) {
             Action::OpenSocket { attempt } => {
                 let url = match shared.update(|d| d.socket_url.take()).flatten() {
                     Some((a, url)) if a == attempt => url,
-                    _ => continue,
+                    _ => return,
                 };
                 let weak = Rc::downgrade(shared);
                 match Socket::open(&url, move |e| on_socket_event(&weak, attempt, e)) {
@@ -203,9 +235,10 @@ fn perform(shared: &Shared, actions: Vec<Action<JsValue>>) {
                         let old = shared.update(|d| d.socket.replace(Counted::new(sock)));
                         defer_drop(old);
                     }
-                    Err(_) => {
-                        let reason = String::from("the browser refused to open the WebSocket");
-                        dispatch(shared, Input::SocketClosed { attempt, code: 1006, reason });
+                    Err(e) => {
+                        let detail = super::parse::get(&e, "message").as_string().unwrap_or_default();
+                        let message = crate::core::frames::concat(&["the browser refused to open a WebSocket to the URL: ", &detail]);
+                        dispatch(shared, Input::SocketRefused { attempt, message });
                     }
                 }
             }
@@ -221,7 +254,8 @@ fn perform(shared: &Shared, actions: Vec<Action<JsValue>>) {
             }
             Action::Schedule(at) => {
                 let timer = at.map(|at| {
-                    let delay = u32::try_from(at.saturating_sub(now())).unwrap_or(u32::MAX);
+                    // gloo passes the delay on as an i32: clamp there, or a long one fires at once.
+                    let delay = u32::try_from(at.saturating_sub(now()).min(i32::MAX as u64)).unwrap_or(0);
                     let weak = Rc::downgrade(shared);
                     Counted::new(Timeout::new(delay, move || {
                         if let Some(shared) = weak.upgrade() {
@@ -244,11 +278,6 @@ fn perform(shared: &Shared, actions: Vec<Action<JsValue>>) {
                 }
             }
         }
-    }
-    let closed = shared.read(|d| d.machine.state() == State::Closed).unwrap_or(false);
-    if closed {
-        release(shared);
-    }
 }
 
 /// Frees every browser resource and listener of a closed client.

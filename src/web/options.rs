@@ -109,6 +109,21 @@ impl Options {
         set(number(opts, "heartbeatGraceMs", "heartbeatGraceMs")?, &mut config.heartbeat_grace_ms);
         set(number(opts, "requestTimeoutMs", "requestTimeoutMs")?, &mut config.request_timeout_ms);
         set(number(opts, "stableAfterMs", "stableAfterMs")?, &mut config.stable_after_ms);
+        set(number(opts, "connectTimeoutMs", "connectTimeoutMs")?, &mut config.connect_timeout_ms);
+        let rate = get(opts, "sendRate");
+        if rate.is_null() {
+            config.send_rate = None;
+        } else if rate.is_object() {
+            let d = config.send_rate.unwrap_or_default();
+            let max = number(&rate, "max", "sendRate.max")?.map_or(d.max, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            let window_ms = number(&rate, "windowMs", "sendRate.windowMs")?.unwrap_or(d.window_ms);
+            if max == 0 || window_ms == 0 {
+                return Err(type_error("resock: sendRate.max and sendRate.windowMs must be above 0 (or sendRate: null)"));
+            }
+            config.send_rate = Some(crate::core::SendRate { max, window_ms });
+        } else if !rate.is_undefined() {
+            return Err(type_error("resock: option sendRate must be {max, windowMs} or null"));
+        }
         let outbox = get(opts, "outbox");
         if outbox.is_object() {
             let d = OutboxLimits::default();

@@ -72,8 +72,8 @@ pub fn parse(text: &str) -> Result<Inbound<JsValue>, &'static str> {
             _ => InKind::Other,
         },
     };
-    if !is_object(&payload) && payload.is_undefined() {
-        payload = Object::new().into();
+    if payload.is_undefined() || payload.is_null() {
+        payload = Object::new().into(); // absent or null both mean {}
     }
     set(&msg, "payload", &payload);
     Ok(Inbound { kind, id, seq, msg })
