@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of resock, doing its own set-up first (idempotent):
 #   1. native: protocol and core unit + property tests, the fixture's unit and server tests
-#   2. lints: clippy on the wasm build (unwrap/expect/panic/indexing denied in src/)
+#   2. lints: rustfmt, clippy (native; and the wasm build, with unwrap/expect/panic/indexing denied in src/)
 #   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
 #   4. package: the release npm package, with its size figure and budget
 #   5. js: the TypeScript consumer type-check and the Playwright tests of the React demo
@@ -19,7 +19,9 @@ scripts/setup.sh
 section "1/5 native tests: protocol, core, fixture server (cargo test --workspace)"
 cargo test --workspace --locked
 
-section "2/5 lints: clippy on the wasm build"
+section "2/5 lints: rustfmt, clippy on the native workspace and on the wasm build"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-unknown-unknown -p resock -- -D warnings
 
 section "3/5 browser tests: wasm-bindgen-test in headless Chromium against the fixture"

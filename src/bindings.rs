@@ -40,7 +40,11 @@ impl Client {
             return Err(type_error("resock: on(event, listener) needs a function"));
         };
         let Some(set) = self.shared.read(|d| d.listeners(event).cloned()).flatten() else {
-            return Err(type_error(&concat(&["resock: unknown event \"", event, "\"; events are message, state, error, resync, retry"])));
+            return Err(type_error(&concat(&[
+                "resock: unknown event \"",
+                event,
+                "\"; events are message, state, error, resync, retry",
+            ])));
         };
         set.add(listener);
         // The unsubscribe function is `Set.prototype.delete` bound to this set and listener:
@@ -147,7 +151,6 @@ fn frame_text(message: &JsValue) -> Result<String, JsValue> {
 pub fn live_handles_js() -> usize {
     live_handles()
 }
-
 
 /// The message types `ServerMessage` in the TypeScript declarations names: what the
 /// `message` event can carry (errors go to the `error` event, replies to their promise).

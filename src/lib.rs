@@ -4,10 +4,7 @@
 //! - [`core`]: the sans-IO connection machine (backoff, close-code policy, liveness, outbox,
 //!   rooms, resume); compiles natively and is tested there.
 //! - `web` and `bindings` (wasm32 only): the browser shell and the JavaScript API.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 extern crate alloc;
 

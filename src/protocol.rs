@@ -23,9 +23,7 @@ pub const MAX_ROOM_NAME_LEN: usize = 64;
 pub fn is_valid_room_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_ROOM_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// An empty payload object, `{}`.
@@ -166,7 +164,10 @@ pub enum ClientMessage<D> {
     RoomMessage(RoomSend<D>),
     Resume(Resume),
     /// Any other type: a server may answer `unknown_type`.
-    Custom { kind: String, payload: D },
+    Custom {
+        kind: String,
+        payload: D,
+    },
 }
 
 /// Messages a server sends.
@@ -187,7 +188,10 @@ pub enum ServerMessage<D> {
     AllRead,
     TaskUpdate(TaskUpdate<D>),
     /// A type this version does not know: servers add types before clients learn them.
-    Unknown { kind: String, payload: D },
+    Unknown {
+        kind: String,
+        payload: D,
+    },
 }
 
 /// What decoding a payload can fail with: the payload did not fit the shape its `type` names.
@@ -468,4 +472,3 @@ impl From<CloseCode> for u16 {
 pub const REASON_REPLACED: &str = "Replaced by new connection";
 /// The close reason the server sends with 4001.
 pub const REASON_UNAUTHORIZED: &str = "Unauthorized";
-

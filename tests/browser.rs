@@ -243,7 +243,11 @@ async fn connects_with_a_ticket_and_typed_messages_reach_js() {
     assert_eq!(rig.states.strings(), ["connecting", "open"]);
     let service = dev_token("svc", Some("service")).await;
     let n = notify(&service, &user, "hello").await;
-    let body = obj(&[("user_id", user.as_str().into()), ("action", "created".into()), ("task", obj(&[("title", "t".into())]))]);
+    let body = obj(&[
+        ("user_id", user.as_str().into()),
+        ("action", "created".into()),
+        ("task", obj(&[("title", "t".into())])),
+    ]);
     http("POST", &format!("{FIXTURE}/api/tasks/7"), Some(&service), Some(body)).await;
     wait_for("two messages", 3000, || rig.messages.len() >= 2).await;
     let m = &rig.messages.values()[0];
@@ -287,17 +291,24 @@ async fn two_clients_chat_in_a_room() {
     assert_eq!(get(&joined, "type"), "joined");
     let joined = JsFuture::from(bob.client.join(room.clone())).await.unwrap();
     assert_eq!(get(&get(&joined, "payload"), "members"), 2);
-    let msg = obj(&[("type", "room_message".into()), ("payload", obj(&[("room", room.as_str().into()), ("data", "hi bob".into())]))]);
+    let msg = obj(&[
+        ("type", "room_message".into()),
+        ("payload", obj(&[("room", room.as_str().into()), ("data", "hi bob".into())])),
+    ]);
     assert!(alice.client.send(msg).unwrap());
     wait_for("bob's room message", 3000, || !bob.of_type("room_message").is_empty()).await;
     let got = &bob.of_type("room_message")[0];
     assert_eq!(get(&get(got, "payload"), "data"), "hi bob");
     assert!(get(&get(got, "payload"), "from").as_string().unwrap().starts_with("alice"));
     // A request gets its reply by id.
-    let reply = JsFuture::from(bob.client.request("ping".into(), JsValue::UNDEFINED, JsValue::UNDEFINED).unwrap()).await.unwrap();
+    let reply = JsFuture::from(bob.client.request("ping".into(), JsValue::UNDEFINED, JsValue::UNDEFINED).unwrap())
+        .await
+        .unwrap();
     assert_eq!(get(&reply, "type"), "pong");
     // An error reply rejects with its code.
-    let bad = JsFuture::from(bob.client.request("no_such_type".into(), Object::new().into(), JsValue::UNDEFINED).unwrap()).await;
+    let bad =
+        JsFuture::from(bob.client.request("no_such_type".into(), Object::new().into(), JsValue::UNDEFINED).unwrap())
+            .await;
     assert_eq!(get(&bad.unwrap_err(), "code"), "unknown_type");
     alice.client.close();
     bob.client.close();
@@ -333,7 +344,8 @@ async fn cut_connections_reconnect_with_fresh_tickets_rejoin_and_lose_nothing() 
     wait_for("every notification posted", 10_000, || *done.borrow()).await;
     wait_for("all notifications delivered", 10_000, || rig.of_type("new_notification").len() >= N as usize).await;
     sleep(300).await; // time for a duplicate to show up, if there were one
-    let seqs: Vec<u64> = rig.of_type("new_notification").iter().map(|m| get(m, "seq").as_f64().unwrap() as u64).collect();
+    let seqs: Vec<u64> =
+        rig.of_type("new_notification").iter().map(|m| get(m, "seq").as_f64().unwrap() as u64).collect();
     assert_eq!(seqs, (1..=u64::from(N)).collect::<Vec<_>>(), "each once, in order");
     assert!(rig.retries.len() >= 2, "reconnected after each cut");
     assert!(*calls.borrow() >= 3, "a fresh token and ticket for every attempt: {}", calls.borrow());
@@ -449,13 +461,46 @@ async fn works_against_a_server_that_sends_no_welcome() {
         sleep(20).await;
     }
     assert_eq!(members, 1);
-    let (_, svc) = http("POST", &post("/dev/token"), None, Some(obj(&[("user_id", "svc".into()), ("role", "service".into())]))).await;
+    let (_, svc) =
+        http("POST", &post("/dev/token"), None, Some(obj(&[("user_id", "svc".into()), ("role", "service".into())])))
+            .await;
     let svc = get(&svc, "token").as_string().unwrap();
     let body = obj(&[("user_id", user.as_str().into()), ("title", "t".into()), ("body", "b".into())]);
     http("POST", &post("/api/notifications"), Some(&svc), Some(body)).await;
     wait_for("the notification", 3000, || rig.of_type("new_notification").len() == 1).await;
     assert!(rig.resyncs.values().is_empty(), "no epoch to compare: no resync");
     rig.client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_listener_that_sends_when_open_goes_after_the_room_join() {
+    let _serial = serial().await;
+    let room = uid("reentrant");
+    let (alice, _) = Rig::with_ticket(&uid("alice")).await;
+    alice.open().await;
+    JsFuture::from(alice.client.join(room.clone())).await.unwrap();
+    let token = dev_token(&uid("bob"), None).await;
+    let opts =
+        obj(&[("url", ws_url().into()), ("ticketUrl", format!("{FIXTURE}/ws/ticket").into()), ("token", token.into())]);
+    let bob: JsValue = Client::new(opts).unwrap().into();
+    // The listener runs while the client is still handling `open`: its send must follow the
+    // re-join the client queued, or the server would answer not_member.
+    let setup = Function::new_with_args(
+        "c,room",
+        "const errors = [];
+         c.on('error', (e) => errors.push(e.code));
+         c.join(room).catch((e) => errors.push('join ' + e.code));
+         c.on('state', (s) => { if (s === 'open') c.send({ type: 'room_message', payload: { room, data: 'first words' } }); });
+         c.connect();
+         return errors;",
+    );
+    let errors: Array = setup.call2(&JsValue::NULL, &bob, &room.as_str().into()).unwrap().dyn_into().unwrap();
+    wait_for("alice gets bob's first words", 5000, || !alice.of_type("room_message").is_empty()).await;
+    assert_eq!(get(&get(&alice.of_type("room_message")[0], "payload"), "data"), "first words");
+    assert_eq!(errors.length(), 0, "no error: {:?}", errors.to_vec());
+    let close: Function = get(&bob, "close").dyn_into().unwrap();
+    close.call0(&bob).unwrap();
+    alice.client.close();
 }
 
 #[wasm_bindgen_test]
@@ -541,5 +586,4 @@ async fn a_thousand_connect_close_cycles_leave_memory_and_listeners_flat() {
     )));
     assert_eq!(live_after, live_before, "every socket, timer and listener freed");
     assert!(mem_after <= mem_before + 65_536.0, "wasm memory grew from {mem_before} to {mem_after}");
-    let _ = Array::new();
 }

@@ -81,12 +81,11 @@ impl Jwt {
 
     /// Checks a token and returns who it names.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            }
-        })?;
+            })?;
         let claims = data.claims;
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid);
@@ -97,11 +96,8 @@ impl Jwt {
 
     /// Issues a token for `user_id` valid for `ttl` (used by `/dev/token` and the tests).
     pub fn issue(&self, user_id: &str, role: Option<&str>, ttl: Duration) -> String {
-        let claims = Claims {
-            sub: user_id.to_owned(),
-            exp: unix_now() + ttl.as_secs().max(1),
-            role: role.map(str::to_owned),
-        };
+        let claims =
+            Claims { sub: user_id.to_owned(), exp: unix_now() + ttl.as_secs().max(1), role: role.map(str::to_owned) };
         // Encoding with an HMAC key cannot fail for these claims.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
     }

@@ -176,10 +176,7 @@ mod tests {
 
     #[test]
     fn rate_limit_parses() {
-        assert_eq!(
-            "10/1s".parse::<RateLimit>().unwrap(),
-            RateLimit { count: 10, window: Duration::from_secs(1) }
-        );
+        assert_eq!("10/1s".parse::<RateLimit>().unwrap(), RateLimit { count: 10, window: Duration::from_secs(1) });
         assert_eq!("5/250ms".parse::<RateLimit>().unwrap().window, Duration::from_millis(250));
         assert_eq!("3/s".parse::<RateLimit>().unwrap().window, Duration::from_secs(1));
         assert!("0/1s".parse::<RateLimit>().is_err());
@@ -208,7 +205,14 @@ mod tests {
     fn origins_must_be_bare() {
         let c = Config::parse_from(["x", "--dev", "--allowed-origin", "http://a.test/"]);
         assert!(c.validate().is_err());
-        let c = Config::parse_from(["x", "--dev", "--allowed-origin", "http://a.test:3000", "--allowed-origin", "https://b.test"]);
+        let c = Config::parse_from([
+            "x",
+            "--dev",
+            "--allowed-origin",
+            "http://a.test:3000",
+            "--allowed-origin",
+            "https://b.test",
+        ]);
         assert!(c.validate().is_ok());
         assert_eq!(c.allowed_origins.len(), 2);
     }

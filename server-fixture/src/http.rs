@@ -21,7 +21,7 @@ pub struct ApiError {
 impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Rejection {
+    pub fn reject(status: StatusCode, message: impl Into<String>) -> Rejection {
         warp::reject::custom(ApiError { status, message: message.into() })
     }
 }
@@ -73,7 +73,7 @@ pub fn origin_allowed(app: Arc<App>) -> impl Filter<Extract = (), Error = Reject
                     if allowed.iter().any(|a| normalize_origin(a) == o) {
                         Ok(())
                     } else {
-                        Err(ApiError::new(StatusCode::FORBIDDEN, "origin not allowed"))
+                        Err(ApiError::reject(StatusCode::FORBIDDEN, "origin not allowed"))
                     }
                 }
                 _ => Ok(()),
@@ -87,8 +87,8 @@ pub fn user(app: Arc<App>) -> impl Filter<Extract = (Identity,), Error = Rejecti
     warp::header::optional::<String>("authorization").and(with_app(app)).and_then(
         |header: Option<String>, app: Arc<App>| async move {
             let token = bearer(header.as_deref())
-                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <JWT>"))?;
-            app.jwt.verify(token).map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.describe()))
+                .ok_or_else(|| ApiError::reject(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <JWT>"))?;
+            app.jwt.verify(token).map_err(|e| ApiError::reject(StatusCode::UNAUTHORIZED, e.describe()))
         },
     )
 }
@@ -99,7 +99,10 @@ pub fn service(app: Arc<App>) -> impl Filter<Extract = (Identity,), Error = Reje
         if who.role == Role::Service {
             Ok(who)
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "this route needs a service token (claim \"role\": \"service\")"))
+            Err(ApiError::reject(
+                StatusCode::FORBIDDEN,
+                "this route needs a service token (claim \"role\": \"service\")",
+            ))
         }
     })
 }
@@ -111,7 +114,7 @@ pub fn json_body<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract 
         let bytes = read_limited(body, limit).await?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         serde_json::from_slice::<T>(bytes)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+            .map_err(|e| ApiError::reject(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
     })
 }
 
@@ -125,9 +128,10 @@ where
     let mut body = std::pin::pin!(body);
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+        let mut chunk =
+            chunk.map_err(|e| ApiError::reject(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
         if (bytes.len() + chunk.remaining()) as u64 > limit {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {limit} bytes")));
+            return Err(ApiError::reject(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {limit} bytes")));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -143,7 +147,7 @@ where
 pub fn query<T: DeserializeOwned + Send + 'static>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify().and_then(|raw: String| async move {
         serde_urlencoded::from_str::<T>(&raw)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad query string: {e}")))
+            .map_err(|e| ApiError::reject(StatusCode::BAD_REQUEST, format!("bad query string: {e}")))
     })
 }
 

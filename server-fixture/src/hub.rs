@@ -290,12 +290,8 @@ impl Hub {
         stream.seq += 1;
         let seq = stream.seq;
         let payload = serde_json::to_string(&resock::protocol::PayloadOf(msg)).unwrap_or_default();
-        let item = Arc::new(StreamItem {
-            seq,
-            kind: msg.kind().to_owned(),
-            payload,
-            frame: encode(msg, None, Some(seq)),
-        });
+        let item =
+            Arc::new(StreamItem { seq, kind: msg.kind().to_owned(), payload, frame: encode(msg, None, Some(seq)) });
         stream.history.push_back(item.clone());
         while stream.history.len() > self.limits.history {
             stream.history.pop_front();
@@ -331,12 +327,8 @@ impl Hub {
                 (Vec::new(), Resumed { replayed: 0, complete: false })
             } else {
                 let history = stream.map(|s| &s.history);
-                let frames: Vec<Arc<str>> = history
-                    .into_iter()
-                    .flatten()
-                    .filter(|i| i.seq > since)
-                    .map(|i| i.frame.clone())
-                    .collect();
+                let frames: Vec<Arc<str>> =
+                    history.into_iter().flatten().filter(|i| i.seq > since).map(|i| i.frame.clone()).collect();
                 let oldest = history.and_then(|h| h.front()).map_or(last + 1, |i| i.seq);
                 let complete = since == last || oldest <= since + 1;
                 let replayed = frames.len() as u64;
@@ -351,12 +343,8 @@ impl Hub {
     /// Sends a frame to every WebSocket connection, except those of `exclude_user`.
     pub fn broadcast(&self, frame: Arc<str>, exclude_user: Option<&str>) -> usize {
         let mut st = self.lock();
-        let targets: Vec<ConnId> = st
-            .conns
-            .iter()
-            .filter(|(_, c)| Some(c.user.as_str()) != exclude_user)
-            .map(|(id, _)| *id)
-            .collect();
+        let targets: Vec<ConnId> =
+            st.conns.iter().filter(|(_, c)| Some(c.user.as_str()) != exclude_user).map(|(id, _)| *id).collect();
         for target in &targets {
             send_locked(&mut st, *target, Out::Text(frame.clone()));
         }

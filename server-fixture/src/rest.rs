@@ -19,7 +19,8 @@ use crate::server::{json_status, only_if, App};
 const BODY_LIMIT: u64 = 1 << 20;
 
 /// Types a broadcast may not use: they mean something to every client.
-const RESERVED_TYPES: &[&str] = &["welcome", "ping", "pong", "joined", "left", "ack", "error", "resumed", "room_message"];
+const RESERVED_TYPES: &[&str] =
+    &["welcome", "ping", "pong", "joined", "left", "ack", "error", "resumed", "room_message"];
 
 /// `POST /ws/ticket` with `Authorization: Bearer <JWT>`.
 pub fn ticket(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -65,7 +66,7 @@ struct Broadcast {
 
 fn non_empty(field: &str, value: &str) -> Result<(), Rejection> {
     if value.trim().is_empty() {
-        Err(ApiError::new(StatusCode::BAD_REQUEST, format!("`{field}` must not be empty")))
+        Err(ApiError::reject(StatusCode::BAD_REQUEST, format!("`{field}` must not be empty")))
     } else {
         Ok(())
     }
@@ -136,14 +137,14 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .and_then(|_: Identity, body: Broadcast, app: Arc<App>| async move {
             non_empty("type", &body.kind)?;
             if RESERVED_TYPES.contains(&body.kind.as_str()) || is_user_stream_kind(&body.kind) {
-                return Err(ApiError::new(
+                return Err(ApiError::reject(
                     StatusCode::BAD_REQUEST,
                     format!("`type` {:?} is reserved by the protocol: broadcast an application type", body.kind),
                 ));
             }
             let payload = body.payload.unwrap_or_else(|| json!({}));
             if !payload.is_object() {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "`payload` must be a JSON object"));
+                return Err(ApiError::reject(StatusCode::BAD_REQUEST, "`payload` must be a JSON object"));
             }
             let msg = ServerMessage::Unknown { kind: body.kind, payload };
             let delivered = app.hub.broadcast(encode(&msg, None, None), body.exclude_user.as_deref());
@@ -197,9 +198,11 @@ pub fn dev(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
             let how = match body.close_code {
                 Some(code @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => Kill::Close(code, "Closed by /dev/drop"),
                 Some(code) => {
-                    return Err(ApiError::new(
+                    return Err(ApiError::reject(
                         StatusCode::BAD_REQUEST,
-                        format!("close_code {code} cannot be sent in a close frame: use 1000-1003, 1007-1014 or 3000-4999"),
+                        format!(
+                            "close_code {code} cannot be sent in a close frame: use 1000-1003, 1007-1014 or 3000-4999"
+                        ),
                     ))
                 }
                 None => Kill::Cut,

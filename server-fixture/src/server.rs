@@ -106,9 +106,8 @@ impl Running {
 /// Validates the configuration, binds, and serves in the background.
 pub async fn start(cfg: Config) -> Result<Running, String> {
     cfg.validate()?;
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     let app = Arc::new(App::new(cfg));
     let routes = routes(app.clone());
@@ -154,6 +153,12 @@ pub fn json_status<T: serde::Serialize>(body: &T, status: StatusCode) -> warp::r
 /// exist only under `--dev`.
 pub fn only_if(on: bool) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::any()
-        .and_then(move || async move { if on { Ok(()) } else { Err(warp::reject::not_found()) } })
+        .and_then(move || async move {
+            if on {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
         .untuple_one()
 }

@@ -36,10 +36,10 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reje
         .and(warp::header::optional::<String>("last-event-id"))
         .and_then(|app: Arc<App>, creds: CredentialQuery, last: Option<String>| async move {
             let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref())
-                .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.describe()))?;
+                .map_err(|e| ApiError::reject(StatusCode::UNAUTHORIZED, e.describe()))?;
             let last_event_id = match last.as_deref().map(str::trim) {
                 Some(s) if !s.is_empty() => Some(s.parse::<u64>().map_err(|_| {
-                    ApiError::new(StatusCode::BAD_REQUEST, "Last-Event-ID must be a seq (a whole number)")
+                    ApiError::reject(StatusCode::BAD_REQUEST, "Last-Event-ID must be a seq (a whole number)")
                 })?),
                 _ => creds.last_event_id,
             };
@@ -50,7 +50,9 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reje
                 rx.recv().await.map(|item| (item, (rx, sub)))
             });
             let events = futures_util::stream::iter(replay).chain(live).map(|item| {
-                Ok::<_, Infallible>(Event::default().id(item.seq.to_string()).event(item.kind.clone()).data(item.payload.clone()))
+                Ok::<_, Infallible>(
+                    Event::default().id(item.seq.to_string()).event(item.kind.clone()).data(item.payload.clone()),
+                )
             });
             Ok::<_, Rejection>(warp::sse::reply(warp::sse::keep_alive().interval(keepalive).stream(events)))
         })

@@ -16,7 +16,7 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
         .and(with_app(app))
         .and_then(|app: Arc<App>| async move {
             if app.hub.refusing() {
-                Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not accepting connections right now"))
+                Err(ApiError::reject(StatusCode::SERVICE_UNAVAILABLE, "not accepting connections right now"))
             } else {
                 Ok(app)
             }

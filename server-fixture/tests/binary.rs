@@ -40,7 +40,8 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let _ = tx.send(line);
     });
     let line = rx.recv_timeout(Duration::from_secs(10)).expect("a listening line within 10 s");
-    let url = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
+    let url =
+        line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
     assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
     Proc { child, url }
 }
@@ -56,7 +57,15 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 }
 
 async fn dev_token(http: &reqwest::Client, url: &str, user: &str) -> String {
-    let v: Value = http.post(format!("{url}/dev/token")).json(&json!({"user_id": user})).send().await.unwrap().json().await.unwrap();
+    let v: Value = http
+        .post(format!("{url}/dev/token"))
+        .json(&json!({"user_id": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     v["token"].as_str().unwrap().to_owned()
 }
 
@@ -123,9 +132,22 @@ fn help_lists_every_flag_of_the_contract() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--addr", "--jwt-secret", "--heartbeat-ms", "--pong-timeout-ms", "--idle-timeout-ms", "--ticket-ttl-ms",
-        "--max-message-bytes", "--rate-limit", "--allowed-origin", "--max-connections", "--max-connections-per-user",
-        "--single-connection-per-user", "--history", "--static", "--dev", "--redis",
+        "--addr",
+        "--jwt-secret",
+        "--heartbeat-ms",
+        "--pong-timeout-ms",
+        "--idle-timeout-ms",
+        "--ticket-ttl-ms",
+        "--max-message-bytes",
+        "--rate-limit",
+        "--allowed-origin",
+        "--max-connections",
+        "--max-connections-per-user",
+        "--single-connection-per-user",
+        "--history",
+        "--static",
+        "--dev",
+        "--redis",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

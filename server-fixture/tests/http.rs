@@ -23,7 +23,10 @@ async fn posting_a_notification_needs_a_service_token_and_pushes_it() {
     let res = fx.post_json("/api/notifications", Some(&service), body).await;
     assert_eq!(res.status(), 201);
     let n: Value = res.json().await.unwrap();
-    assert_eq!((n["title"].as_str(), n["body"].as_str(), n["read"].as_bool()), (Some("Hi"), Some("there"), Some(false)));
+    assert_eq!(
+        (n["title"].as_str(), n["body"].as_str(), n["read"].as_bool()),
+        (Some("Hi"), Some("there"), Some(false))
+    );
     assert!(n["id"].is_u64());
     assert!(n["created_at"].as_str().unwrap().ends_with('Z'));
     let pushed = ws.expect_type("new_notification").await;
@@ -51,7 +54,14 @@ async fn bad_bodies_get_400_with_an_error() {
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{path} {body}: {v}");
     }
     let user = fx.token("alice").await;
-    let res = fx.http.post(fx.url("/api/notifications/mark-read")).bearer_auth(&user).body(r#"{"ids": [1]}"#).send().await.unwrap();
+    let res = fx
+        .http
+        .post(fx.url("/api/notifications/mark-read"))
+        .bearer_auth(&user)
+        .body(r#"{"ids": [1]}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
 }
 
@@ -63,7 +73,8 @@ async fn listing_shows_only_the_callers_notifications_oldest_first() {
     fx.notify(&service, "bob", "bobs").await;
     fx.notify(&service, "alice", "two").await;
     let alice = fx.token("alice").await;
-    let list: Value = fx.http.get(fx.url("/api/notifications")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        fx.http.get(fx.url("/api/notifications")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
     let titles: Vec<&str> = list.as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap()).collect();
     assert_eq!(titles, ["one", "two"]);
     assert_eq!(fx.http.get(fx.url("/api/notifications")).send().await.unwrap().status(), 401);
@@ -86,7 +97,8 @@ async fn mark_read_marks_only_the_callers_own_and_pushes_the_ids() {
     assert_eq!(pushed["seq"], 2);
     bob_ws.expect_quiet(Duration::from_millis(150)).await;
     let bob = fx.token("bob").await;
-    let list: Value = fx.http.get(fx.url("/api/notifications")).bearer_auth(&bob).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        fx.http.get(fx.url("/api/notifications")).bearer_auth(&bob).send().await.unwrap().json().await.unwrap();
     assert_eq!(list[0]["read"], false);
 }
 
@@ -104,7 +116,8 @@ async fn read_all_pushes_all_read() {
     let pushed = ws.expect_type("all_read").await;
     assert_eq!(pushed["payload"], json!({}));
     assert_eq!(pushed["seq"], 3);
-    let list: Value = fx.http.get(fx.url("/api/notifications")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        fx.http.get(fx.url("/api/notifications")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
     assert!(list.as_array().unwrap().iter().all(|n| n["read"] == true));
 }
 
@@ -130,7 +143,13 @@ async fn a_broadcast_reaches_every_connection_but_the_excluded_user() {
     let (mut a, _) = fx.connect("alice").await;
     let (mut b, _) = fx.connect("bob").await;
     let (mut c, _) = fx.connect("carol").await;
-    let res = fx.post_json("/api/broadcast", Some(&service), json!({"type": "maintenance", "payload": {"in": 5}, "exclude_user": "carol"})).await;
+    let res = fx
+        .post_json(
+            "/api/broadcast",
+            Some(&service),
+            json!({"type": "maintenance", "payload": {"in": 5}, "exclude_user": "carol"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["delivered"], 2);
     for ws in [&mut a, &mut b] {
@@ -153,7 +172,8 @@ async fn sse_events(res: &mut reqwest::Response, n: usize) -> (Vec<(String, Stri
     let deadline = Instant::now() + WAIT;
     while events.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
-        let chunk = tokio::time::timeout(left, res.chunk()).await.expect("events in time").unwrap().expect("stream open");
+        let chunk =
+            tokio::time::timeout(left, res.chunk()).await.expect("events in time").unwrap().expect("stream open");
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
@@ -209,7 +229,8 @@ async fn sse_streams_the_user_stream_and_resumes_from_last_event_id() {
     let ids: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(ids, ["2", "3"]);
     // The same through the query parameter, for clients that cannot set the header.
-    let mut res = fx.http.get(fx.url(&format!("/sse/notifications?token={alice}&last_event_id=2"))).send().await.unwrap();
+    let mut res =
+        fx.http.get(fx.url(&format!("/sse/notifications?token={alice}&last_event_id=2"))).send().await.unwrap();
     let (events, _) = sse_events(&mut res, 1).await;
     assert_eq!(events[0].0, "3");
 }
@@ -222,7 +243,13 @@ async fn sse_refuses_bad_credentials_and_sends_keep_alives() {
     let res = fx.http.get(fx.url("/sse/notifications?token=nope")).send().await.unwrap();
     assert_eq!(res.status(), 401);
     let token = fx.token("alice").await;
-    let res = fx.http.get(fx.url(&format!("/sse/notifications?token={token}"))).header("last-event-id", "x").send().await.unwrap();
+    let res = fx
+        .http
+        .get(fx.url(&format!("/sse/notifications?token={token}")))
+        .header("last-event-id", "x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     let mut res = fx.http.get(fx.url(&format!("/sse/notifications?token={token}"))).send().await.unwrap();
     let mut text = String::new();
@@ -238,9 +265,21 @@ async fn sse_refuses_bad_credentials_and_sends_keep_alives() {
 async fn sse_follows_the_origin_allowlist() {
     let fx = Fx::start(&["--allowed-origin", "http://app.test"]).await;
     let token = fx.token("alice").await;
-    let res = fx.http.get(fx.url(&format!("/sse/notifications?token={token}"))).header("origin", "http://evil.test").send().await.unwrap();
+    let res = fx
+        .http
+        .get(fx.url(&format!("/sse/notifications?token={token}")))
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    let res = fx.http.get(fx.url(&format!("/sse/notifications?token={token}"))).header("origin", "http://app.test").send().await.unwrap();
+    let res = fx
+        .http
+        .get(fx.url(&format!("/sse/notifications?token={token}")))
+        .header("origin", "http://app.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 }
 
@@ -249,7 +288,9 @@ async fn sse_follows_the_origin_allowlist() {
 #[tokio::test]
 async fn dev_routes_are_404_without_dev() {
     std::env::set_var("RESOCK_LOG", "quiet");
-    let cfg = <resock_fixture::Config as clap::Parser>::try_parse_from(["x", "--addr", "127.0.0.1:0", "--jwt-secret", "s"]).unwrap();
+    let cfg =
+        <resock_fixture::Config as clap::Parser>::try_parse_from(["x", "--addr", "127.0.0.1:0", "--jwt-secret", "s"])
+            .unwrap();
     let server = resock_fixture::start(cfg).await.unwrap();
     let http = reqwest::Client::new();
     for (method, path) in [("POST", "/dev/token"), ("POST", "/dev/drop"), ("GET", "/dev/stats")] {
@@ -270,10 +311,8 @@ async fn dev_routes_are_404_without_dev() {
 #[tokio::test]
 async fn unknown_routes_are_json_404() {
     let fx = Fx::start(&[]).await;
-    for res in [
-        fx.http.get(fx.url("/nope")).send().await.unwrap(),
-        fx.http.post(fx.url("/nope")).send().await.unwrap(),
-    ] {
+    for res in [fx.http.get(fx.url("/nope")).send().await.unwrap(), fx.http.post(fx.url("/nope")).send().await.unwrap()]
+    {
         assert_eq!(res.status(), 404);
         assert_eq!(res.json::<Value>().await.unwrap()["error"], "not found");
     }

@@ -95,7 +95,9 @@ async fn bad_jwts_close_4001_and_get_no_ticket() {
     let expired = sign(DEV_SECRET, json!({"sub": "alice", "exp": now_s() - 10}));
     let no_exp = sign(DEV_SECRET, json!({"sub": "alice"}));
     let none = alg_none("alice");
-    for (what, token) in [("wrong secret", &wrong_secret), ("expired", &expired), ("no exp", &no_exp), ("alg none", &none)] {
+    for (what, token) in
+        [("wrong secret", &wrong_secret), ("expired", &expired), ("no exp", &no_exp), ("alg none", &none)]
+    {
         expect_4001(&fx, &format!("token={token}")).await;
         assert_eq!(fx.ticket_for_token(token).await.status(), 401, "{what}");
     }
@@ -120,7 +122,14 @@ async fn origin_allowlist_refuses_other_origins_before_the_upgrade() {
     let mut plain = Ws::connect(&url).await.unwrap();
     plain.expect_type("welcome").await;
     // The ticket endpoint follows the same rule.
-    let res = fx.http.post(fx.url("/ws/ticket")).bearer_auth(&token).header("origin", "http://evil.test").send().await.unwrap();
+    let res = fx
+        .http
+        .post(fx.url("/ws/ticket"))
+        .bearer_auth(&token)
+        .header("origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
 }
 
@@ -265,7 +274,9 @@ async fn room_messages_reach_other_members_and_the_sender_gets_an_ack() {
     bob.send(json!({"type": "join", "id": "3", "payload": {"room": "general"}})).await;
     assert_eq!(bob.expect_type("joined").await["payload"]["members"], 3);
 
-    alice.send(json!({"type": "room_message", "id": "8", "payload": {"room": "general", "data": {"text": "hi"}}})).await;
+    alice
+        .send(json!({"type": "room_message", "id": "8", "payload": {"room": "general", "data": {"text": "hi"}}}))
+        .await;
     assert_eq!(alice.expect_type("ack").await["id"], "8");
     let expected = json!({"room": "general", "from": "alice", "data": {"text": "hi"}});
     assert_eq!(bob.expect_type("room_message").await["payload"], expected);
@@ -423,7 +434,9 @@ async fn a_client_that_does_not_read_is_closed_while_others_keep_receiving() {
     let mut sent = 0;
     // Bounded: stops as soon as the stalled client is gone, at most 600 broadcasts (36 MB).
     while sent < 600 {
-        let res = fx.post_json("/api/broadcast", Some(&service), json!({"type": "blob", "payload": {"n": sent, "big": big}})).await;
+        let res = fx
+            .post_json("/api/broadcast", Some(&service), json!({"type": "blob", "payload": {"n": sent, "big": big}}))
+            .await;
         assert_eq!(res.status(), 200);
         sent += 1;
         for _ in 0..1 {
@@ -513,7 +526,8 @@ async fn resume_replays_exactly_the_missing_seqs_once() {
     for i in 4..=6 {
         fx.notify(&service, "alice", &format!("n{i}")).await;
     }
-    let r = fx.post_json("/api/tasks/t1", Some(&service), json!({"user_id": "alice", "action": "done", "task": {}})).await;
+    let r =
+        fx.post_json("/api/tasks/t1", Some(&service), json!({"user_id": "alice", "action": "done", "task": {}})).await;
     assert_eq!(r.status(), 200);
     let (mut ws, welcome) = fx.connect("alice").await;
     assert_eq!(welcome["payload"]["seq"], 7);

@@ -267,7 +267,8 @@ impl<P: Clone> Machine<P> {
                 None => {
                     let id = self.next_id();
                     let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending.insert(id.clone(), Pending { kind: PendingKind::Rejoin(room.clone()), deadline, sent: false });
+                    self.pending
+                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room.clone()), deadline, sent: false });
                     id
                 }
             };
@@ -295,9 +296,15 @@ impl<P: Clone> Machine<P> {
                 let msg = if reason.is_empty() { String::from("the server closed the connection") } else { reason };
                 self.fail(Error::new(kind, msg).with_close(code));
             }
-            CloseCode::Unauthorized => self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code)),
-            CloseCode::Unsupported => self.fail(Error::new(ErrorKind::Unsupported, "the server refused a binary frame").with_close(code)),
-            CloseCode::InvalidPayload => self.fail(Error::new(ErrorKind::InvalidPayload, "the server saw invalid UTF-8").with_close(code)),
+            CloseCode::Unauthorized => {
+                self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code))
+            }
+            CloseCode::Unsupported => {
+                self.fail(Error::new(ErrorKind::Unsupported, "the server refused a binary frame").with_close(code))
+            }
+            CloseCode::InvalidPayload => {
+                self.fail(Error::new(ErrorKind::InvalidPayload, "the server saw invalid UTF-8").with_close(code))
+            }
             CloseCode::TooBig => self.fail(
                 Error::new(ErrorKind::MessageTooBig, "a message was over the server's size limit").with_close(code),
             ),
@@ -336,9 +343,13 @@ impl<P: Clone> Machine<P> {
                     PendingKind::Rejoin(_) | PendingKind::Resume => {}
                     PendingKind::Join(room) => {
                         // The room stays wanted: it is joined again on the next open.
-                        self.pending.insert(id, Pending { kind: PendingKind::Join(room), deadline: p.deadline, sent: false });
+                        self.pending
+                            .insert(id, Pending { kind: PendingKind::Join(room), deadline: p.deadline, sent: false });
                     }
-                    _ => self.settle_err(id, Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")),
+                    _ => self.settle_err(
+                        id,
+                        Error::new(ErrorKind::Disconnected, "the connection was lost before the reply"),
+                    ),
                 }
             }
         }
@@ -364,7 +375,8 @@ impl<P: Clone> Machine<P> {
         self.auth_failures = 0;
         if let Some(max) = self.cfg.max_attempts {
             if self.failures >= max {
-                let msg = frames::concat(&["gave up after ", &frames::u64_to_string(u64::from(max)), " reconnect attempts"]);
+                let msg =
+                    frames::concat(&["gave up after ", &frames::u64_to_string(u64::from(max)), " reconnect attempts"]);
                 self.fail(Error::new(ErrorKind::MaxAttempts, msg));
                 return;
             }
@@ -392,7 +404,9 @@ impl<P: Clone> Machine<P> {
                     self.push(Action::Send(String::from(frames::PING)));
                 }
             }
-            Phase::None if self.state == State::Reconnecting && self.online && !self.server_hold => self.start_attempt(now),
+            Phase::None if self.state == State::Reconnecting && self.online && !self.server_hold => {
+                self.start_attempt(now)
+            }
             _ => {}
         }
     }
@@ -450,7 +464,9 @@ impl<P: Clone> Machine<P> {
                 self.send_refused = true;
                 self.emit_error(closed());
             }
-            Input::Request { id, .. } | Input::Join { id, .. } | Input::Leave { id, .. } => self.settle_err(id, closed()),
+            Input::Request { id, .. } | Input::Join { id, .. } | Input::Leave { id, .. } => {
+                self.settle_err(id, closed())
+            }
             _ => {}
         }
     }
@@ -703,8 +719,12 @@ impl<P: Clone> Machine<P> {
                     // The app hears of the delay; the room stays wanted (until `leave`) and its
                     // join still goes out, its reply now the machine's.
                     let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending.insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
-                    self.settle_err(id, Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"));
+                    self.pending
+                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
+                    self.settle_err(
+                        id,
+                        Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
+                    );
                 }
                 PendingKind::Resume => {
                     let out = self.stream.on_resumed(false);
@@ -782,4 +802,3 @@ impl<P: Clone> Machine<P> {
         self.push(Action::Settle { id, result: Err(error) });
     }
 }
-

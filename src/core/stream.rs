@@ -46,10 +46,16 @@ impl<P> Default for Outcome<P> {
 pub enum OnWelcome<P> {
     Nothing,
     /// Send `resume` with this epoch and since.
-    Resume { epoch: String, since: u64 },
+    Resume {
+        epoch: String,
+        since: u64,
+    },
     /// Deliver what was held from before, then report a resync (the epoch changed, or the
     /// server is behind us).
-    Resync { reason: ResyncReason, deliver: Vec<P> },
+    Resync {
+        reason: ResyncReason,
+        deliver: Vec<P>,
+    },
 }
 
 #[derive(Debug)]

@@ -103,7 +103,10 @@ fn messages(actions: &[Action<Value>]) -> Vec<Value> {
 }
 
 fn error_codes(actions: &[Action<Value>]) -> Vec<String> {
-    events(actions).into_iter().filter_map(|e| if let Event::Error(e) = e { Some(e.kind.code().to_string()) } else { None }).collect()
+    events(actions)
+        .into_iter()
+        .filter_map(|e| if let Event::Error(e) = e { Some(e.kind.code().to_string()) } else { None })
+        .collect()
 }
 
 fn retry_delay(actions: &[Action<Value>]) -> Option<u64> {
@@ -493,7 +496,8 @@ fn wanted_rooms_are_joined_again_after_every_reconnect() {
         let out = s.closed(1006, "");
         s.advance(retry_delay(&out).unwrap());
         let out = s.reopen();
-        let joined: Vec<Value> = sends(&out).into_iter().filter(|f| f["type"] == "join").map(|f| f["payload"]["room"].clone()).collect();
+        let joined: Vec<Value> =
+            sends(&out).into_iter().filter(|f| f["type"] == "join").map(|f| f["payload"]["room"].clone()).collect();
         assert_eq!(joined, [json!("a"), json!("b")]);
         // Re-join replies are not the app's messages.
         for f in sends(&out) {
@@ -545,19 +549,24 @@ fn requests_resolve_reject_time_out_and_fail_on_loss() {
     let slow = s.m.next_id();
     s.feed(Input::Request { id: slow.clone(), text: "{}".into(), timeout_ms: Some(500) });
     let out = s.advance(500);
-    assert!(out.iter().any(|a| matches!(a, Action::Settle { id, result: Err(e) } if *id == slow && e.kind == ErrorKind::Timeout)));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Settle { id, result: Err(e) } if *id == slow && e.kind == ErrorKind::Timeout)));
 
     let lost = s.m.next_id();
     s.feed(Input::Request { id: lost.clone(), text: "{}".into(), timeout_ms: None });
     let out = s.closed(1006, "");
-    assert!(out.iter().any(|a| matches!(a, Action::Settle { id, result: Err(e) } if *id == lost && e.kind == ErrorKind::Disconnected)));
+    assert!(out.iter().any(
+        |a| matches!(a, Action::Settle { id, result: Err(e) } if *id == lost && e.kind == ErrorKind::Disconnected)
+    ));
 }
 
 #[test]
 fn rate_limited_holds_sends_back_then_flushes_them() {
     let mut s = Sim::new(Config::default());
     s.open();
-    let out = s.frame(InKind::Error { code: "rate_limited".into(), message: "slow down".into() }, None, None, json!({}));
+    let out =
+        s.frame(InKind::Error { code: "rate_limited".into(), message: "slow down".into() }, None, None, json!({}));
     assert_eq!(error_codes(&out), ["rate_limited"]);
     let out = s.feed(Input::Send { text: r#"{"type":"x"}"#.into() });
     assert!(sends(&out).is_empty(), "held back");
@@ -620,10 +629,18 @@ fn close_ends_everything() {
     s.feed(Input::Request { id: id.clone(), text: "{}".into(), timeout_ms: None });
     let out = s.feed(Input::Close);
     assert_eq!(out[0], Action::CloseSocket { code: 1000, reason: "Client closed" });
-    assert!(out.iter().any(|a| matches!(a, Action::Settle { id: i, result: Err(e) } if *i == id && e.kind == ErrorKind::Closed)));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Settle { id: i, result: Err(e) } if *i == id && e.kind == ErrorKind::Closed)));
     assert!(events(&out).contains(&Event::State(State::Closed)));
     assert!(out.contains(&Action::Schedule(None)));
-    for input in [Input::Tick, Input::Connect, Input::Online, Input::Visible, Input::SocketClosed { attempt: 1, code: 1006, reason: String::new() }] {
+    for input in [
+        Input::Tick,
+        Input::Connect,
+        Input::Online,
+        Input::Visible,
+        Input::SocketClosed { attempt: 1, code: 1006, reason: String::new() },
+    ] {
         assert!(s.feed(input).is_empty());
     }
     assert!(s.advance(10_000_000).is_empty());

@@ -212,11 +212,20 @@ pub struct Inbound<P> {
 /// What the machine needs to know about a frame; everything else is the application's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InKind {
-    Welcome { heartbeat_ms: u64, epoch: String, seq: u64 },
+    Welcome {
+        heartbeat_ms: u64,
+        epoch: String,
+        seq: u64,
+    },
     Ping,
     Pong,
-    Resumed { complete: bool },
-    Error { code: String, message: String },
+    Resumed {
+        complete: bool,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
     /// Any other type (`joined`, `ack`, notifications, room messages, unknown types...).
     Other,
 }
@@ -230,7 +239,10 @@ pub enum Event<P> {
     /// Reload state over REST: messages may have been missed.
     Resync(ResyncReason),
     /// The next attempt starts in `delay_ms` (attempt counts from 1).
-    Retry { attempt: u32, delay_ms: u64 },
+    Retry {
+        attempt: u32,
+        delay_ms: u64,
+    },
 }
 
 /// Inputs: what happened.
@@ -241,16 +253,37 @@ pub enum Input<P> {
     /// The application asked to close (code 1000, no reconnect).
     Close,
     /// Credentials for attempt `attempt` are ready: open the socket.
-    CredentialsReady { attempt: u32 },
+    CredentialsReady {
+        attempt: u32,
+    },
     /// Getting credentials failed; `auth` when the ticket URL answered 401 or 403.
-    CredentialsFailed { attempt: u32, auth: bool, message: String },
-    SocketOpened { attempt: u32 },
+    CredentialsFailed {
+        attempt: u32,
+        auth: bool,
+        message: String,
+    },
+    SocketOpened {
+        attempt: u32,
+    },
     /// The browser refused to create the socket (a malformed URL): fatal.
-    SocketRefused { attempt: u32, message: String },
-    SocketClosed { attempt: u32, code: u16, reason: String },
-    Frame { attempt: u32, inbound: Inbound<P> },
+    SocketRefused {
+        attempt: u32,
+        message: String,
+    },
+    SocketClosed {
+        attempt: u32,
+        code: u16,
+        reason: String,
+    },
+    Frame {
+        attempt: u32,
+        inbound: Inbound<P>,
+    },
     /// A frame that could not be parsed.
-    BadFrame { attempt: u32, message: String },
+    BadFrame {
+        attempt: u32,
+        message: String,
+    },
     /// The scheduled wake-up (or any time: the machine checks the clock).
     Tick,
     Online,
@@ -258,11 +291,23 @@ pub enum Input<P> {
     /// The page became visible again.
     Visible,
     /// An application frame, already serialized.
-    Send { text: String },
+    Send {
+        text: String,
+    },
     /// A request frame carrying `id` (from [`super::Machine::next_id`]).
-    Request { id: String, text: String, timeout_ms: Option<u64> },
-    Join { room: String, id: String },
-    Leave { room: String, id: String },
+    Request {
+        id: String,
+        text: String,
+        timeout_ms: Option<u64>,
+    },
+    Join {
+        room: String,
+        id: String,
+    },
+    Leave {
+        room: String,
+        id: String,
+    },
 }
 
 /// Actions: what the shell must do, in order.
@@ -270,16 +315,26 @@ pub enum Input<P> {
 pub enum Action<P> {
     /// Get a ticket (or token) for attempt `attempt`, then answer with `CredentialsReady` or
     /// `CredentialsFailed`.
-    FetchCredentials { attempt: u32 },
+    FetchCredentials {
+        attempt: u32,
+    },
     /// Open the socket of attempt `attempt` with the credentials fetched.
-    OpenSocket { attempt: u32 },
+    OpenSocket {
+        attempt: u32,
+    },
     /// Close the current socket and stop listening to it (its close event is not awaited).
-    CloseSocket { code: u16, reason: &'static str },
+    CloseSocket {
+        code: u16,
+        reason: &'static str,
+    },
     Send(String),
     /// Wake the machine (`Input::Tick`) at this wall-clock time; `None` cancels the wake-up.
     Schedule(Option<u64>),
     Emit(Event<P>),
     /// Settle the promise of request `id`: with its reply, with nothing (a `leave` while not
     /// connected), or with an error.
-    Settle { id: String, result: Result<Option<P>, Error> },
+    Settle {
+        id: String,
+        result: Result<Option<P>, Error>,
+    },
 }

@@ -136,7 +136,11 @@ impl Client {
     }
 
     /// Sends a request and waits for the reply with the same id.
-    pub async fn request<D: Serialize>(&self, message: &ClientMessage<D>, timeout_ms: Option<u64>) -> Result<JsValue, Error> {
+    pub async fn request<D: Serialize>(
+        &self,
+        message: &ClientMessage<D>,
+        timeout_ms: Option<u64>,
+    ) -> Result<JsValue, Error> {
         let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
         let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
         self.pending_with(id, move |id| Input::Request { id, text, timeout_ms }).await

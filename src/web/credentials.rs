@@ -22,9 +22,7 @@ fn failed(auth: bool, message: impl Into<String>) -> CredentialError {
 }
 
 fn js_message(e: &JsValue) -> String {
-    e.as_string()
-        .or_else(|| get(e, "message").as_string())
-        .unwrap_or_else(|| String::from("unknown error"))
+    e.as_string().or_else(|| get(e, "message").as_string()).unwrap_or_else(|| String::from("unknown error"))
 }
 
 async fn token(source: &TokenSource) -> Result<Option<String>, CredentialError> {
@@ -83,10 +81,16 @@ async fn fetch_ticket(ticket_url: &str, token: Option<&str>) -> Result<String, C
         .map_err(|e| failed(false, concat(&["the ticket request failed: ", &js_message(&e)])))?;
     let status = get(&response, "status").as_f64().unwrap_or(0.0) as u16;
     if status == 401 || status == 403 {
-        return Err(failed(true, concat(&["the ticket URL refused the token (HTTP ", if status == 401 { "401" } else { "403" }, ")"])));
+        return Err(failed(
+            true,
+            concat(&["the ticket URL refused the token (HTTP ", if status == 401 { "401" } else { "403" }, ")"]),
+        ));
     }
     if !(200..300).contains(&status) {
-        return Err(failed(false, concat(&["the ticket URL answered HTTP ", &crate::core::frames::u64_to_string(u64::from(status))])));
+        return Err(failed(
+            false,
+            concat(&["the ticket URL answered HTTP ", &crate::core::frames::u64_to_string(u64::from(status))]),
+        ));
     }
     let body = call_await(&response, "json", &js_sys::Array::new())
         .await

@@ -116,7 +116,13 @@ impl Driver {
             socket_url: None,
             timer: None,
             lifecycle: None,
-            js_listeners: [Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED), Set::new(&JsValue::UNDEFINED)],
+            js_listeners: [
+                Set::new(&JsValue::UNDEFINED),
+                Set::new(&JsValue::UNDEFINED),
+                Set::new(&JsValue::UNDEFINED),
+                Set::new(&JsValue::UNDEFINED),
+                Set::new(&JsValue::UNDEFINED),
+            ],
             rust_listeners: Vec::new(),
             next_listener: 0,
             promises: VecMap::new(),
@@ -205,79 +211,80 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
 
 fn perform(shared: &Shared, action: Action<JsValue>) {
     let closed = shared.read(|d| d.machine.state() == State::Closed).unwrap_or(true);
-        match action {
-            // A listener closed the client after these were decided: do not start them.
-            Action::FetchCredentials { .. } | Action::OpenSocket { .. } if closed => {}
-            Action::FetchCredentials { attempt } => {
-                let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
-                let weak = Rc::downgrade(shared);
-                spawn_local(async move {
-                    let result = socket_url(&opts).await;
-                    let Some(shared) = weak.upgrade() else { return };
-                    let input = match result {
-                        Ok(url) => {
-                            shared.update(|d| d.socket_url = Some((attempt, url)));
-                            Input::CredentialsReady { attempt }
-                        }
-                        Err(e) => Input::CredentialsFailed { attempt, auth: e.auth, message: e.message },
-                    };
-                    dispatch(&shared, input);
-                });
-            }
-            Action::OpenSocket { attempt } => {
-                let url = match shared.update(|d| d.socket_url.take()).flatten() {
-                    Some((a, url)) if a == attempt => url,
-                    _ => return,
+    match action {
+        // A listener closed the client after these were decided: do not start them.
+        Action::FetchCredentials { .. } | Action::OpenSocket { .. } if closed => {}
+        Action::FetchCredentials { attempt } => {
+            let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
+            let weak = Rc::downgrade(shared);
+            spawn_local(async move {
+                let result = socket_url(&opts).await;
+                let Some(shared) = weak.upgrade() else { return };
+                let input = match result {
+                    Ok(url) => {
+                        shared.update(|d| d.socket_url = Some((attempt, url)));
+                        Input::CredentialsReady { attempt }
+                    }
+                    Err(e) => Input::CredentialsFailed { attempt, auth: e.auth, message: e.message },
                 };
-                let weak = Rc::downgrade(shared);
-                match Socket::open(&url, move |e| on_socket_event(&weak, attempt, e)) {
-                    Ok(sock) => {
-                        let old = shared.update(|d| d.socket.replace(Counted::new(sock)));
-                        defer_drop(old);
-                    }
-                    Err(e) => {
-                        let detail = super::parse::get(&e, "message").as_string().unwrap_or_default();
-                        let message = crate::core::frames::concat(&["the browser refused to open a WebSocket to the URL: ", &detail]);
-                        dispatch(shared, Input::SocketRefused { attempt, message });
-                    }
+                dispatch(&shared, input);
+            });
+        }
+        Action::OpenSocket { attempt } => {
+            let url = match shared.update(|d| d.socket_url.take()).flatten() {
+                Some((a, url)) if a == attempt => url,
+                _ => return,
+            };
+            let weak = Rc::downgrade(shared);
+            match Socket::open(&url, move |e| on_socket_event(&weak, attempt, e)) {
+                Ok(sock) => {
+                    let old = shared.update(|d| d.socket.replace(Counted::new(sock)));
+                    defer_drop(old);
                 }
-            }
-            Action::CloseSocket { code, reason } => {
-                let sock = shared.update(|d| d.socket.take()).flatten();
-                if let Some(sock) = &sock {
-                    sock.0.close(code, reason);
-                }
-                defer_drop(sock);
-            }
-            Action::Send(text) => {
-                shared.read(|d| d.socket.as_ref().map(|sock| sock.0.send(&text)));
-            }
-            Action::Schedule(at) => {
-                let timer = at.map(|at| {
-                    // gloo passes the delay on as an i32: clamp there, or a long one fires at once.
-                    let delay = u32::try_from(at.saturating_sub(now()).min(i32::MAX as u64)).unwrap_or(0);
-                    let weak = Rc::downgrade(shared);
-                    Counted::new(Timeout::new(delay, move || {
-                        if let Some(shared) = weak.upgrade() {
-                            dispatch(&shared, Input::Tick);
-                        }
-                    }))
-                });
-                let old = shared.update(|d| std::mem::replace(&mut d.timer, timer));
-                defer_drop(old);
-            }
-            Action::Emit(event) => emit(shared, &event),
-            Action::Settle { id, result } => {
-                let promise = shared.update(|d| d.promises.remove(&id)).flatten();
-                if let Some((resolve, reject)) = promise {
-                    let _ = match result {
-                        Ok(Some(msg)) => resolve.call1(&JsValue::NULL, &msg),
-                        Ok(None) => resolve.call0(&JsValue::NULL),
-                        Err(e) => reject.call1(&JsValue::NULL, &error_object(&e)),
-                    };
+                Err(e) => {
+                    let detail = super::parse::get(&e, "message").as_string().unwrap_or_default();
+                    let message =
+                        crate::core::frames::concat(&["the browser refused to open a WebSocket to the URL: ", &detail]);
+                    dispatch(shared, Input::SocketRefused { attempt, message });
                 }
             }
         }
+        Action::CloseSocket { code, reason } => {
+            let sock = shared.update(|d| d.socket.take()).flatten();
+            if let Some(sock) = &sock {
+                sock.0.close(code, reason);
+            }
+            defer_drop(sock);
+        }
+        Action::Send(text) => {
+            shared.read(|d| d.socket.as_ref().map(|sock| sock.0.send(&text)));
+        }
+        Action::Schedule(at) => {
+            let timer = at.map(|at| {
+                // gloo passes the delay on as an i32: clamp there, or a long one fires at once.
+                let delay = u32::try_from(at.saturating_sub(now()).min(i32::MAX as u64)).unwrap_or(0);
+                let weak = Rc::downgrade(shared);
+                Counted::new(Timeout::new(delay, move || {
+                    if let Some(shared) = weak.upgrade() {
+                        dispatch(&shared, Input::Tick);
+                    }
+                }))
+            });
+            let old = shared.update(|d| std::mem::replace(&mut d.timer, timer));
+            defer_drop(old);
+        }
+        Action::Emit(event) => emit(shared, &event),
+        Action::Settle { id, result } => {
+            let promise = shared.update(|d| d.promises.remove(&id)).flatten();
+            if let Some((resolve, reject)) = promise {
+                let _ = match result {
+                    Ok(Some(msg)) => resolve.call1(&JsValue::NULL, &msg),
+                    Ok(None) => resolve.call0(&JsValue::NULL),
+                    Err(e) => reject.call1(&JsValue::NULL, &error_object(&e)),
+                };
+            }
+        }
+    }
 }
 
 /// Frees every browser resource and listener of a closed client.

@@ -62,7 +62,16 @@ fn check_url(url: &str, what: &str, schemes: [&str; 2]) -> Result<(), JsValue> {
     if ok {
         Ok(())
     } else {
-        Err(type_error(&concat(&["resock: ", what, " must be an absolute ", schemes[0], ":// or ", schemes[1], ":// URL, got ", url])))
+        Err(type_error(&concat(&[
+            "resock: ",
+            what,
+            " must be an absolute ",
+            schemes[0],
+            ":// or ",
+            schemes[1],
+            ":// URL, got ",
+            url,
+        ])))
     }
 }
 
@@ -96,8 +105,8 @@ impl Options {
             if b.max_ms < b.initial_ms {
                 return Err(type_error("resock: reconnect.maxDelayMs must be at least reconnect.initialDelayMs"));
             }
-            config.max_attempts =
-                number(&reconnect, "maxAttempts", "reconnect.maxAttempts")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            config.max_attempts = number(&reconnect, "maxAttempts", "reconnect.maxAttempts")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         } else if !reconnect.is_undefined() {
             return Err(type_error("resock: option reconnect must be an object"));
         }
@@ -118,7 +127,9 @@ impl Options {
             let max = number(&rate, "max", "sendRate.max")?.map_or(d.max, |n| u32::try_from(n).unwrap_or(u32::MAX));
             let window_ms = number(&rate, "windowMs", "sendRate.windowMs")?.unwrap_or(d.window_ms);
             if max == 0 || window_ms == 0 {
-                return Err(type_error("resock: sendRate.max and sendRate.windowMs must be above 0 (or sendRate: null)"));
+                return Err(type_error(
+                    "resock: sendRate.max and sendRate.windowMs must be above 0 (or sendRate: null)",
+                ));
             }
             config.send_rate = Some(crate::core::SendRate { max, window_ms });
         } else if !rate.is_undefined() {
@@ -128,7 +139,8 @@ impl Options {
         if outbox.is_object() {
             let d = OutboxLimits::default();
             config.outbox = OutboxLimits {
-                max_messages: number(&outbox, "maxMessages", "outbox.maxMessages")?.map_or(d.max_messages, |n| n as usize),
+                max_messages: number(&outbox, "maxMessages", "outbox.maxMessages")?
+                    .map_or(d.max_messages, |n| n as usize),
                 max_bytes: number(&outbox, "maxBytes", "outbox.maxBytes")?.map_or(d.max_bytes, |n| n as usize),
             };
             config.outbox_ttl_ms = number(&outbox, "ttlMs", "outbox.ttlMs")?;

@@ -12,7 +12,10 @@ pub enum SocketEvent {
     Text(String),
     /// A binary frame: the protocol has none; reported as a bad frame.
     Binary,
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 pub struct Socket {

@@ -82,7 +82,9 @@ impl Fx {
     }
 
     pub async fn notify(&self, service: &str, user: &str, title: &str) -> Value {
-        let res = self.post_json("/api/notifications", Some(service), json!({"user_id": user, "title": title, "body": "b"})).await;
+        let res = self
+            .post_json("/api/notifications", Some(service), json!({"user_id": user, "title": title, "body": "b"}))
+            .await;
         assert_eq!(res.status(), 201);
         res.json().await.unwrap()
     }
@@ -127,10 +129,8 @@ impl Ws {
     pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {
-            req.headers_mut().insert(
-                tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            req.headers_mut()
+                .insert(tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         let (inner, _) = timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("connect in time")?;
         Ok(Ws { inner })
@@ -151,7 +151,9 @@ impl Ws {
                 Err(_) => return Seen::Timeout,
                 Ok(None) => return Seen::Dropped,
                 Ok(Some(Err(_))) => return Seen::Dropped,
-                Ok(Some(Ok(Message::Text(t)))) => return Seen::Json(serde_json::from_str(&t).expect("server sends JSON")),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Seen::Json(serde_json::from_str(&t).expect("server sends JSON"))
+                }
                 Ok(Some(Ok(Message::Close(Some(f))))) => return Seen::Close(u16::from(f.code), f.reason.to_string()),
                 Ok(Some(Ok(Message::Close(None)))) => return Seen::Close(1005, String::new()),
                 Ok(Some(Ok(_))) => continue,
@@ -209,7 +211,10 @@ impl Ws {
     }
 
     pub async fn close(mut self) {
-        let _ = self.inner.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
+        let _ = self
+            .inner
+            .close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() }))
+            .await;
     }
 }
 
@@ -231,5 +236,9 @@ pub fn now_s() -> u64 {
 pub fn alg_none(user: &str) -> String {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&format!(r#"{{"sub":"{user}","exp":{}}}"#, now_s() + 600)))
+    format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&format!(r#"{{"sub":"{user}","exp":{}}}"#, now_s() + 600))
+    )
 }
