@@ -164,3 +164,31 @@ test("under StrictMode the fixture sees one connection per page", async () => {
     await context.close();
   }
 });
+
+test("useMessages re-renders its component only for the messages it selects", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("frank");
+    const page = await signIn(context, user);
+    const tasks = page.getByTestId("tasks");
+    const renders = async () => Number(await tasks.getAttribute("data-renders"));
+    await page.waitForTimeout(300);
+    const before = await renders();
+    await notify(user, "not a task");
+    await page.getByText("not a task").waitFor();
+    await page.getByTestId("chat-input").fill("not a task either");
+    await page.getByTestId("chat-send").click();
+    await page.getByTestId("chat-message").filter({ hasText: "not a task either" }).waitFor();
+    assert.equal(await renders(), before, "no re-render for a notification or a chat message");
+    const res = await api("POST", "/api/tasks/t-1", {
+      token: await serviceToken(),
+      body: { user_id: user, action: "started", task: { title: "Render check" } },
+    });
+    assert.equal(res.status, 200);
+    await page.getByTestId("task-update").filter({ hasText: "Render check" }).waitFor({ timeout: 3000 });
+    assert.equal(await renders(), before + 1, "one re-render for the selected message");
+    await shot(page, "use-messages-selector");
+  } finally {
+    await context.close();
+  }
+});

@@ -114,7 +114,6 @@ pub struct Registered {
     pub id: ConnId,
     pub rx: mpsc::Receiver<Out>,
     pub kill: oneshot::Receiver<Kill>,
-    pub welcome: Welcome,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,13 +215,13 @@ impl Hub {
         };
         // Queued under the lock, so `welcome` is the first frame: no stream message can overtake it.
         if self.limits.send_welcome {
-            let _ = tx.try_send(Out::Text(encode(&ServerMessage::Welcome(welcome.clone()), None, None)));
+            let _ = tx.try_send(Out::Text(encode(&ServerMessage::Welcome(welcome), None, None)));
         }
         st.conns.insert(id, Conn { user: user.to_owned(), tx, kill: Some(kill_tx), rooms: HashSet::new() });
         st.users.entry(user.to_owned()).or_default().push(id);
         st.opened_total += 1;
         *st.opened_by_user.entry(user.to_owned()).or_default() += 1;
-        Ok(Registered { id, rx, kill: kill_rx, welcome })
+        Ok(Registered { id, rx, kill: kill_rx })
     }
 
     /// Removes every trace of a connection (user map, rooms). Safe to call twice.

@@ -153,3 +153,47 @@ fn help_lists_every_flag_of_the_contract() {
     }
     assert!(help.contains("RESOCK_HEARTBEAT_MS"));
 }
+
+#[tokio::test]
+async fn logs_never_contain_a_token_or_a_ticket() {
+    let log = std::env::temp_dir().join(format!("resock-fixture-log-{}.txt", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--addr", "127.0.0.1:0", "--dev"])
+        .env_remove("RESOCK_LOG")
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line.trim_end().strip_prefix("listening on ").unwrap().to_owned();
+    let mut p = Proc { child, url };
+    let http = reqwest::Client::new();
+    let token = dev_token(&http, &p.url, "alice").await;
+    let v: Value =
+        http.post(format!("{}/ws/ticket", p.url)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let ticket = v["ticket"].as_str().unwrap().to_owned();
+    let ws_url = p.url.replacen("http://", "ws://", 1);
+    let mut ok = Ws::connect(&format!("{ws_url}/ws?ticket={ticket}")).await.unwrap();
+    ok.expect_type("welcome").await;
+    // Refused credentials are logged too: by what was wrong, never by value.
+    let mut reused = Ws::connect(&format!("{ws_url}/ws?ticket={ticket}")).await.unwrap();
+    assert_eq!(reused.expect_close().await.0, 4001);
+    let bad = format!("{token}x");
+    let mut bad_ws = Ws::connect(&format!("{ws_url}/ws?token={bad}")).await.unwrap();
+    assert_eq!(bad_ws.expect_close().await.0, 4001);
+    Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
+    wait_exit(&mut p.child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).ok();
+    eprintln!("fixture log: {} lines", logged.lines().count());
+    assert!(logged.contains("user=alice"), "the log says something: {logged}");
+    assert!(logged.contains("4001"), "refusals are logged: {logged}");
+    for secret in [token.as_str(), ticket.as_str()] {
+        // No whole secret, nor its signature or random part.
+        let tail = &secret[secret.len() - 16..];
+        assert!(!logged.contains(tail), "a credential leaked into the log");
+    }
+}

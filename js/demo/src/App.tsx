@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState, type FormEvent } from "react";
+import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import type { ClientOptions, TaskUpdateMessage } from "resock";
 import {
   ResockProvider,
@@ -148,12 +148,16 @@ function Notifications({ state }: { state: NotificationsState }) {
   );
 }
 
-function Tasks() {
-  const updates = useMessages((m) => (m.type === "task_update" ? (m as TaskUpdateMessage<{ id?: string; title?: string }>) : undefined), {
-    limit: 20,
-  });
+/** Re-renders only when a task update arrives (useMessages' selector), not on other traffic. */
+const Tasks = memo(function Tasks() {
+  const renders = useRef(0);
+  renders.current += 1;
+  const updates = useMessages(
+    (m) => (m.type === "task_update" ? (m as TaskUpdateMessage<{ id?: string; title?: string }>) : undefined),
+    { limit: 20 },
+  );
   return (
-    <section>
+    <section data-testid="tasks" data-renders={renders.current}>
       <h2>Task updates</h2>
       {updates.length === 0 && <p className="muted">No task updates yet.</p>}
       <ul>
@@ -165,7 +169,7 @@ function Tasks() {
       </ul>
     </section>
   );
-}
+});
 
 function Chat({ user }: { user: string }) {
   const room = useRoom<string>("general");
