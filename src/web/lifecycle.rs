@@ -2,7 +2,8 @@
 
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use web_sys::{Event, EventTarget};
+use wasm_bindgen::JsValue;
+use web_sys::EventTarget;
 
 /// What the page reports.
 #[derive(Clone, Copy)]
@@ -12,7 +13,7 @@ pub enum PageEvent {
     Visible,
 }
 
-type Listener = (EventTarget, &'static str, Closure<dyn FnMut(Event)>);
+type Listener = (EventTarget, &'static str, Closure<dyn FnMut(JsValue)>);
 
 pub struct Lifecycle {
     listeners: Vec<Listener>,
@@ -24,7 +25,7 @@ impl Lifecycle {
         let mut listeners = Vec::new();
         let Some(window) = web_sys::window() else { return Lifecycle { listeners } };
         let document = window.document();
-        let mut add = |target: &EventTarget, name: &'static str, f: Closure<dyn FnMut(Event)>| {
+        let mut add = |target: &EventTarget, name: &'static str, f: Closure<dyn FnMut(JsValue)>| {
             if target.add_event_listener_with_callback(name, f.as_ref().unchecked_ref()).is_ok() {
                 listeners.push((target.clone(), name, f));
             }

@@ -4,7 +4,10 @@
 use js_sys::JsString;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+/// One closure type for every handler: each distinct type adds glue to the package.
+type Handler = Closure<dyn FnMut(JsValue)>;
 
 /// What a socket reports.
 pub enum SocketEvent {
@@ -20,10 +23,10 @@ pub enum SocketEvent {
 
 pub struct Socket {
     ws: WebSocket,
-    _on_open: Closure<dyn FnMut(Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-    _on_error: Closure<dyn FnMut(Event)>,
+    _on_open: Handler,
+    _on_message: Handler,
+    _on_close: Handler,
+    _on_error: Handler,
 }
 
 impl Socket {
@@ -32,21 +35,22 @@ impl Socket {
         let ws = WebSocket::new(url)?;
         ws.set_binary_type(web_sys::BinaryType::Arraybuffer);
         let r = report.clone();
-        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| r(SocketEvent::Open));
+        let on_open = Handler::new(move |_| r(SocketEvent::Open));
         let r = report.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let data = e.data();
+        let on_message = Handler::new(move |e: JsValue| {
+            let data = e.unchecked_into::<MessageEvent>().data();
             match data.dyn_ref::<JsString>() {
                 Some(text) => r(SocketEvent::Text(String::from(text))),
                 None => r(SocketEvent::Binary),
             }
         });
         let r = report;
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+        let on_close = Handler::new(move |e: JsValue| {
+            let e = e.unchecked_into::<CloseEvent>();
             r(SocketEvent::Close { code: e.code(), reason: e.reason() })
         });
         // An error event is always followed by a close event, which carries what we need.
-        let on_error = Closure::<dyn FnMut(Event)>::new(|_| {});
+        let on_error = Handler::new(|_| {});
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
