@@ -503,6 +503,48 @@ async fn a_listener_that_sends_when_open_goes_after_the_room_join() {
     alice.client.close();
 }
 
+/// The Rust API for front ends compiled to wasm32: typed messages in and out, futures.
+#[wasm_bindgen_test]
+async fn the_rust_api_connects_joins_sends_and_decodes_typed_messages() {
+    use resock::protocol::{ClientMessage, RoomSend, ServerMessage};
+    use resock::web::client::{Client as RustClient, ClientOptions};
+    let _serial = serial().await;
+    let user = uid("rust");
+    let mut options = ClientOptions::new(ws_url());
+    options.ticket_url = Some(format!("{FIXTURE}/ws/ticket"));
+    options.token = Some(dev_token(&user, None).await);
+    let client = RustClient::new(options);
+    let got: Rc<RefCell<Vec<ServerMessage<serde_json::Value>>>> = Rc::default();
+    let bad: Rc<RefCell<Vec<String>>> = Rc::default();
+    let (g, b) = (got.clone(), bad.clone());
+    let _sub = client.on_message(move |m| g.borrow_mut().push(m), move |_, e| b.borrow_mut().push(e));
+    client.connect();
+    wait_for("open", 5000, || client.state() == resock::core::State::Open).await;
+    let room = uid("rustroom");
+    client.join(&room).await.expect("joined");
+    // Another client in the room sends; this one decodes a typed RoomMessage.
+    let (other, _) = Rig::with_ticket(&uid("peer")).await;
+    other.open().await;
+    JsFuture::from(other.client.join(room.clone())).await.unwrap();
+    client
+        .send(&ClientMessage::RoomMessage(RoomSend { room: room.clone(), data: serde_json::json!({"n": 1}) }))
+        .unwrap();
+    wait_for("the peer gets the typed message", 3000, || !other.of_type("room_message").is_empty()).await;
+    assert_eq!(get(&get(&get(&other.of_type("room_message")[0], "payload"), "data"), "n"), 1);
+    let service = dev_token("svc", Some("service")).await;
+    notify(&service, &user, "typed").await;
+    wait_for("a typed notification", 3000, || !got.borrow().is_empty()).await;
+    match &got.borrow()[0] {
+        ServerMessage::NewNotification(n) => assert_eq!(n.title, "typed"),
+        other => panic!("expected NewNotification, got {other:?}"),
+    }
+    assert!(bad.borrow().is_empty(), "{:?}", bad.borrow());
+    let reply = client.request(&ClientMessage::<serde_json::Value>::Ping, Some(2000)).await.unwrap();
+    assert_eq!(get(&reply, "type"), "pong");
+    client.close();
+    other.client.close();
+}
+
 #[wasm_bindgen_test]
 async fn close_ends_every_event_and_timer() {
     let _serial = serial().await;
