@@ -7,19 +7,18 @@ use alloc::vec::Vec;
 
 use super::backoff::Random;
 use super::frames;
-use super::outbox::Queued;
 use super::rooms::Rooms;
 use super::sender::Sender;
-use super::stream::{OnWelcome, Outcome, Stream};
-use super::types::{Action, Config, Error, ErrorKind, Event, InKind, Inbound, Input, State};
+use super::stream::Stream;
+use super::types::{Action, Config, Error, ErrorKind, Event, Input, State};
 use super::vecmap::VecMap;
-use crate::protocol::{is_valid_room_name, CloseCode, REASON_REPLACED};
+use crate::protocol::{CloseCode, REASON_REPLACED};
 
 /// Close code the client sends when it drops a connection it believes dead.
 pub const CLOSE_LIVENESS: u16 = 4000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum PendingKind {
+pub(super) enum PendingKind {
     Request,
     Join(String),
     Leave,
@@ -30,14 +29,14 @@ enum PendingKind {
 }
 
 #[derive(Debug, Clone)]
-struct Pending {
-    kind: PendingKind,
-    deadline: u64,
-    sent: bool,
+pub(super) struct Pending {
+    pub(super) kind: PendingKind,
+    pub(super) deadline: u64,
+    pub(super) sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// No attempt in flight.
     None,
     Credentials,
@@ -46,37 +45,37 @@ enum Phase {
 }
 
 pub struct Machine<P> {
-    cfg: Config,
-    rng: Box<dyn Random>,
-    state: State,
-    phase: Phase,
+    pub(super) cfg: Config,
+    pub(super) rng: Box<dyn Random>,
+    pub(super) state: State,
+    pub(super) phase: Phase,
     /// The generation of the current attempt; inputs of older ones are ignored.
-    attempt: u32,
+    pub(super) attempt: u32,
     /// Deadline of the current attempt's credentials and socket phases.
-    attempt_deadline: Option<u64>,
+    pub(super) attempt_deadline: Option<u64>,
     /// Consecutive failed attempts (drives the backoff and `max_attempts`).
-    failures: u32,
-    auth_failures: u32,
-    reconnect_at: Option<u64>,
+    pub(super) failures: u32,
+    pub(super) auth_failures: u32,
+    pub(super) reconnect_at: Option<u64>,
     /// The server asked to wait (1013): neither online nor visible shortens the wait.
-    server_hold: bool,
-    online: bool,
-    open_since: Option<u64>,
-    stable: bool,
-    heartbeat_ms: u64,
-    last_received: u64,
+    pub(super) server_hold: bool,
+    pub(super) online: bool,
+    pub(super) open_since: Option<u64>,
+    pub(super) stable: bool,
+    pub(super) heartbeat_ms: u64,
+    pub(super) last_received: u64,
     /// This server has sent a `welcome` before: after a reconnect, wait for the next one.
-    expect_welcome: bool,
-    welcomed: bool,
-    probe_deadline: Option<u64>,
-    rooms: Rooms,
-    sender: Sender,
-    stream: Stream<P>,
-    pending: VecMap<String, Pending>,
-    next_id: u64,
-    scheduled: Option<u64>,
-    send_refused: bool,
-    actions: Vec<Action<P>>,
+    pub(super) expect_welcome: bool,
+    pub(super) welcomed: bool,
+    pub(super) probe_deadline: Option<u64>,
+    pub(super) rooms: Rooms,
+    pub(super) sender: Sender,
+    pub(super) stream: Stream<P>,
+    pub(super) pending: VecMap<String, Pending>,
+    pub(super) next_id: u64,
+    pub(super) scheduled: Option<u64>,
+    pub(super) send_refused: bool,
+    pub(super) actions: Vec<Action<P>>,
 }
 
 impl<P: Clone> Machine<P> {
@@ -236,7 +235,7 @@ impl<P: Clone> Machine<P> {
 
     // ---- connection lifecycle -----------------------------------------------------------------
 
-    fn start_attempt(&mut self, now: u64) {
+    pub(super) fn start_attempt(&mut self, now: u64) {
         self.attempt = self.attempt.wrapping_add(1);
         self.phase = Phase::Credentials;
         self.reconnect_at = None;
@@ -281,7 +280,7 @@ impl<P: Clone> Machine<P> {
     }
 
     /// The id of an application `join` of `room` not sent yet.
-    fn waiting_join(&self, room: &str) -> Option<String> {
+    pub(super) fn waiting_join(&self, room: &str) -> Option<String> {
         self.pending
             .iter()
             .find(|(_, p)| !p.sent && matches!(&p.kind, PendingKind::Join(r) if r == room))
@@ -326,7 +325,7 @@ impl<P: Clone> Machine<P> {
     }
 
     /// Common to every way a connection ends: forget what belonged to it.
-    fn connection_lost(&mut self) {
+    pub(super) fn connection_lost(&mut self) {
         let was_open = self.phase == Phase::Open;
         self.phase = Phase::None;
         self.attempt_deadline = None;
@@ -370,7 +369,7 @@ impl<P: Clone> Machine<P> {
     }
 
     /// Schedules the next attempt after a backoff delay (at least `min_ms`).
-    fn retry(&mut self, now: u64, min_ms: Option<u64>) {
+    pub(super) fn retry(&mut self, now: u64, min_ms: Option<u64>) {
         // A failure of another kind breaks a run of auth failures.
         self.auth_failures = 0;
         if let Some(max) = self.cfg.max_attempts {
@@ -411,12 +410,12 @@ impl<P: Clone> Machine<P> {
         }
     }
 
-    fn liveness_deadline(&self) -> u64 {
+    pub(super) fn liveness_deadline(&self) -> u64 {
         self.last_received.saturating_add(self.heartbeat_ms).saturating_add(self.cfg.heartbeat_grace_ms)
     }
 
     /// Drops a connection that stopped answering, without waiting for its close event.
-    fn drop_dead(&mut self, now: u64) {
+    pub(super) fn drop_dead(&mut self, now: u64) {
         self.push(Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Heartbeat timeout" });
         self.connection_lost();
         self.retry(now, None);
@@ -430,7 +429,7 @@ impl<P: Clone> Machine<P> {
     }
 
     /// Ends in `closed` with a fatal error.
-    fn fail(&mut self, error: Error) {
+    pub(super) fn fail(&mut self, error: Error) {
         if matches!(self.phase, Phase::Socket | Phase::Open) {
             self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Client closed" });
         }
@@ -471,334 +470,24 @@ impl<P: Clone> Machine<P> {
         }
     }
 
-    // ---- frames ---------------------------------------------------------------------------------
-
-    fn on_frame(&mut self, now: u64, inbound: Inbound<P>) {
-        self.last_received = now;
-        self.probe_deadline = None;
-        if self.auth_failures > 0 {
-            self.auth_failures = 0; // the server spoke to us: the credentials were good
-        }
-        let Inbound { kind, id, seq, msg } = inbound;
-        match kind {
-            InKind::Ping => {
-                self.push(Action::Send(String::from(frames::PONG)));
-                return;
-            }
-            InKind::Welcome { heartbeat_ms, epoch, seq } => {
-                self.on_welcome(now, heartbeat_ms, &epoch, seq);
-                return;
-            }
-            InKind::Resumed { complete } => {
-                self.pending.retain_values(|p| p.kind != PendingKind::Resume);
-                let out = self.stream.on_resumed(complete);
-                self.apply_outcome(out);
-                return;
-            }
-            InKind::Error { code, message } => {
-                self.on_error_frame(now, id.as_deref(), code, message);
-                return;
-            }
-            InKind::Pong if id.is_none() => return, // the answer to a liveness probe
-            InKind::Pong | InKind::Other => {}
-        }
-        if let Some(id) = id.as_deref() {
-            if let Some(p) = self.pending.remove(id) {
-                let is_app_join = matches!(p.kind, PendingKind::Join(_));
-                match p.kind {
-                    PendingKind::Rejoin(room) | PendingKind::Join(room) => {
-                        // One reply answers every join of that room still waiting.
-                        while let Some(other) = self.waiting_join(&room) {
-                            self.pending.remove(&other);
-                            self.push(Action::Settle { id: other, result: Ok(Some(msg.clone())) });
-                        }
-                        if is_app_join {
-                            self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) });
-                        }
-                    }
-                    PendingKind::Resume => {}
-                    _ => self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) }),
-                }
-                return;
-            }
-        }
-        match seq {
-            Some(seq) if self.stream.epoch().is_some() => {
-                let out = self.stream.on_message(seq, msg);
-                self.apply_outcome(out);
-            }
-            _ => self.push(Action::Emit(Event::Message(msg))),
-        }
-    }
-
-    fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
-        self.welcomed = true;
-        self.expect_welcome = true;
-        if heartbeat_ms > 0 {
-            self.heartbeat_ms = heartbeat_ms;
-        }
-        match self.stream.on_welcome(epoch, seq) {
-            OnWelcome::Nothing => {}
-            OnWelcome::Resume { epoch, since } => {
-                let rid = self.next_id();
-                let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                self.pending.insert(rid.clone(), Pending { kind: PendingKind::Resume, deadline, sent: true });
-                self.sender.push_control(frames::resume(&rid, &epoch, since), None, true);
-            }
-            OnWelcome::Resync { reason, deliver } => {
-                for msg in deliver {
-                    self.push(Action::Emit(Event::Message(msg)));
-                }
-                self.push(Action::Emit(Event::Resync(reason)));
-            }
-        }
-        self.sender.release();
-    }
-
-    fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
-        let rate_limited = code == "rate_limited";
-        if rate_limited {
-            self.sender.throttle(now, self.cfg.throttle_ms);
-        }
-        let error = if rate_limited {
-            Error::new(ErrorKind::RateLimited, message)
-        } else {
-            Error::new(ErrorKind::Server(code), message)
-        };
-        let Some((id, p)) = id.and_then(|id| self.pending.remove(id).map(|p| (String::from(id), p))) else {
-            self.emit_error(error);
-            return;
-        };
-        if rate_limited {
-            if let PendingKind::Join(room) | PendingKind::Rejoin(room) = &p.kind {
-                // Refused for now, not for good: send the join again once the throttle ends.
-                let frame = frames::join(&id, room);
-                self.sender.push_control(frame, Some(id.clone()), true);
-                self.pending.insert(id, Pending { sent: false, ..p });
-                return;
-            }
-        }
-        match p.kind {
-            PendingKind::Join(room) => {
-                self.rooms.unwant(&room);
-                self.settle_err(id, error);
-            }
-            PendingKind::Rejoin(room) => {
-                // A room the app wanted can no longer be joined: say so, once.
-                self.rooms.unwant(&room);
-                self.emit_error(error);
-            }
-            PendingKind::Resume => {
-                // The server could not replay: the app must reload.
-                let out = self.stream.on_resumed(false);
-                self.apply_outcome(out);
-            }
-            _ => self.settle_err(id, error),
-        }
-    }
-
-    fn apply_outcome(&mut self, out: Outcome<P>) {
-        for msg in out.deliver {
-            self.push(Action::Emit(Event::Message(msg)));
-        }
-        if let Some(reason) = out.resync {
-            self.push(Action::Emit(Event::Resync(reason)));
-        }
-    }
-
-    // ---- sending --------------------------------------------------------------------------------
-
-    fn queue_app(&mut self, now: u64, text: String, id: Option<String>) {
-        let expires_at = self.cfg.outbox_ttl_ms.map(|ttl| now.saturating_add(ttl));
-        if self.sender.push_app(Queued { text, expires_at, id: id.clone() }).is_err() {
-            self.send_refused = true;
-            let limits = self.sender.outbox().limits();
-            let msg = frames::concat(&[
-                "the outbox is full (",
-                &frames::u64_to_string(limits.max_messages as u64),
-                " messages or ",
-                &frames::u64_to_string(limits.max_bytes as u64),
-                " bytes): the message was not queued",
-            ]);
-            let error = Error::new(ErrorKind::OutboxFull, msg);
-            match id {
-                Some(id) => {
-                    self.pending.remove(&id);
-                    self.settle_err(id, error);
-                }
-                None => self.emit_error(error),
-            }
-        }
-    }
-
-    /// Sends what the sender lets through on an open connection.
-    fn pump(&mut self, now: u64) {
-        if self.phase != Phase::Open {
-            return;
-        }
-        for item in self.sender.pump(now) {
-            if let Some(p) = item.id.as_deref().and_then(|id| self.pending.get_mut(id)) {
-                p.sent = true;
-            }
-            self.push(Action::Send(item.text));
-        }
-    }
-
-    fn join(&mut self, now: u64, room: String, id: String) {
-        if !is_valid_room_name(&room) {
-            let e = Error::new(ErrorKind::BadRoom, "room names are 1-64 characters of [A-Za-z0-9_.:-]");
-            self.settle_err(id, e);
-            return;
-        }
-        self.rooms.want(&room);
-        let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-        let open = self.phase == Phase::Open;
-        self.pending.insert(id.clone(), Pending { kind: PendingKind::Join(room.clone()), deadline, sent: false });
-        if open {
-            self.sender.push_control(frames::join(&id, &room), Some(id), false);
-        }
-    }
-
-    fn leave(&mut self, now: u64, room: String, id: String) {
-        self.rooms.unwant(&room);
-        // A join of that room still waiting for a connection will never happen now.
-        while let Some(wid) = self.waiting_join(&room) {
-            self.pending.remove(&wid);
-            self.sender.remove_id(&wid);
-            self.settle_err(wid, Error::new(ErrorKind::Closed, "left the room before it was joined"));
-        }
-        if self.phase == Phase::Open {
-            let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-            self.pending.insert(id.clone(), Pending { kind: PendingKind::Leave, deadline, sent: false });
-            self.sender.push_control(frames::leave(&id, &room), Some(id), false);
-        } else {
-            // Not connected: not in the room, and it will not be joined again.
-            self.push(Action::Settle { id, result: Ok(None) });
-        }
-    }
-
-    // ---- time -------------------------------------------------------------------------------------
-
-    /// Everything due at `now`: attempts, stability, liveness, probes, retries, deadlines.
-    fn check_clock(&mut self, now: u64) {
-        if self.state == State::Closed {
-            return;
-        }
-        if matches!(self.phase, Phase::Credentials | Phase::Socket) && self.attempt_deadline.is_some_and(|t| now >= t) {
-            if self.phase == Phase::Socket {
-                self.push(Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Connect timeout" });
-            }
-            self.connection_lost();
-            self.emit_error(Error::new(ErrorKind::ConnectTimeout, "the attempt took longer than connectTimeoutMs"));
-            self.retry(now, None);
-        }
-        if let (Some(since), false) = (self.open_since, self.stable) {
-            if now >= since.saturating_add(self.cfg.stable_after_ms) {
-                self.stable = true;
-                self.failures = 0;
-                self.auth_failures = 0;
-            }
-        }
-        if self.phase == Phase::Open {
-            let probe_failed = self.probe_deadline.is_some_and(|t| now >= t);
-            if probe_failed || now >= self.liveness_deadline() {
-                self.drop_dead(now);
-            }
-        }
-        if self.phase == Phase::None && self.reconnect_at.is_some_and(|t| now >= t) {
-            self.start_attempt(now);
-        }
-        let expired: Vec<String> =
-            self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect();
-        for id in expired {
-            let Some(p) = self.pending.remove(&id) else { continue };
-            match p.kind {
-                // The re-join frame stays queued: the room is still wanted.
-                PendingKind::Rejoin(_) => {}
-                PendingKind::Join(room) => {
-                    // The app hears of the delay; the room stays wanted (until `leave`) and its
-                    // join still goes out, its reply now the machine's.
-                    let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending
-                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
-                    self.settle_err(
-                        id,
-                        Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
-                    );
-                }
-                PendingKind::Resume => {
-                    let out = self.stream.on_resumed(false);
-                    self.apply_outcome(out);
-                }
-                PendingKind::Request | PendingKind::Leave => {
-                    self.sender.remove_id(&id);
-                    self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
-                }
-            }
-        }
-        for item in self.sender.expire(now) {
-            let e = Error::new(ErrorKind::Expired, "a queued message was not sent in time and was dropped");
-            match item.id {
-                Some(id) => {
-                    self.pending.remove(&id);
-                    self.settle_err(id, e);
-                }
-                None => self.emit_error(e),
-            }
-        }
-    }
-
-    fn next_deadline(&self) -> Option<u64> {
-        if self.state == State::Closed {
-            return None;
-        }
-        let mut next: Option<u64> = None;
-        let mut consider = |t: Option<u64>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        consider(self.reconnect_at);
-        consider(self.attempt_deadline);
-        if self.phase == Phase::Open {
-            consider(Some(self.liveness_deadline()));
-            consider(self.probe_deadline);
-            if !self.stable {
-                consider(self.open_since.map(|s| s.saturating_add(self.cfg.stable_after_ms)));
-            }
-            consider(self.sender.next_deadline());
-        }
-        consider(self.pending.values().map(|p| p.deadline).min());
-        consider(self.sender.outbox().next_deadline());
-        next
-    }
-
-    fn reschedule(&mut self, now: u64) {
-        let next = self.next_deadline().map(|t| t.max(now));
-        if next != self.scheduled {
-            self.scheduled = next;
-            self.actions.push(Action::Schedule(next));
-        }
-    }
-
     // ---- helpers ----------------------------------------------------------------------------------
 
-    fn push(&mut self, action: Action<P>) {
+    pub(super) fn push(&mut self, action: Action<P>) {
         self.actions.push(action);
     }
 
-    fn set_state(&mut self, state: State) {
+    pub(super) fn set_state(&mut self, state: State) {
         if self.state != state {
             self.state = state;
             self.push(Action::Emit(Event::State(state)));
         }
     }
 
-    fn emit_error(&mut self, error: Error) {
+    pub(super) fn emit_error(&mut self, error: Error) {
         self.push(Action::Emit(Event::Error(error)));
     }
 
-    fn settle_err(&mut self, id: String, error: Error) {
+    pub(super) fn settle_err(&mut self, id: String, error: Error) {
         self.push(Action::Settle { id, result: Err(error) });
     }
 }

@@ -3,15 +3,22 @@
 //! plain data in, plain actions out. No `web_sys`, no clock, no randomness of its own.
 
 pub mod backoff;
+mod clock;
 pub mod frames;
+mod inbound;
 pub mod machine;
 pub mod outbox;
+mod outgoing;
 pub mod rooms;
 pub mod sender;
 pub mod stream;
 pub mod types;
 pub mod vecmap;
 
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod testkit;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 

@@ -1,0 +1,112 @@
+//! Time: attempts, stability, liveness, probes, retries and deadlines due at `now`, and the
+//! one wake-up the shell is asked to schedule.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::machine::{Machine, Pending, PendingKind, Phase, CLOSE_LIVENESS};
+use super::types::{Action, Error, ErrorKind, State};
+
+impl<P: Clone> Machine<P> {
+    /// Everything due at `now`: attempts, stability, liveness, probes, retries, deadlines.
+    pub(super) fn check_clock(&mut self, now: u64) {
+        if self.state == State::Closed {
+            return;
+        }
+        if matches!(self.phase, Phase::Credentials | Phase::Socket) && self.attempt_deadline.is_some_and(|t| now >= t) {
+            if self.phase == Phase::Socket {
+                self.push(Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Connect timeout" });
+            }
+            self.connection_lost();
+            self.emit_error(Error::new(ErrorKind::ConnectTimeout, "the attempt took longer than connectTimeoutMs"));
+            self.retry(now, None);
+        }
+        if let (Some(since), false) = (self.open_since, self.stable) {
+            if now >= since.saturating_add(self.cfg.stable_after_ms) {
+                self.stable = true;
+                self.failures = 0;
+                self.auth_failures = 0;
+            }
+        }
+        if self.phase == Phase::Open {
+            let probe_failed = self.probe_deadline.is_some_and(|t| now >= t);
+            if probe_failed || now >= self.liveness_deadline() {
+                self.drop_dead(now);
+            }
+        }
+        if self.phase == Phase::None && self.reconnect_at.is_some_and(|t| now >= t) {
+            self.start_attempt(now);
+        }
+        let expired: Vec<String> =
+            self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            let Some(p) = self.pending.remove(&id) else { continue };
+            match p.kind {
+                // The re-join frame stays queued: the room is still wanted.
+                PendingKind::Rejoin(_) => {}
+                PendingKind::Join(room) => {
+                    // The app hears of the delay; the room stays wanted (until `leave`) and its
+                    // join still goes out, its reply now the machine's.
+                    let deadline = now.saturating_add(self.cfg.request_timeout_ms);
+                    self.pending
+                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
+                    self.settle_err(
+                        id,
+                        Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
+                    );
+                }
+                PendingKind::Resume => {
+                    let out = self.stream.on_resumed(false);
+                    self.apply_outcome(out);
+                }
+                PendingKind::Request | PendingKind::Leave => {
+                    self.sender.remove_id(&id);
+                    self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
+                }
+            }
+        }
+        for item in self.sender.expire(now) {
+            let e = Error::new(ErrorKind::Expired, "a queued message was not sent in time and was dropped");
+            match item.id {
+                Some(id) => {
+                    self.pending.remove(&id);
+                    self.settle_err(id, e);
+                }
+                None => self.emit_error(e),
+            }
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let mut next: Option<u64> = None;
+        let mut consider = |t: Option<u64>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.reconnect_at);
+        consider(self.attempt_deadline);
+        if self.phase == Phase::Open {
+            consider(Some(self.liveness_deadline()));
+            consider(self.probe_deadline);
+            if !self.stable {
+                consider(self.open_since.map(|s| s.saturating_add(self.cfg.stable_after_ms)));
+            }
+            consider(self.sender.next_deadline());
+        }
+        consider(self.pending.values().map(|p| p.deadline).min());
+        consider(self.sender.outbox().next_deadline());
+        next
+    }
+
+    pub(super) fn reschedule(&mut self, now: u64) {
+        let next = self.next_deadline().map(|t| t.max(now));
+        if next != self.scheduled {
+            self.scheduled = next;
+            self.actions.push(Action::Schedule(next));
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What the application sends: messages and requests into the outbox, joins and leaves, and the
+//! pump that lets the sender's frames out on an open connection.
+
+use alloc::string::String;
+
+use super::frames;
+use super::machine::{Machine, Pending, PendingKind, Phase};
+use super::outbox::Queued;
+use super::types::{Action, Error, ErrorKind};
+use crate::protocol::is_valid_room_name;
+
+impl<P: Clone> Machine<P> {
+    pub(super) fn queue_app(&mut self, now: u64, text: String, id: Option<String>) {
+        let expires_at = self.cfg.outbox_ttl_ms.map(|ttl| now.saturating_add(ttl));
+        if self.sender.push_app(Queued { text, expires_at, id: id.clone() }).is_err() {
+            self.send_refused = true;
+            let limits = self.sender.outbox().limits();
+            let msg = frames::concat(&[
+                "the outbox is full (",
+                &frames::u64_to_string(limits.max_messages as u64),
+                " messages or ",
+                &frames::u64_to_string(limits.max_bytes as u64),
+                " bytes): the message was not queued",
+            ]);
+            let error = Error::new(ErrorKind::OutboxFull, msg);
+            match id {
+                Some(id) => {
+                    self.pending.remove(&id);
+                    self.settle_err(id, error);
+                }
+                None => self.emit_error(error),
+            }
+        }
+    }
+
+    /// Sends what the sender lets through on an open connection.
+    pub(super) fn pump(&mut self, now: u64) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        for item in self.sender.pump(now) {
+            if let Some(p) = item.id.as_deref().and_then(|id| self.pending.get_mut(id)) {
+                p.sent = true;
+            }
+            self.push(Action::Send(item.text));
+        }
+    }
+
+    pub(super) fn join(&mut self, now: u64, room: String, id: String) {
+        if !is_valid_room_name(&room) {
+            let e = Error::new(ErrorKind::BadRoom, "room names are 1-64 characters of [A-Za-z0-9_.:-]");
+            self.settle_err(id, e);
+            return;
+        }
+        self.rooms.want(&room);
+        let deadline = now.saturating_add(self.cfg.request_timeout_ms);
+        let open = self.phase == Phase::Open;
+        self.pending.insert(id.clone(), Pending { kind: PendingKind::Join(room.clone()), deadline, sent: false });
+        if open {
+            self.sender.push_control(frames::join(&id, &room), Some(id), false);
+        }
+    }
+
+    pub(super) fn leave(&mut self, now: u64, room: String, id: String) {
+        self.rooms.unwant(&room);
+        // A join of that room still waiting for a connection will never happen now.
+        while let Some(wid) = self.waiting_join(&room) {
+            self.pending.remove(&wid);
+            self.sender.remove_id(&wid);
+            self.settle_err(wid, Error::new(ErrorKind::Closed, "left the room before it was joined"));
+        }
+        if self.phase == Phase::Open {
+            let deadline = now.saturating_add(self.cfg.request_timeout_ms);
+            self.pending.insert(id.clone(), Pending { kind: PendingKind::Leave, deadline, sent: false });
+            self.sender.push_control(frames::leave(&id, &room), Some(id), false);
+        } else {
+            // Not connected: not in the room, and it will not be joined again.
+            self.push(Action::Settle { id, result: Ok(None) });
+        }
+    }
+}
