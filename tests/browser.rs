@@ -119,11 +119,15 @@ async fn http(method: &str, url: &str, token: Option<&str>, body: Option<JsValue
 }
 
 async fn dev_token(user: &str, role: Option<&str>) -> String {
+    dev_token_on(FIXTURE, user, role).await
+}
+
+async fn dev_token_on(fixture: &str, user: &str, role: Option<&str>) -> String {
     let mut pairs = vec![("user_id", JsValue::from_str(user))];
     if let Some(r) = role {
         pairs.push(("role", r.into()));
     }
-    let (status, body) = http("POST", &format!("{FIXTURE}/dev/token"), None, Some(obj(&pairs))).await;
+    let (status, body) = http("POST", &format!("{fixture}/dev/token"), None, Some(obj(&pairs))).await;
     assert_eq!(status, 200);
     get(&body, "token").as_string().unwrap()
 }
@@ -200,7 +204,12 @@ impl Rig {
 
     /// A client for `user` with a ticket URL and a token function that counts its calls.
     async fn with_ticket(user: &str) -> (Rig, Rc<RefCell<u32>>) {
-        let token = dev_token(user, None).await;
+        Self::with_ticket_on(FIXTURE, user, 100, 1000).await
+    }
+
+    /// The same against any fixture, with its own backoff.
+    async fn with_ticket_on(fixture: &str, user: &str, initial_ms: u32, max_ms: u32) -> (Rig, Rc<RefCell<u32>>) {
+        let token = dev_token_on(fixture, user, None).await;
         let calls = Rc::new(RefCell::new(0u32));
         let c = calls.clone();
         let provider = Closure::<dyn FnMut() -> JsValue>::new(move || {
@@ -209,10 +218,10 @@ impl Rig {
         })
         .into_js_value();
         let opts = obj(&[
-            ("url", ws_url().into()),
-            ("ticketUrl", format!("{FIXTURE}/ws/ticket").into()),
+            ("url", format!("{}/ws", fixture.replacen("http://", "ws://", 1)).into()),
+            ("ticketUrl", format!("{fixture}/ws/ticket").into()),
             ("token", provider),
-            ("reconnect", obj(&[("initialDelayMs", 100.into()), ("maxDelayMs", 1000.into())])),
+            ("reconnect", obj(&[("initialDelayMs", initial_ms.into()), ("maxDelayMs", max_ms.into())])),
         ]);
         (Rig::new(opts), calls)
     }
@@ -427,21 +436,7 @@ async fn works_against_a_server_that_sends_no_welcome() {
     let _serial = serial().await;
     let user = uid("seed");
     let post = |path: &str| format!("{SEED_FIXTURE}{path}");
-    let (_, body) = http("POST", &post("/dev/token"), None, Some(obj(&[("user_id", user.as_str().into())]))).await;
-    let token = get(&body, "token").as_string().unwrap();
-    let calls = Rc::new(RefCell::new(0u32));
-    let c = calls.clone();
-    let provider = Closure::<dyn FnMut() -> JsValue>::new(move || {
-        *c.borrow_mut() += 1;
-        JsValue::from_str(&token)
-    })
-    .into_js_value();
-    let rig = Rig::new(obj(&[
-        ("url", format!("{}/ws", SEED_FIXTURE.replacen("http://", "ws://", 1)).into()),
-        ("ticketUrl", post("/ws/ticket").into()),
-        ("token", provider),
-        ("reconnect", obj(&[("initialDelayMs", 50.into()), ("maxDelayMs", 300.into())])),
-    ]));
+    let (rig, calls) = Rig::with_ticket_on(SEED_FIXTURE, &user, 50, 300).await;
     rig.open().await; // open is connected: no welcome to wait for
     let room = uid("seedroom");
     JsFuture::from(rig.client.join(room.clone())).await.unwrap();
@@ -461,10 +456,7 @@ async fn works_against_a_server_that_sends_no_welcome() {
         sleep(20).await;
     }
     assert_eq!(members, 1);
-    let (_, svc) =
-        http("POST", &post("/dev/token"), None, Some(obj(&[("user_id", "svc".into()), ("role", "service".into())])))
-            .await;
-    let svc = get(&svc, "token").as_string().unwrap();
+    let svc = dev_token_on(SEED_FIXTURE, "svc", Some("service")).await;
     let body = obj(&[("user_id", user.as_str().into()), ("title", "t".into()), ("body", "b".into())]);
     http("POST", &post("/api/notifications"), Some(&svc), Some(body)).await;
     wait_for("the notification", 3000, || rig.of_type("new_notification").len() == 1).await;
