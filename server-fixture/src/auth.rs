@@ -30,8 +30,9 @@ pub enum Role {
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// `"service"` makes a service token; anything else (or nothing) a user token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<serde_json::Value>,
 }
 
 /// Why a credential was refused. Carries no part of the credential itself.
@@ -72,6 +73,9 @@ impl Jwt {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 0;
+        validation.validate_nbf = true;
+        // The fixture names no audience: a token that carries one is not refused for it.
+        validation.validate_aud = false;
         Jwt {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             encoding: EncodingKey::from_secret(secret.as_bytes()),
@@ -90,14 +94,18 @@ impl Jwt {
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid);
         }
-        let role = if claims.role.as_deref() == Some("service") { Role::Service } else { Role::User };
+        let service = claims.role.as_ref().and_then(|r| r.as_str()) == Some("service");
+        let role = if service { Role::Service } else { Role::User };
         Ok(Identity { user_id: claims.sub, role })
     }
 
     /// Issues a token for `user_id` valid for `ttl` (used by `/dev/token` and the tests).
     pub fn issue(&self, user_id: &str, role: Option<&str>, ttl: Duration) -> String {
-        let claims =
-            Claims { sub: user_id.to_owned(), exp: unix_now() + ttl.as_secs().max(1), role: role.map(str::to_owned) };
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            exp: unix_now() + ttl.as_secs().max(1),
+            role: role.map(|r| serde_json::Value::String(r.to_owned())),
+        };
         // Encoding with an HMAC key cannot fail for these claims.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
     }
@@ -194,6 +202,23 @@ mod tests {
                 .encode(format!(r#"{{"sub":"alice","exp":{}}}"#, unix_now() + 60))
         );
         assert_eq!(jwt.verify(&none), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn odd_claims_do_not_refuse_a_token() {
+        use jsonwebtoken::{encode, EncodingKey, Header};
+        let jwt = Jwt::new("s");
+        let sign =
+            |claims: serde_json::Value| encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s")).unwrap();
+        let exp = unix_now() + 60;
+        let aud = sign(serde_json::json!({"sub": "a", "exp": exp, "aud": "elsewhere"}));
+        assert_eq!(jwt.verify(&aud).map(|w| w.role), Ok(Role::User));
+        let odd_role = sign(serde_json::json!({"sub": "a", "exp": exp, "role": ["x"]}));
+        assert_eq!(jwt.verify(&odd_role).map(|w| w.role), Ok(Role::User));
+        let not_yet = sign(serde_json::json!({"sub": "a", "exp": exp, "nbf": exp}));
+        assert_eq!(jwt.verify(&not_yet), Err(AuthError::Invalid));
+        let empty_sub = sign(serde_json::json!({"sub": "", "exp": exp}));
+        assert_eq!(jwt.verify(&empty_sub), Err(AuthError::Invalid));
     }
 
     #[test]

@@ -112,9 +112,9 @@ impl Config {
             return Err("--redis is not supported by this build yet: run one instance without it".into());
         }
         for origin in &self.allowed_origins {
-            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+            if !is_bare_origin(origin) {
                 return Err(format!(
-                    "--allowed-origin {origin:?} must be scheme://host[:port], with no path or trailing slash"
+                    "--allowed-origin {origin:?} must be http(s)://host[:port], with no path, query or trailing slash"
                 ));
             }
         }
@@ -145,6 +145,23 @@ impl Config {
     pub fn for_tests() -> Self {
         Config::parse_from(["resock-fixture", "--addr", "127.0.0.1:0", "--dev"])
     }
+}
+
+/// `http(s)://host[:port]` and nothing else, as a browser sends it in `Origin` (and as the CORS
+/// layer accepts it: a value it cannot parse would otherwise stop the server at start).
+fn is_bare_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return false;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok && warp::http::HeaderValue::from_str(origin).is_ok()
 }
 
 /// A fixed-window rate limit: `count` messages per `window`.
@@ -199,6 +216,20 @@ mod tests {
     fn redis_is_refused_clearly() {
         let c = Config::parse_from(["x", "--dev", "--redis", "redis://127.0.0.1"]);
         assert!(c.validate().unwrap_err().contains("--redis"));
+    }
+
+    #[test]
+    fn malformed_origins_are_refused_not_panicked_on() {
+        for bad in
+            ["http://a.test/app", "http://a.test:99999", "http://", "ftp://a.test", "http://a b", "http://a.test:"]
+        {
+            let c = Config::parse_from(["x", "--dev", "--allowed-origin", bad]);
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        for good in ["http://localhost:5173", "https://app.example.com", "http://127.0.0.1:8080"] {
+            let c = Config::parse_from(["x", "--dev", "--allowed-origin", good]);
+            assert!(c.validate().is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -350,6 +350,11 @@ impl Hub {
         targets.len()
     }
 
+    /// True once shutdown began: no new SSE stream (it would keep the server up).
+    pub fn refusing_sse(&self) -> bool {
+        self.lock().shutting_down
+    }
+
     /// Subscribes an SSE stream of `user`: returns the stored messages after `last_event_id` and
     /// the receiver of the live ones (registered under the same lock, so none falls between).
     pub fn subscribe_sse(

@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
     drop(out);
     wait_for_signal().await;
     running.shutdown().await;
+    resock_fixture::log::flush();
     ExitCode::SUCCESS
 }
 

@@ -64,12 +64,21 @@ struct Broadcast {
     exclude_user: Option<String>,
 }
 
+/// The longest user id the fixture takes, in bytes: ids are map keys.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
 fn non_empty(field: &str, value: &str) -> Result<(), Rejection> {
     if value.trim().is_empty() {
         Err(ApiError::reject(StatusCode::BAD_REQUEST, format!("`{field}` must not be empty")))
+    } else if field == "user_id" && value.len() > MAX_USER_ID_BYTES {
+        Err(ApiError::reject(StatusCode::BAD_REQUEST, format!("`user_id` is over {MAX_USER_ID_BYTES} bytes")))
     } else {
         Ok(())
     }
+}
+
+fn ordered(app: &App) -> std::sync::MutexGuard<'_, ()> {
+    app.write_order.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The notification, task and broadcast routes.
@@ -81,6 +90,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .and(with_app(app.clone()))
         .and_then(|_: Identity, body: NewNotification, app: Arc<App>| async move {
             non_empty("user_id", &body.user_id)?;
+            let _order = ordered(&app);
             let n = app.store.add(&body.user_id, body.title, body.body);
             app.hub.push_user(&body.user_id, &ServerMessage::NewNotification(n.clone()));
             Ok::<_, Rejection>(json_status(&n, StatusCode::CREATED))
@@ -96,6 +106,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .and(json_body::<MarkRead>(BODY_LIMIT))
         .and(with_app(app.clone()))
         .map(|who: Identity, body: MarkRead, app: Arc<App>| {
+            let _order = ordered(&app);
             let marked = app.store.mark_read(&who.user_id, &body.notification_ids);
             if !marked.is_empty() {
                 let msg = ServerMessage::NotificationRead(NotificationRead { notification_ids: marked.clone() });
@@ -108,6 +119,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .and(user(app.clone()))
         .and(with_app(app.clone()))
         .map(|who: Identity, app: Arc<App>| {
+            let _order = ordered(&app);
             let marked = app.store.mark_all_read(&who.user_id);
             app.hub.push_user(&who.user_id, &ServerMessage::AllRead);
             ok_json(&json!({ "marked": marked }))
@@ -126,7 +138,10 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
                 obj.entry("id").or_insert_with(|| Value::String(task_id.clone()));
             }
             let msg = ServerMessage::TaskUpdate(TaskUpdate { action: body.action, task });
-            let seq = app.hub.push_user(&body.user_id, &msg);
+            let seq = {
+                let _order = ordered(&app);
+                app.hub.push_user(&body.user_id, &msg)
+            };
             Ok::<_, Rejection>(ok_json(&json!({ "task_id": task_id, "seq": seq })))
         });
     let broadcast = warp::path!("api" / "broadcast")

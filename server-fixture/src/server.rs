@@ -23,6 +23,10 @@ pub struct App {
     pub jwt: Jwt,
     pub tickets: Tickets,
     pub store: Store,
+    /// Held while a REST route changes the store and pushes the change, so that the order of
+    /// user-stream seqs is the order of the changes (an `all_read` never overtakes a newer
+    /// notification).
+    pub write_order: std::sync::Mutex<()>,
     live: AtomicUsize,
 }
 
@@ -52,6 +56,7 @@ impl App {
             jwt: Jwt::new(cfg.secret()),
             tickets: Tickets::new(Duration::from_millis(cfg.ticket_ttl_ms)),
             store: Store::default(),
+            write_order: std::sync::Mutex::new(()),
             live: AtomicUsize::new(0),
             cfg,
         }
@@ -120,7 +125,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
 }
 
 /// The whole route table.
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
     let cors = {
         let base = warp::cors()
             .allow_methods(["GET", "POST", "OPTIONS"])
@@ -140,8 +145,9 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rej
     let static_files = only_if(app.cfg.static_dir.is_some())
         .and(warp::get())
         .and(warp::fs::dir(app.cfg.static_dir.clone().unwrap_or_default()));
-    // CORS outside the error handler, so that error answers carry CORS headers too.
-    api.or(static_files).recover(http::recover).with(cors)
+    // CORS outside the error handler, so that error answers carry CORS headers too; and the
+    // error handler once more outside CORS, so that its own refusals are JSON as well.
+    api.or(static_files).recover(http::recover).with(cors).recover(http::recover)
 }
 
 /// A JSON body with a status.

@@ -35,14 +35,18 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reje
         .and(query::<CredentialQuery>())
         .and(warp::header::optional::<String>("last-event-id"))
         .and_then(|app: Arc<App>, creds: CredentialQuery, last: Option<String>| async move {
-            let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref())
-                .map_err(|e| ApiError::reject(StatusCode::UNAUTHORIZED, e.describe()))?;
+            // Checked before the credentials, so that a bad header does not spend a ticket.
             let last_event_id = match last.as_deref().map(str::trim) {
                 Some(s) if !s.is_empty() => Some(s.parse::<u64>().map_err(|_| {
                     ApiError::reject(StatusCode::BAD_REQUEST, "Last-Event-ID must be a seq (a whole number)")
                 })?),
                 _ => creds.last_event_id,
             };
+            if app.hub.refusing_sse() {
+                return Err(ApiError::reject(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+            }
+            let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref())
+                .map_err(|e| ApiError::reject(StatusCode::UNAUTHORIZED, e.describe()))?;
             let (id, replay, rx) = app.hub.subscribe_sse(&who.user_id, last_event_id);
             let keepalive = Duration::from_millis(app.cfg.sse_keepalive_ms);
             let sub = Subscription { app, id };

@@ -47,14 +47,15 @@ impl Store {
     pub fn mark_read(&self, user: &str, ids: &[u64]) -> Vec<u64> {
         let mut inner = self.lock();
         let Some(list) = inner.by_user.get_mut(user) else { return Vec::new() };
+        let own: std::collections::HashMap<u64, usize> = list.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+        let mut seen = std::collections::HashSet::new();
         let mut marked = Vec::new();
         for id in ids {
-            if marked.contains(id) {
-                continue;
-            }
-            if let Some(n) = list.iter_mut().find(|n| n.id == *id) {
-                n.read = true;
-                marked.push(*id);
+            if let Some(n) = own.get(id).and_then(|i| list.get_mut(*i)) {
+                if seen.insert(*id) {
+                    n.read = true;
+                    marked.push(*id);
+                }
             }
         }
         marked

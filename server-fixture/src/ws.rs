@@ -68,11 +68,13 @@ pub async fn run(ws: WebSocket, app: Arc<App>, who: Result<Identity, AuthError>)
     let mut session = Session { app: &app, id, rate: RateWindow::new(Instant::now()) };
     let end = session.control_loop(stream, reg.kill, &mut writer).await;
     app.hub.unregister(id);
+    // A JoinHandle must not be polled again once it has completed.
+    let writer_done = writer.is_finished();
     match end {
         End::Close(code, reason) => {
             log::info(format_args!("conn c{id} user={} closed {code}: {reason}", who.user_id));
             let _ = close_tx.send((code, reason));
-            if timeout(CLOSE_GRACE * 2, &mut writer).await.is_err() {
+            if !writer_done && timeout(CLOSE_GRACE * 2, &mut writer).await.is_err() {
                 writer.abort();
             }
         }
@@ -83,7 +85,7 @@ pub async fn run(ws: WebSocket, app: Arc<App>, who: Result<Identity, AuthError>)
         End::Gone => {
             log::info(format_args!("conn c{id} user={} gone", who.user_id));
             drop(close_tx);
-            if timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+            if !writer_done && timeout(CLOSE_GRACE, &mut writer).await.is_err() {
                 writer.abort();
             }
         }
@@ -278,10 +280,12 @@ impl Session<'_> {
             self.error(ErrorCode::BadJson, "a frame needs a string `type`", id);
             return None;
         };
-        if kind != "pong" {
-            if let Some(stop) = self.limit(id) {
-                return stop;
-            }
+        if kind == "pong" {
+            // Any pong clears the deadline, whatever its payload, and gets no reply.
+            return Some(Handled::Pong);
+        }
+        if let Some(stop) = self.limit(id) {
+            return stop;
         }
         let payload = match obj.get("payload") {
             None | Some(Value::Null) => Value::Object(Default::default()),

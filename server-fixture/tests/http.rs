@@ -273,6 +273,7 @@ async fn sse_follows_the_origin_allowlist() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    assert!(res.json::<Value>().await.unwrap()["error"].is_string(), "refusals are JSON too");
     let res = fx
         .http
         .get(fx.url(&format!("/sse/notifications?token={token}")))

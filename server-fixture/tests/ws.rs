@@ -182,6 +182,19 @@ async fn a_client_that_never_answers_pings_is_closed_1001_and_forgotten() {
 }
 
 #[tokio::test]
+async fn any_pong_clears_the_deadline_and_gets_no_reply() {
+    let fx = Fx::start(&["--heartbeat-ms", "100", "--pong-timeout-ms", "150"]).await;
+    let (mut ws, _) = fx.connect("alice").await;
+    let until = Instant::now() + Duration::from_millis(700);
+    while Instant::now() < until {
+        match ws.next().await {
+            Seen::Json(v) if v["type"] == "ping" => ws.send(json!({"type": "pong", "payload": 1})).await,
+            other => panic!("expected only pings, saw {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_idle_client_is_closed_1001() {
     let fx = Fx::start(&["--heartbeat-ms", "60000", "--idle-timeout-ms", "150"]).await;
     let (mut ws, _) = fx.connect("alice").await;
