@@ -343,10 +343,10 @@ async fn cut_connections_reconnect_with_fresh_tickets_rejoin_and_lose_nothing() 
         }
         *d.borrow_mut() = true;
     });
-    // Cut twice mid-stream, refusing upgrades for a while each time.
+    // Cut every connection twice mid-stream, refusing upgrades for a while each time.
     for _ in 0..2 {
         sleep(150).await;
-        let body = obj(&[("user_id", user.as_str().into()), ("refuse_ms", 300.into())]);
+        let body = obj(&[("refuse_ms", 300.into())]);
         let (status, _) = http("POST", &format!("{FIXTURE}/dev/drop"), None, Some(body)).await;
         assert_eq!(status, 200);
     }

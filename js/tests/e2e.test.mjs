@@ -136,8 +136,16 @@ test("the fixture restarted mid-session: reconnecting, then connected; a notific
     await page.locator('[data-testid="connection"][data-state="reconnecting"]').waitFor({ timeout: 5000 });
     await shot(page, "restart-reconnecting");
     assert.equal((await restart).status, 200);
+    // Keep the client out a little longer, so the notification is surely posted while it is
+    // not connected: the restarted fixture refuses upgrades for 2 s.
+    assert.equal((await api("POST", "/dev/drop", { body: { refuse_ms: 2000 } })).status, 200);
     const title = `posted while reconnecting ${Date.now()}`;
     await notify(user, title);
+    assert.equal(
+      await page.locator('[data-testid="connection"]').getAttribute("data-state"),
+      "reconnecting",
+      "the notification was posted while the client was not connected",
+    );
     await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 15_000 });
     await page.getByText(title).waitFor({ timeout: 5000 });
     await page.waitForTimeout(500); // a duplicate would show up by now
