@@ -536,3 +536,10 @@ fn close_ends_everything() {
     }
     assert!(s.advance(10_000_000).is_empty());
 }
+
+#[test]
+fn error_codes_map_back_to_their_kinds() {
+    for kind in [ErrorKind::AuthFailed, ErrorKind::Timeout, ErrorKind::BadUrl, ErrorKind::Server("not_member".into())] {
+        assert_eq!(ErrorKind::from_code(kind.code()), kind);
+    }
+}

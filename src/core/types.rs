@@ -165,6 +165,35 @@ impl ErrorKind {
         }
     }
 
+    /// The kind an error `code` names (the inverse of [`ErrorKind::code`]); any other code is
+    /// the server's.
+    pub fn from_code(code: &str) -> ErrorKind {
+        match code {
+            "auth_failed" => ErrorKind::AuthFailed,
+            "replaced" => ErrorKind::Replaced,
+            "server_closed" => ErrorKind::ServerClosed,
+            "unsupported_data" => ErrorKind::Unsupported,
+            "invalid_payload" => ErrorKind::InvalidPayload,
+            "message_too_big" => ErrorKind::MessageTooBig,
+            "policy_violation" => ErrorKind::PolicyViolation,
+            "server_error" => ErrorKind::ServerError,
+            "try_again_later" => ErrorKind::TryAgainLater,
+            "max_attempts" => ErrorKind::MaxAttempts,
+            "connect_timeout" => ErrorKind::ConnectTimeout,
+            "bad_url" => ErrorKind::BadUrl,
+            "ticket_failed" => ErrorKind::TicketFailed,
+            "rate_limited" => ErrorKind::RateLimited,
+            "outbox_full" => ErrorKind::OutboxFull,
+            "expired" => ErrorKind::Expired,
+            "timeout" => ErrorKind::Timeout,
+            "disconnected" => ErrorKind::Disconnected,
+            "closed" => ErrorKind::Closed,
+            "bad_room" => ErrorKind::BadRoom,
+            "bad_frame" => ErrorKind::BadFrame,
+            other => ErrorKind::Server(other.into()),
+        }
+    }
+
     /// True when the client ends in `closed` because of it.
     pub fn is_fatal(&self) -> bool {
         matches!(

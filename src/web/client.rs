@@ -55,17 +55,7 @@ pub struct Client {
 fn error_from_js(e: &JsValue) -> Error {
     let code = get(e, "code").as_string().unwrap_or_default();
     let message = get(e, "message").as_string().unwrap_or_default();
-    let kind = match code.as_str() {
-        "timeout" => ErrorKind::Timeout,
-        "disconnected" => ErrorKind::Disconnected,
-        "closed" => ErrorKind::Closed,
-        "bad_room" => ErrorKind::BadRoom,
-        "outbox_full" => ErrorKind::OutboxFull,
-        "rate_limited" => ErrorKind::RateLimited,
-        "expired" => ErrorKind::Expired,
-        _ => ErrorKind::Server(code),
-    };
-    Error::new(kind, message)
+    Error::new(ErrorKind::from_code(&code), message)
 }
 
 impl Client {

@@ -30,7 +30,9 @@ async fn token(source: &TokenSource) -> Result<Option<String>, CredentialError> 
         TokenSource::None => Ok(None),
         TokenSource::Fixed(t) => Ok(Some(t.clone())),
         TokenSource::Provider(f) => {
-            let mut v = call(f).map_err(|e| failed(false, concat(&["the token provider threw: ", &js_message(&e)])))?;
+            let mut v = f
+                .call0(&JsValue::NULL)
+                .map_err(|e| failed(false, concat(&["the token provider threw: ", &js_message(&e)])))?;
             if let Some(p) = v.dyn_ref::<Promise>() {
                 v = JsFuture::from(p.clone())
                     .await
@@ -43,10 +45,6 @@ async fn token(source: &TokenSource) -> Result<Option<String>, CredentialError> 
             }
         }
     }
-}
-
-fn call(f: &Function) -> Result<JsValue, JsValue> {
-    f.call0(&JsValue::NULL)
 }
 
 fn with_query(url: &str, key: &str, value: &str) -> String {
