@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the routes: typed rejections answered as `{"error": "..."}`,
-//! the origin allowlist, bearer-token auth, JSON bodies and the query string.
+//! bearer-token auth, JSON bodies and the query string. (The origin allowlist is the CORS
+//! layer's, in `server.rs`: it refuses a disallowed `Origin` on every route, upgrades included.)
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -50,36 +51,6 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
 
 pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
     warp::any().map(move || app.clone())
-}
-
-/// `scheme://host:port` with the scheme's default port left out, lowercased.
-fn normalize_origin(origin: &str) -> String {
-    let o = origin.trim().to_ascii_lowercase();
-    o.strip_suffix(":80").filter(|_| o.starts_with("http://")).map(str::to_owned).unwrap_or_else(|| {
-        o.strip_suffix(":443").filter(|_| o.starts_with("https://")).map(str::to_owned).unwrap_or(o.clone())
-    })
-}
-
-/// Refuses with 403 a request whose `Origin` is present and not on the allowlist (when one is
-/// configured). No `Origin` header: allowed (only browsers send one).
-pub fn origin_allowed(app: Arc<App>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("origin")
-        .and(with_app(app))
-        .and_then(|origin: Option<String>, app: Arc<App>| async move {
-            let allowed = &app.cfg.allowed_origins;
-            match origin {
-                Some(o) if !allowed.is_empty() => {
-                    let o = normalize_origin(&o);
-                    if allowed.iter().any(|a| normalize_origin(a) == o) {
-                        Ok(())
-                    } else {
-                        Err(ApiError::reject(StatusCode::FORBIDDEN, "origin not allowed"))
-                    }
-                }
-                _ => Ok(()),
-            }
-        })
-        .untuple_one()
 }
 
 /// The caller named by `Authorization: Bearer <JWT>`: 401 when missing or invalid.
@@ -162,17 +133,4 @@ pub struct CredentialQuery {
 
 pub fn ok_json<T: serde::Serialize>(body: &T) -> warp::reply::Response {
     warp::reply::json(body).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_origin;
-
-    #[test]
-    fn origins_normalize_default_ports() {
-        assert_eq!(normalize_origin("HTTP://A.test:80"), "http://a.test");
-        assert_eq!(normalize_origin("https://a.test:443"), "https://a.test");
-        assert_eq!(normalize_origin("http://a.test:443"), "http://a.test:443");
-        assert_eq!(normalize_origin("http://a.test:8080"), "http://a.test:8080");
-    }
 }

@@ -11,7 +11,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Identity;
-use crate::http::{json_body, ok_json, origin_allowed, service, user, with_app, ApiError};
+use crate::http::{json_body, ok_json, service, user, with_app, ApiError};
 use crate::hub::{encode, Kill};
 use crate::server::{json_status, only_if, App};
 
@@ -24,15 +24,12 @@ const RESERVED_TYPES: &[&str] =
 
 /// `POST /ws/ticket` with `Authorization: Bearer <JWT>`.
 pub fn ticket(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("ws" / "ticket")
-        .and(warp::post())
-        .and(origin_allowed(app.clone()))
-        .and(user(app.clone()))
-        .and(with_app(app))
-        .map(|who: Identity, app: Arc<App>| {
+    warp::path!("ws" / "ticket").and(warp::post()).and(user(app.clone())).and(with_app(app)).map(
+        |who: Identity, app: Arc<App>| {
             let ticket = app.tickets.issue(who);
             ok_json(&json!({ "ticket": ticket, "expires_in_ms": app.tickets.ttl().as_millis() as u64 }))
-        })
+        },
+    )
 }
 
 #[derive(Deserialize)]

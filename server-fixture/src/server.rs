@@ -126,6 +126,8 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
 
 /// The whole route table.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    // The origin allowlist lives here: a request whose `Origin` is present and not allowed is
+    // refused 403 before any route runs (a WebSocket upgrade included).
     let cors = {
         let base = warp::cors()
             .allow_methods(["GET", "POST", "OPTIONS"])

@@ -12,7 +12,7 @@ use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::authenticate;
-use crate::http::{origin_allowed, query, with_app, ApiError, CredentialQuery};
+use crate::http::{query, with_app, ApiError, CredentialQuery};
 use crate::server::App;
 
 /// Removes the subscriber from the hub when the response stream is dropped.
@@ -30,7 +30,6 @@ impl Drop for Subscription {
 pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("sse" / "notifications")
         .and(warp::get())
-        .and(origin_allowed(app.clone()))
         .and(with_app(app))
         .and(query::<CredentialQuery>())
         .and(warp::header::optional::<String>("last-event-id"))

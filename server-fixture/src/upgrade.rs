@@ -7,13 +7,12 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::authenticate;
-use crate::http::{origin_allowed, query, with_app, ApiError, CredentialQuery};
+use crate::http::{query, with_app, ApiError, CredentialQuery};
 use crate::server::App;
 
 pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let path = warp::path("ws").and(warp::path::end()).or(warp::path!("ws" / "notifications")).unify();
-    path.and(origin_allowed(app.clone()))
-        .and(with_app(app))
+    path.and(with_app(app))
         .and_then(|app: Arc<App>| async move {
             if app.hub.refusing() {
                 Err(ApiError::reject(StatusCode::SERVICE_UNAVAILABLE, "not accepting connections right now"))
