@@ -107,6 +107,8 @@ pub struct Hub {
     epoch: String,
     next_id: AtomicU64,
     limits: Limits,
+    /// `rate_limited` answers sent since start, all connections together (`/dev/stats`).
+    rate_limited_total: AtomicU64,
 }
 
 /// What a new connection gets from [`Hub::register`].
@@ -141,6 +143,8 @@ pub struct Stats {
     pub rooms: HashMap<String, usize>,
     pub sse_subscribers: usize,
     pub epoch: String,
+    /// `rate_limited` answers sent since start: a client that paces its sends keeps it at 0.
+    pub rate_limited_total: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,7 +166,13 @@ impl Hub {
         let mut bytes = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut bytes);
         let epoch = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Hub { state: Mutex::new(State::default()), epoch, next_id: AtomicU64::new(1), limits }
+        Hub {
+            state: Mutex::new(State::default()),
+            epoch,
+            next_id: AtomicU64::new(1),
+            limits,
+            rate_limited_total: AtomicU64::new(0),
+        }
     }
 
     pub fn epoch(&self) -> &str {
@@ -171,6 +181,11 @@ impl Hub {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Counts one `rate_limited` answer (for `/dev/stats`).
+    pub fn count_rate_limited(&self) {
+        self.rate_limited_total.fetch_add(1, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -430,6 +445,7 @@ impl Hub {
             rooms: st.rooms.iter().map(|(r, m)| (r.clone(), m.len())).collect(),
             sse_subscribers: st.sse.len(),
             epoch: self.epoch.clone(),
+            rate_limited_total: self.rate_limited_total.load(Ordering::Relaxed),
         }
     }
 }

@@ -350,7 +350,11 @@ impl Session<'_> {
     /// (answered `rate_limited`); `Some(Some(end))` closes the connection with 1008.
     fn limit(&mut self, id: Option<&str>) -> Option<Option<Handled>> {
         let cfg = &self.app.cfg;
-        match self.rate.check(Instant::now(), cfg.rate_limit, cfg.rate_limit_close_after) {
+        let verdict = self.rate.check(Instant::now(), cfg.rate_limit, cfg.rate_limit_close_after);
+        if !matches!(verdict, Rate::Allowed) {
+            self.app.hub.count_rate_limited();
+        }
+        match verdict {
             Rate::Allowed => None,
             Rate::Refused => {
                 self.error(ErrorCode::RateLimited, "Rate limit exceeded", id);
