@@ -41,12 +41,11 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
         (StatusCode::LENGTH_REQUIRED, "a Content-Length is required".to_owned())
     } else if let Some(e) = err.find::<warp::filters::cors::CorsForbidden>() {
         (StatusCode::FORBIDDEN, e.to_string())
-    } else if err.find::<warp::ws::MissingConnectionUpgrade>().is_some() {
-        (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade".to_owned())
     } else {
         (StatusCode::BAD_REQUEST, format!("bad request: {err:?}"))
     };
-    Ok(json_status(&serde_json::json!({ "error": message }), status))
+    // Client input in a message (a serde error quoting the body, say) is clipped.
+    Ok(json_status(&serde_json::json!({ "error": crate::text::clip(message) }), status))
 }
 
 pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {

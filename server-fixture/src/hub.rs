@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::log;
+use crate::text::Esc;
 
 pub type ConnId = u64;
 
@@ -207,7 +208,7 @@ impl Hub {
         if self.limits.single_connection_per_user {
             let older: Vec<ConnId> = st.users.get(user).cloned().unwrap_or_default();
             for id in older {
-                log::info(format_args!("conn c{id} user={user} replaced by a new connection"));
+                log::info(format_args!("conn c{id} user={} replaced by a new connection", Esc(user)));
                 remove_conn(&mut st, id, Some(Kill::Close(CloseCode::Normal.as_u16(), REASON_REPLACED)));
             }
         }
@@ -321,7 +322,7 @@ impl Hub {
             }
         }
         for sub_id in dead {
-            log::info(format_args!("sse s{sub_id} user={user} dropped: not reading"));
+            log::info(format_args!("sse s{sub_id} user={} dropped: not reading", Esc(user)));
             st.sse.remove(&sub_id);
         }
         seq
@@ -455,7 +456,7 @@ fn send_locked(st: &mut State, id: ConnId, out: Out) -> bool {
     match conn.tx.try_send(out) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
-            log::info(format_args!("conn c{id} user={} closed 1008: send queue full", conn.user));
+            log::info(format_args!("conn c{id} user={} closed 1008: send queue full", Esc(&conn.user)));
             remove_conn(st, id, Some(Kill::Close(CloseCode::Policy.as_u16(), SLOW_CONSUMER_REASON)));
             false
         }

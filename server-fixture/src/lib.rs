@@ -10,9 +10,11 @@ pub mod http;
 pub mod hub;
 pub mod log;
 pub mod rest;
+pub mod serve;
 pub mod server;
 pub mod sse;
 pub mod store;
+pub mod text;
 pub mod upgrade;
 pub mod ws;
 

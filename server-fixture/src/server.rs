@@ -117,10 +117,10 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let app = Arc::new(App::new(cfg));
     let routes = routes(app.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = warp::serve(routes).incoming(listener).graceful(async move {
+    let stop = async move {
         let _ = stop_rx.await;
-    });
-    let task = tokio::spawn(server.run());
+    };
+    let task = tokio::spawn(crate::serve::serve(listener, routes, stop, Duration::from_secs(3)));
     Ok(Running { addr, app, stop: Some(stop_tx), task })
 }
 

@@ -1,14 +1,43 @@
-//! `GET /ws` and `GET /ws/notifications`: origin check (403), `/dev/drop` refusal (503), the
-//! credentials (a failure still upgrades, then closes 4001), and the upgrade itself.
+//! `GET /ws` and `GET /ws/notifications`: origin check (the CORS layer's, 403), `/dev/drop`
+//! refusal (503), the credentials (a failure still upgrades, then closes 4001), and the
+//! upgrade itself.
+//!
+//! The handshake is ours rather than `warp::ws()`, because warp's `Ws` cannot set tungstenite's
+//! read buffer: its default is 128 KiB, zero-filled on a connection's first read, which made an
+//! idle connection cost 138 KB. Here it is [`READ_BUFFER`] and the write buffer has a cap.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use warp::http::StatusCode;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::authenticate;
 use crate::http::{query, with_app, ApiError, CredentialQuery};
 use crate::server::App;
+
+/// The socket a connection task gets.
+pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// tungstenite's read buffer per connection. Messages larger than it are still read whole (the
+/// buffer grows for one frame, up to `--max-message-bytes`); it only sets what an idle
+/// connection holds.
+const READ_BUFFER: usize = 2 * 1024;
+
+/// Outgoing frames are written once this many bytes are buffered, or at every flush.
+const WRITE_BUFFER: usize = 4 * 1024;
+
+/// The most tungstenite may buffer for writing when the client does not read: its own pong and
+/// close replies past the bounded send queue. Over it, the connection fails and is dropped.
+const MAX_WRITE_BUFFER: usize = 2 << 20;
+
+/// How long the switch from HTTP to WebSocket may take once the 101 is sent.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let path = warp::path("ws").and(warp::path::end()).or(warp::path!("ws" / "notifications")).unify();
@@ -21,15 +50,69 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
             }
         })
         .and(query::<CredentialQuery>())
-        .and(warp::ws())
-        .map(|app: Arc<App>, creds: CredentialQuery, ws: warp::ws::Ws| {
+        .and(handshake())
+        .map(|app: Arc<App>, creds: CredentialQuery, hs: Handshake| {
             // Redeem before the upgrade so that a ticket is taken exactly once.
             let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref());
             // tungstenite refuses anything over the limit; the limit itself is allowed.
             let limit = usize::try_from(app.cfg.max_message_bytes).unwrap_or(usize::MAX);
-            ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| async move {
+            let config = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(WRITE_BUFFER)
+                .max_write_buffer_size(MAX_WRITE_BUFFER.max(limit.saturating_mul(2)))
+                .max_message_size(Some(limit))
+                .max_frame_size(Some(limit));
+            let accept = derive_accept_key(hs.key.as_bytes());
+            tokio::spawn(async move {
                 let _live = app.live_guard();
+                let upgraded = match tokio::time::timeout(UPGRADE_TIMEOUT, hs.on_upgrade).await {
+                    Ok(Ok(upgraded)) => upgraded,
+                    _ => return, // the client went away (or stalled) before the switch
+                };
+                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                 crate::ws::run(socket, app.clone(), who).await;
-            })
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(header::CONNECTION, "upgrade")
+                .header(header::UPGRADE, "websocket")
+                .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+                .body(warp::hyper::body::Bytes::new())
+                .map(Reply::into_response)
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         })
+}
+
+/// A valid WebSocket upgrade request (RFC 6455 §4.2.1).
+struct Handshake {
+    key: String,
+    on_upgrade: OnUpgrade,
+}
+
+fn handshake() -> impl Filter<Extract = (Handshake,), Error = Rejection> + Clone {
+    warp::get().and(warp::header::headers_cloned()).and(warp::ext::optional::<OnUpgrade>()).and_then(
+        |headers: HeaderMap, on_upgrade: Option<OnUpgrade>| async move {
+            let has = |name: header::HeaderName, token: &str| {
+                headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+            };
+            let expected = || ApiError::reject(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+            if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+                return Err(expected());
+            }
+            if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
+                return Err(ApiError::reject(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13"));
+            }
+            let key = headers
+                .get(header::SEC_WEBSOCKET_KEY)
+                .and_then(|v| v.to_str().ok())
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| ApiError::reject(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing"))?;
+            let on_upgrade = on_upgrade.ok_or_else(expected)?;
+            Ok(Handshake { key: key.to_owned(), on_upgrade })
+        },
+    )
 }

@@ -1,100 +1,190 @@
 //! One WebSocket connection: authentication result, registration, a writer task fed by the
-//! hub's bounded queue, and the control loop (frames, heartbeat, pong and idle deadlines,
-//! rate limit, kill switch).
+//! hub's bounded queue, the control loop (frames, heartbeat, pong and idle deadlines, rate
+//! limit, kill switch), and the close handshake.
+//!
+//! Every close the server starts follows RFC 6455 §7.1.1: the close frame goes out, then the
+//! server keeps reading and discarding until the client's close frame, EOF or [`DRAIN_GRACE`].
+//! Dropping the socket with the client's frames unread would make the kernel send a reset, and
+//! a client that keeps sending would see 1006 instead of the close code.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use resock::protocol::{
     is_valid_room_name, ClientMessage, CloseCode, ErrorBody, ErrorCode, RoomRef, ServerMessage, REASON_UNAUTHORIZED,
 };
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite;
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::auth::{AuthError, Identity};
 use crate::hub::{encode, ConnId, Kill, Out, RegisterError, RoomError};
 use crate::log;
 use crate::server::App;
+use crate::text::{clip, clip_str, Esc};
+use crate::upgrade::Socket;
 
-/// How long a close frame may take to go out before the socket is dropped anyway.
+/// How long queued frames and the close frame may take to go out before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-type Sink = SplitSink<WebSocket, Message>;
+/// How long the server keeps reading (and discarding) after its close frame, waiting for the
+/// client's close frame or EOF.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// While draining a stream whose frames can no longer be parsed (after a read error), the
+/// client counts as done once it sent nothing for this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
+/// A frame at most this long may be a `pong`, checked before the rate limit; a longer one is
+/// counted against the rate limit before it is parsed at all.
+const PONG_MAX_BYTES: usize = 128;
+
+type Sink = SplitSink<Socket, Message>;
+type Stream = SplitStream<Socket>;
 
 /// How a connection ends.
 enum End {
-    /// Send this close frame, then drop the socket.
-    Close(u16, &'static str),
+    /// Send this close frame, then drain the socket (see the module docs).
+    Close(u16, &'static str, Drain),
     /// Drop the socket without a close frame.
     Cut,
     /// The client closed or the socket failed: nothing more to send.
     Gone,
 }
 
+/// How to read what the client still sends after the server's close frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Frame by frame, until the client's close frame.
+    Frames,
+    /// The frame reader failed (oversize, bad UTF-8, protocol error): raw bytes, until EOF or
+    /// the client falls quiet.
+    Raw,
+}
+
 /// Runs a connection from the upgrade to the end.
-pub async fn run(ws: WebSocket, app: Arc<App>, who: Result<Identity, AuthError>) {
-    let (mut sink, stream) = ws.split();
+pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
+    let (sink, stream) = ws.split();
     let who = match who {
         Ok(who) => who,
         Err(e) => {
             log::info(format_args!("ws upgrade refused with 4001: {}", e.describe()));
-            close_now(&mut sink, CloseCode::Unauthorized.as_u16(), REASON_UNAUTHORIZED).await;
+            refuse(sink, stream, CloseCode::Unauthorized.as_u16(), REASON_UNAUTHORIZED).await;
             return;
         }
     };
+    let user = Esc(&who.user_id);
     let reg = match app.hub.register(&who.user_id) {
         Ok(reg) => reg,
         Err(RegisterError::TooMany(reason)) => {
-            log::info(format_args!("ws user={} refused with 1013: {reason}", who.user_id));
-            close_now(&mut sink, CloseCode::TryAgainLater.as_u16(), reason).await;
+            log::info(format_args!("ws user={user} refused with 1013: {reason}"));
+            refuse(sink, stream, CloseCode::TryAgainLater.as_u16(), reason).await;
             return;
         }
         Err(RegisterError::ShuttingDown) => {
-            close_now(&mut sink, CloseCode::GoingAway.as_u16(), "Server shutting down").await;
+            refuse(sink, stream, CloseCode::GoingAway.as_u16(), "Server shutting down").await;
             return;
         }
     };
     let id = reg.id;
-    log::info(format_args!("conn c{id} user={} opened", who.user_id));
+    log::info(format_args!("conn c{id} user={user} opened"));
     let (close_tx, close_rx) = oneshot::channel();
     let mut writer = tokio::spawn(write_loop(sink, reg.rx, close_rx));
+    let mut stream = stream;
 
     let mut session = Session { app: &app, id, rate: RateWindow::new(Instant::now()) };
-    let end = session.control_loop(stream, reg.kill, &mut writer).await;
+    let end = session.control_loop(&mut stream, reg.kill, &mut writer).await;
     app.hub.unregister(id);
-    // A JoinHandle must not be polled again once it has completed.
-    let writer_done = writer.is_finished();
     match end {
-        End::Close(code, reason) => {
-            log::info(format_args!("conn c{id} user={} closed {code}: {reason}", who.user_id));
+        End::Close(code, reason, drain) => {
+            log::info(format_args!("conn c{id} user={user} closed {code}: {reason}"));
             let _ = close_tx.send((code, reason));
-            if !writer_done && timeout(CLOSE_GRACE * 2, &mut writer).await.is_err() {
-                writer.abort();
-            }
+            finish_close(stream, writer, drain).await;
         }
         End::Cut => {
-            log::info(format_args!("conn c{id} user={} cut without a close frame", who.user_id));
+            log::info(format_args!("conn c{id} user={user} cut without a close frame"));
             writer.abort();
         }
         End::Gone => {
-            log::info(format_args!("conn c{id} user={} gone", who.user_id));
+            log::info(format_args!("conn c{id} user={user} gone"));
+            // The writer flushes tungstenite's reply to the client's close frame, then ends.
             drop(close_tx);
-            if !writer_done && timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+            if !writer.is_finished() && timeout(CLOSE_GRACE, &mut writer).await.is_err() {
                 writer.abort();
             }
         }
     }
 }
 
+/// Closes a connection that never registered: the close frame, then the drain.
+async fn refuse(mut sink: Sink, stream: Stream, code: u16, reason: &'static str) {
+    close_now(&mut sink, code, reason).await;
+    let writer = tokio::spawn(async move { Some(sink) });
+    finish_close(stream, writer, Drain::Frames).await;
+}
+
+/// Waits for the writer (which sends the close frame) while reading and discarding what the
+/// client still sends, until its close frame, EOF or [`DRAIN_GRACE`]; then drops the socket.
+async fn finish_close(mut stream: Stream, mut writer: JoinHandle<Option<Sink>>, drain: Drain) {
+    let deadline = Instant::now() + DRAIN_GRACE;
+    let sink = match drain {
+        Drain::Frames => {
+            let (sink, ()) = tokio::join!(join_writer(&mut writer, deadline), drain_frames(&mut stream, deadline));
+            sink
+        }
+        Drain::Raw => join_writer(&mut writer, deadline).await,
+    };
+    if drain == Drain::Raw {
+        if let Some(Ok(mut ws)) = sink.map(|sink| stream.reunite(sink)) {
+            drain_raw(ws.get_mut(), deadline).await;
+        }
+    }
+}
+
+async fn join_writer(writer: &mut JoinHandle<Option<Sink>>, deadline: Instant) -> Option<Sink> {
+    match tokio::time::timeout_at(deadline, &mut *writer).await {
+        Ok(Ok(sink)) => sink,
+        Ok(Err(_)) => None,
+        Err(_) => {
+            writer.abort(); // the client does not read: nothing more can reach it
+            None
+        }
+    }
+}
+
+/// Reads and discards frames until the client's close frame, the end of the stream or
+/// `deadline`. None of them is handled or answered.
+async fn drain_frames(stream: &mut Stream, deadline: Instant) {
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        if msg.is_close() {
+            return;
+        }
+    }
+}
+
+/// Reads and discards raw bytes until EOF, [`DRAIN_QUIET`] without a byte, or `deadline`.
+async fn drain_raw<S: tokio::io::AsyncRead + Unpin>(io: &mut S, deadline: Instant) {
+    let mut buf = [0u8; 1024];
+    loop {
+        let quiet = (Instant::now() + DRAIN_QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
 async fn close_now(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code: WsCloseCode::from(code), reason: reason.into() };
     let _ = timeout(CLOSE_GRACE, async {
-        let _ = sink.send(Message::close_with(code, reason)).await;
+        let _ = sink.send(Message::Close(Some(frame))).await;
         let _ = sink.close().await;
     })
     .await;
@@ -102,7 +192,12 @@ async fn close_now(sink: &mut Sink, code: u16, reason: &'static str) {
 
 /// Writes queued frames until told to close. When the hub drops the queue (the connection was
 /// removed), it waits for the close order instead of ending, so the close frame still goes out.
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Out>, mut close_rx: oneshot::Receiver<(u16, &'static str)>) {
+/// Gives the sink back for the drain, unless writing failed.
+async fn write_loop(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Out>,
+    mut close_rx: oneshot::Receiver<(u16, &'static str)>,
+) -> Option<Sink> {
     let mut queue_open = true;
     loop {
         tokio::select! {
@@ -110,24 +205,26 @@ async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Out>, mut close_rx: o
             order = &mut close_rx => {
                 if let Ok((code, reason)) = order {
                     // What was queued before the close (an error that explains it, say) goes first.
-                    let _ = timeout(CLOSE_GRACE, async {
+                    let flushed = timeout(CLOSE_GRACE, async {
                         while let Ok(out) = rx.try_recv() {
-                            if write(&mut sink, out).await.is_err() {
-                                return;
-                            }
+                            write(&mut sink, out).await?;
                         }
+                        Ok::<_, tungstenite::Error>(())
                     })
                     .await;
+                    if !matches!(flushed, Ok(Ok(()))) {
+                        return None;
+                    }
                     close_now(&mut sink, code, reason).await;
                 } else {
                     let _ = timeout(CLOSE_GRACE, sink.close()).await;
                 }
-                return;
+                return Some(sink);
             }
             out = rx.recv(), if queue_open => match out {
                 Some(out) => {
                     if write(&mut sink, out).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
                 None => queue_open = false,
@@ -136,7 +233,7 @@ async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Out>, mut close_rx: o
     }
 }
 
-async fn write(sink: &mut Sink, out: Out) -> Result<(), warp::Error> {
+async fn write(sink: &mut Sink, out: Out) -> Result<(), tungstenite::Error> {
     match out {
         Out::Text(text) => sink.send(Message::text(&*text)).await,
         Out::Batch(frames) => {
@@ -193,9 +290,9 @@ struct Session<'a> {
 impl Session<'_> {
     async fn control_loop(
         &mut self,
-        mut stream: futures_util::stream::SplitStream<WebSocket>,
+        stream: &mut Stream,
         mut kill: oneshot::Receiver<Kill>,
-        writer: &mut tokio::task::JoinHandle<()>,
+        writer: &mut JoinHandle<Option<Sink>>,
     ) -> End {
         let cfg = &self.app.cfg;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + cfg.heartbeat(), cfg.heartbeat());
@@ -207,7 +304,7 @@ impl Session<'_> {
             let pong_wait = pong_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 killed = &mut kill => return match killed {
-                    Ok(Kill::Close(code, reason)) => End::Close(code, reason),
+                    Ok(Kill::Close(code, reason)) => End::Close(code, reason, Drain::Frames),
                     Ok(Kill::Cut) | Err(_) => End::Cut,
                 },
                 _ = &mut *writer => return End::Gone,
@@ -218,32 +315,41 @@ impl Session<'_> {
                     self.app.hub.send_to(self.id, Out::Text(ping.clone()));
                 }
                 _ = sleep_until(pong_wait), if pong_deadline.is_some() => {
-                    return End::Close(CloseCode::GoingAway.as_u16(), "Pong timeout");
+                    return End::Close(CloseCode::GoingAway.as_u16(), "Pong timeout", Drain::Frames);
                 }
                 _ = sleep_until(last_received + cfg.idle_timeout()) => {
-                    return End::Close(CloseCode::GoingAway.as_u16(), "Idle timeout");
+                    return End::Close(CloseCode::GoingAway.as_u16(), "Idle timeout", Drain::Frames);
                 }
                 frame = stream.next() => {
                     last_received = Instant::now();
-                    match frame {
+                    let msg = match frame {
                         None => return End::Gone,
                         Some(Err(e)) => return read_error(&e),
-                        Some(Ok(msg)) if msg.is_text() => {
-                            let text = msg.to_str().unwrap_or_default();
+                        Some(Ok(msg)) => msg,
+                    };
+                    match msg {
+                        Message::Text(text) => {
                             if text.len() as u64 > cfg.max_message_bytes {
-                                return End::Close(CloseCode::TooBig.as_u16(), "Message too big");
+                                return End::Close(CloseCode::TooBig.as_u16(), "Message too big", Drain::Frames);
                             }
-                            match self.on_text(text) {
+                            match self.on_text(text.as_str(), pong_deadline.is_some()) {
                                 Some(Handled::Pong) => pong_deadline = None,
                                 Some(Handled::End(end)) => return end,
                                 None => {}
                             }
                         }
-                        Some(Ok(msg)) if msg.is_binary() => {
-                            return End::Close(CloseCode::Unsupported.as_u16(), "Binary frames are not supported");
+                        Message::Binary(_) => {
+                            return End::Close(CloseCode::Unsupported.as_u16(), "Binary frames are not supported", Drain::Frames);
                         }
-                        Some(Ok(msg)) if msg.is_close() => return End::Gone,
-                        Some(Ok(_)) => {} // protocol-level ping/pong: tungstenite answers pings itself
+                        Message::Close(_) => return End::Gone,
+                        // Protocol-level pings and pongs: tungstenite answers pings itself. They
+                        // count against the rate limit like any frame (a ping flood is closed 1008),
+                        // unanswered: there is no id to answer to.
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                            if let Some(Some(Handled::End(end))) = self.limit(None, false) {
+                                return end;
+                            }
+                        }
                     }
                 }
             }
@@ -254,38 +360,49 @@ impl Session<'_> {
         self.app.hub.send_to(self.id, Out::Text(encode(msg, id, None)));
     }
 
+    /// Answers with an error. Client input in `message` is clipped (see [`clip`]): an error
+    /// reply never costs much more than the frame it answers.
     fn error(&self, code: ErrorCode, message: impl Into<String>, id: Option<&str>) {
-        let body = ErrorBody { code: code.as_str().to_owned(), message: message.into() };
-        self.reply(&ServerMessage::Error(body), id);
+        let body = ErrorBody { code: code.as_str().to_owned(), message: clip(message.into()) };
+        self.reply(&ServerMessage::Error(body), id.map(|id| clip_str(id, MAX_ID_ECHO)));
     }
 
-    fn on_text(&mut self, text: &str) -> Option<Handled> {
+    fn on_text(&mut self, text: &str, ping_pending: bool) -> Option<Handled> {
+        // A pong answering the server's ping is free; anything else counts against the rate limit
+        // before it is parsed at all (a large frame is never parsed when it is over the limit).
+        if text.len() <= PONG_MAX_BYTES && is_pong(text) {
+            if ping_pending {
+                return Some(Handled::Pong);
+            }
+            // An unsolicited pong: counted, and like any pong it gets no reply.
+            return match self.limit(None, false) {
+                Some(Some(end)) => Some(end),
+                _ => Some(Handled::Pong),
+            };
+        }
         let parsed: Result<Value, _> = serde_json::from_str(text);
-        let obj = match parsed {
-            Ok(Value::Object(obj)) => obj,
-            _ => {
-                if let Some(stop) = self.limit(None) {
-                    return stop;
-                }
-                self.error(ErrorCode::BadJson, "a frame must be one JSON object", None);
-                return None;
+        let (obj, id) = match parsed {
+            Ok(Value::Object(obj)) => {
+                let id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
+                (Some(obj), id)
             }
+            _ => (None, None),
         };
-        let id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
         let id = id.as_deref();
+        if let Some(stop) = self.limit(id, true) {
+            return stop;
+        }
+        let Some(obj) = obj else {
+            self.error(ErrorCode::BadJson, "a frame must be one JSON object", None);
+            return None;
+        };
         let Some(kind) = obj.get("type").and_then(Value::as_str) else {
-            if let Some(stop) = self.limit(id) {
-                return stop;
-            }
             self.error(ErrorCode::BadJson, "a frame needs a string `type`", id);
             return None;
         };
         if kind == "pong" {
-            // Any pong clears the deadline, whatever its payload, and gets no reply.
+            // A large pong: counted above; it clears the deadline like any pong and gets no reply.
             return Some(Handled::Pong);
-        }
-        if let Some(stop) = self.limit(id) {
-            return stop;
         }
         let payload = match obj.get("payload") {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -298,7 +415,7 @@ impl Session<'_> {
         let msg = match ClientMessage::<Value>::decode(kind, payload) {
             Ok(msg) => msg,
             Err(e) => {
-                self.error(ErrorCode::BadPayload, format!("{kind}: {e}"), id);
+                self.error(ErrorCode::BadPayload, format!("{}: {e}", clip_str(kind, 64)), id);
                 return None;
             }
         };
@@ -330,16 +447,18 @@ impl Session<'_> {
                         self.reply(&ServerMessage::Ack, id);
                     }
                 }
-                Err(RoomError::NotMember) => {
-                    self.error(ErrorCode::NotMember, format!("not a member of room {:?}: join it first", send.room), id)
-                }
+                Err(RoomError::NotMember) => self.error(
+                    ErrorCode::NotMember,
+                    format!("not a member of room {:?}: join it first", clip_str(&send.room, 64)),
+                    id,
+                ),
                 Err(_) => {}
             },
             ClientMessage::Resume(resume) => {
                 self.app.hub.resume(self.id, &resume.epoch, resume.since, id);
             }
             ClientMessage::Custom { kind, .. } => {
-                self.error(ErrorCode::UnknownType, format!("unknown message type {kind:?}"), id);
+                self.error(ErrorCode::UnknownType, format!("unknown message type {:?}", clip_str(&kind, 64)), id);
             }
             _ => self.error(ErrorCode::UnknownType, "unsupported message type", id),
         }
@@ -347,8 +466,8 @@ impl Session<'_> {
     }
 
     /// Counts one frame against the rate limit: `None` lets it through; `Some(None)` refused it
-    /// (answered `rate_limited`); `Some(Some(end))` closes the connection with 1008.
-    fn limit(&mut self, id: Option<&str>) -> Option<Option<Handled>> {
+    /// (answered `rate_limited` when `answer`); `Some(Some(end))` closes the connection with 1008.
+    fn limit(&mut self, id: Option<&str>, answer: bool) -> Option<Option<Handled>> {
         let cfg = &self.app.cfg;
         let verdict = self.rate.check(Instant::now(), cfg.rate_limit, cfg.rate_limit_close_after);
         if !matches!(verdict, Rate::Allowed) {
@@ -357,12 +476,16 @@ impl Session<'_> {
         match verdict {
             Rate::Allowed => None,
             Rate::Refused => {
-                self.error(ErrorCode::RateLimited, "Rate limit exceeded", id);
+                if answer {
+                    self.error(ErrorCode::RateLimited, "Rate limit exceeded", id);
+                }
                 Some(None)
             }
             Rate::Close => {
-                self.error(ErrorCode::RateLimited, "Rate limit exceeded: closing", id);
-                Some(Some(Handled::End(End::Close(CloseCode::Policy.as_u16(), "Rate limit exceeded"))))
+                if answer {
+                    self.error(ErrorCode::RateLimited, "Rate limit exceeded: closing", id);
+                }
+                Some(Some(Handled::End(End::Close(CloseCode::Policy.as_u16(), "Rate limit exceeded", Drain::Frames))))
             }
         }
     }
@@ -373,11 +496,34 @@ enum Handled {
     End(End),
 }
 
-/// Maps a read error to the close code the protocol gives it.
-fn read_error(e: &warp::Error) -> End {
-    match e.source().and_then(|s| s.downcast_ref::<tungstenite::Error>()) {
-        Some(tungstenite::Error::Capacity(_)) => End::Close(CloseCode::TooBig.as_u16(), "Message too big"),
-        Some(tungstenite::Error::Utf8(_)) => End::Close(CloseCode::InvalidPayload.as_u16(), "Invalid UTF-8"),
+/// The longest `id` an error reply echoes, in bytes (an `id` is the client's to choose).
+const MAX_ID_ECHO: usize = 128;
+
+/// RFC 6455's close code for a frame that breaks the protocol (reserved bits or opcodes, an
+/// unmasked frame, a fragmented control frame...).
+const PROTOCOL_ERROR: u16 = 1002;
+
+/// True for a small frame whose `type` is `"pong"`.
+fn is_pong(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Kind<'_>>(text).is_ok_and(|k| k.kind.as_deref() == Some("pong"))
+}
+
+/// Maps a read error to the close code the protocol gives it. After any of them the frame
+/// reader is unusable, so the drain reads raw bytes.
+fn read_error(e: &tungstenite::Error) -> End {
+    use tungstenite::error::ProtocolError;
+    match e {
+        tungstenite::Error::Capacity(_) => End::Close(CloseCode::TooBig.as_u16(), "Message too big", Drain::Raw),
+        tungstenite::Error::Utf8(_) => End::Close(CloseCode::InvalidPayload.as_u16(), "Invalid UTF-8", Drain::Raw),
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        tungstenite::Error::Protocol(_) => End::Close(PROTOCOL_ERROR, "Protocol error", Drain::Raw),
+        // tungstenite's own replies (pongs) past MAX_WRITE_BUFFER: the client does not read.
+        tungstenite::Error::WriteBufferFull(_) => End::Cut,
         _ => End::Gone,
     }
 }

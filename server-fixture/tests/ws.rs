@@ -404,10 +404,6 @@ async fn a_flood_past_the_rate_limit_is_refused_then_closed_1008() {
     // A long window so the test does not depend on timing.
     let fx = Fx::start(&["--rate-limit", "5/60s"]).await;
     let (mut ws, _) = fx.connect("alice").await;
-    // Pongs do not count.
-    for _ in 0..20 {
-        ws.send(json!({"type": "pong"})).await;
-    }
     for i in 0..5 {
         ws.send(json!({"type": "ping", "id": format!("ok{i}")})).await;
         assert_eq!(ws.expect_type("pong").await["id"], format!("ok{i}"));
@@ -422,6 +418,43 @@ async fn a_flood_past_the_rate_limit_is_refused_then_closed_1008() {
     let e = ws.expect_type("error").await;
     assert_eq!(e["payload"]["code"], "rate_limited");
     assert_eq!(ws.expect_close().await.0, 1008);
+}
+
+#[tokio::test]
+async fn pongs_answering_pings_are_free_and_unsolicited_pongs_count() {
+    let fx = Fx::start(&["--rate-limit", "3/60s", "--heartbeat-ms", "40"]).await;
+    let (mut ws, _) = fx.connect("alice").await;
+    // Five pings answered: none of the pongs counts.
+    for _ in 0..5 {
+        assert_eq!(ws.next().await, Seen::Json(json!({"type": "ping", "payload": {}})));
+        ws.send(json!({"type": "pong"})).await;
+    }
+    // Two requests, then an unsolicited pong (no ping outstanding: counted, not answered)...
+    let fx2 = Fx::start(&["--rate-limit", "3/60s"]).await;
+    let (mut quiet, _) = fx2.connect("bob").await;
+    for i in 0..2 {
+        quiet.send(json!({"type": "ping", "id": format!("r{i}")})).await;
+        quiet.expect_type("pong").await;
+    }
+    quiet.send(json!({"type": "pong"})).await;
+    // ...so the next request is over the limit.
+    quiet.send(json!({"type": "ping", "id": "over"})).await;
+    let e = quiet.expect_type("error").await;
+    assert_eq!((e["payload"]["code"].as_str(), e["id"].as_str()), (Some("rate_limited"), Some("over")));
+    // While the answered pongs left alice's whole budget: three requests pass.
+    for i in 0..3 {
+        ws.send(json!({"type": "ping", "id": format!("a{i}")})).await;
+        loop {
+            match ws.next().await {
+                Seen::Json(v) if v["type"] == "ping" => ws.send(json!({"type": "pong"})).await,
+                Seen::Json(v) => {
+                    assert_eq!((v["type"].as_str(), v["id"].as_str()), (Some("pong"), Some(&*format!("a{i}"))));
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }
 
 #[tokio::test]
