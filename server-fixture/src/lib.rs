@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod log;
 pub mod rest;
 pub mod serve;

@@ -4,11 +4,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use resock_fixture::{start, Config};
+use resock_fixture::{limits, start, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cfg = Config::parse();
+    let mut cfg = Config::parse();
+    limits::fit_open_files(&mut cfg);
+    tokio::spawn(limits::return_freed_memory());
     let running = match start(cfg).await {
         Ok(running) => running,
         Err(e) => {

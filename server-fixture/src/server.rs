@@ -36,6 +36,7 @@ pub struct LiveGuard<'a>(&'a AtomicUsize);
 impl Drop for LiveGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        crate::limits::CLOSED.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -27,7 +27,7 @@ pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// tungstenite's read buffer per connection. Messages larger than it are still read whole (the
 /// buffer grows for one frame, up to `--max-message-bytes`); it only sets what an idle
 /// connection holds.
-const READ_BUFFER: usize = 2 * 1024;
+const READ_BUFFER: usize = 1024;
 
 /// Outgoing frames are written once this many bytes are buffered, or at every flush.
 const WRITE_BUFFER: usize = 4 * 1024;
@@ -65,11 +65,9 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
             let accept = derive_accept_key(hs.key.as_bytes());
             tokio::spawn(async move {
                 let _live = app.live_guard();
-                let upgraded = match tokio::time::timeout(UPGRADE_TIMEOUT, hs.on_upgrade).await {
-                    Ok(Ok(upgraded)) => upgraded,
-                    _ => return, // the client went away (or stalled) before the switch
-                };
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                // Boxed: the switch's state would otherwise take room in the task for the
+                // connection's whole life (docs/BENCHMARKS.md, memory per connection).
+                let Some(socket) = Box::pin(switch(hs.on_upgrade, config)).await else { return };
                 crate::ws::run(socket, app.clone(), who).await;
             });
             Response::builder()
@@ -81,6 +79,15 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
                 .map(Reply::into_response)
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         })
+}
+
+/// Waits (at most [`UPGRADE_TIMEOUT`]) for hyper to hand over the connection, and wraps it.
+async fn switch(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
+    let upgraded = match tokio::time::timeout(UPGRADE_TIMEOUT, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        _ => return None, // the client went away (or stalled) before the switch
+    };
+    Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
 }
 
 /// A valid WebSocket upgrade request (RFC 6455 §4.2.1).

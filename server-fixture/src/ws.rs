@@ -76,7 +76,7 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
         Ok(who) => who,
         Err(e) => {
             log::info(format_args!("ws upgrade refused with 4001: {}", e.describe()));
-            refuse(sink, stream, CloseCode::Unauthorized.as_u16(), REASON_UNAUTHORIZED).await;
+            Box::pin(refuse(sink, stream, CloseCode::Unauthorized.as_u16(), REASON_UNAUTHORIZED)).await;
             return;
         }
     };
@@ -85,11 +85,11 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
         Ok(reg) => reg,
         Err(RegisterError::TooMany(reason)) => {
             log::info(format_args!("ws user={user} refused with 1013: {reason}"));
-            refuse(sink, stream, CloseCode::TryAgainLater.as_u16(), reason).await;
+            Box::pin(refuse(sink, stream, CloseCode::TryAgainLater.as_u16(), reason)).await;
             return;
         }
         Err(RegisterError::ShuttingDown) => {
-            refuse(sink, stream, CloseCode::GoingAway.as_u16(), "Server shutting down").await;
+            Box::pin(refuse(sink, stream, CloseCode::GoingAway.as_u16(), "Server shutting down")).await;
             return;
         }
     };
@@ -106,7 +106,9 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
         End::Close(code, reason, drain) => {
             log::info(format_args!("conn c{id} user={user} closed {code}: {reason}"));
             let _ = close_tx.send((code, reason));
-            finish_close(stream, writer, drain).await;
+            // Boxed, like `refuse`: the close path's state would otherwise sit in every idle
+            // connection's task for its whole life (docs/BENCHMARKS.md, memory per connection).
+            Box::pin(finish_close(stream, writer, drain)).await;
         }
         End::Cut => {
             log::info(format_args!("conn c{id} user={user} cut without a close frame"));

@@ -1,0 +1,246 @@
+//! Shared pieces of the load and abuse tools: the fixture as a child process on 127.0.0.1, its
+//! RSS, dev tokens signed here, WebSocket clients, and a well-behaved client that measures its
+//! ping round trip and its connects while an attack runs.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The secret of `resock-fixture --dev` (config.rs `DEV_JWT_SECRET`).
+pub const DEV_SECRET: &str = "resock-dev-secret-do-not-use-in-production";
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A fixture process, killed when dropped.
+pub struct Fixture {
+    pub child: Child,
+    pub addr: String,
+    pub pid: u32,
+}
+
+impl Fixture {
+    /// Starts `bin --addr 127.0.0.1:0 --dev <args>` and waits for its `listening on` line.
+    pub async fn start(bin: &str, args: &[&str]) -> Result<Fixture, String> {
+        let mut child = Command::new(bin)
+            .args(["--addr", "127.0.0.1:0", "--dev"])
+            .args(args)
+            .env("RESOCK_LOG", "quiet")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}"))?;
+        let pid = child.id().ok_or("no pid")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .map_err(|_| format!("{bin} did not start within 20 s"))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{bin} exited before listening"))?;
+        let addr =
+            line.trim().strip_prefix("listening on http://").ok_or(format!("unexpected line {line:?}"))?.to_owned();
+        Ok(Fixture { child, addr, pid })
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Resident set size in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid)
+    }
+
+    /// Sends SIGKILL and waits.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// An HS256 dev token for `user` (role `service` when `service`), valid one hour.
+pub fn token(user: &str, service: bool) -> String {
+    let exp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
+    let mut claims = json!({ "sub": user, "exp": exp });
+    if service {
+        claims["role"] = json!("service");
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+/// Connects with a token in the query and reads the `welcome`.
+pub async fn connect_token(fx: &Fixture, token: &str) -> Result<Ws, String> {
+    let url = fx.ws(&format!("/ws?token={token}"));
+    let (mut ws, _) = timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    expect_type(&mut ws, "welcome", Duration::from_secs(10)).await?;
+    Ok(ws)
+}
+
+/// Fetches a ticket over HTTP, connects with it and reads the `welcome`.
+pub async fn connect_ticket(http: &reqwest::Client, fx: &Fixture, token: &str) -> Result<Ws, String> {
+    let res = http.post(fx.http("/ws/ticket")).bearer_auth(token).send().await.map_err(|e| e.to_string())?;
+    if !res.status().is_success() {
+        return Err(format!("ticket: HTTP {}", res.status()));
+    }
+    let v: Value = res.json().await.map_err(|e| e.to_string())?;
+    let ticket = v["ticket"].as_str().ok_or("no ticket")?;
+    let url = fx.ws(&format!("/ws?ticket={ticket}"));
+    let (mut ws, _) = timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    expect_type(&mut ws, "welcome", Duration::from_secs(10)).await?;
+    Ok(ws)
+}
+
+/// Reads until a text frame of `kind` (answering pings), within `within`.
+pub async fn expect_type(ws: &mut Ws, kind: &str, within: Duration) -> Result<Value, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, ws.next()).await {
+            Err(_) => return Err(format!("no {kind} within {within:?}")),
+            Ok(None) | Ok(Some(Err(_))) => return Err(format!("closed before {kind}")),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+                if v["type"] == kind {
+                    return Ok(v);
+                }
+                if v["type"] == "ping" {
+                    let _ = ws.send(Message::text(r#"{"type":"pong"}"#)).await;
+                }
+            }
+            Ok(Some(Ok(Message::Close(f)))) => return Err(format!("closed {f:?} before {kind}")),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit (the tools hold many sockets).
+pub fn raise_open_files() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// What the well-behaved client saw during an attack.
+#[derive(Debug, Default, Clone)]
+pub struct GoodClient {
+    pub rtts_ms: Vec<f64>,
+    pub connects_ok: usize,
+    pub connects_failed: Vec<String>,
+}
+
+impl GoodClient {
+    pub fn p99_ms(&self) -> f64 {
+        percentile(&self.rtts_ms, 0.99)
+    }
+    pub fn max_ms(&self) -> f64 {
+        self.rtts_ms.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Runs a well-behaved client for `dur`: an application ping every 50 ms on one connection
+/// (round trip measured; pings in a 10/s window: 8 per second, under the limit), and a fresh
+/// ticket + connect + welcome + close every 250 ms.
+pub async fn good_client(fx: &Fixture, dur: Duration) -> GoodClient {
+    let http = reqwest::Client::new();
+    let mut out = GoodClient::default();
+    let tok = token("good", false);
+    let mut ws = match connect_ticket(&http, fx, &tok).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            out.connects_failed.push(e);
+            return out;
+        }
+    };
+    let end = Instant::now() + dur;
+    let mut next_connect = Instant::now();
+    let mut n = 0u64;
+    while Instant::now() < end {
+        n += 1;
+        let id = n.to_string();
+        let sent = Instant::now();
+        if ws.send(Message::text(json!({"type": "ping", "id": id}).to_string())).await.is_err() {
+            out.connects_failed.push("the measuring connection was lost".into());
+            return out;
+        }
+        loop {
+            match timeout(Duration::from_secs(5), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                    if v["type"] == "pong" && v["id"] == id.as_str() {
+                        out.rtts_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+                        break;
+                    }
+                    if v["type"] == "ping" {
+                        let _ = ws.send(Message::text(r#"{"type":"pong"}"#)).await;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                other => {
+                    out.connects_failed.push(format!("the measuring connection failed: {other:?}"));
+                    return out;
+                }
+            }
+        }
+        if Instant::now() >= next_connect {
+            next_connect = Instant::now() + Duration::from_millis(250);
+            match connect_ticket(&http, fx, &tok).await {
+                Ok(mut c) => {
+                    out.connects_ok += 1;
+                    let _ = c.close(None).await;
+                }
+                Err(e) => out.connects_failed.push(e),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(125)).await;
+    }
+    let _ = ws.close(None).await;
+    out
+}
