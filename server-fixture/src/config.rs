@@ -78,6 +78,44 @@ pub struct Config {
     #[arg(long, env = "RESOCK_HISTORY", default_value_t = 1000)]
     pub history: usize,
 
+    /// User-stream bytes kept per user (whole frames), besides --history messages.
+    #[arg(long, env = "RESOCK_HISTORY_BYTES", default_value_t = 256 * 1024)]
+    pub history_bytes: usize,
+
+    /// Drop a user's stream (its history, seq and epoch) once it has had no connection, no SSE
+    /// stream and no new message for this long; a later resume gets `complete: false`.
+    #[arg(long, env = "RESOCK_STREAM_TTL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub stream_ttl_ms: u64,
+
+    /// Notifications kept per user by the REST store (oldest dropped first).
+    #[arg(long, env = "RESOCK_STORE_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_max: u64,
+
+    /// Bytes of notifications (title + body) kept per user by the REST store.
+    #[arg(long, env = "RESOCK_STORE_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_bytes: u64,
+
+    /// Unredeemed tickets one user may hold; past it POST /ws/ticket answers 429.
+    #[arg(long, env = "RESOCK_MAX_TICKETS_PER_USER", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tickets_per_user: u64,
+
+    /// SSE streams one user may hold open; past it: 429.
+    #[arg(long, env = "RESOCK_MAX_SSE_PER_USER", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sse_per_user: u64,
+
+    /// SSE streams open at once, all users together; past it: 503.
+    #[arg(long, env = "RESOCK_MAX_SSE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sse: u64,
+
+    /// How long a client has to send a request head; also how long a keep-alive connection may
+    /// wait for its next request, and an accepted upgrade to complete.
+    #[arg(long, env = "RESOCK_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub header_timeout_ms: u64,
+
+    /// How long a request body may take to arrive, whole; slower: 408.
+    #[arg(long, env = "RESOCK_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub body_timeout_ms: u64,
+
     /// Interval of the SSE keep-alive comment.
     #[arg(long, env = "RESOCK_SSE_KEEPALIVE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub sse_keepalive_ms: u64,
@@ -139,6 +177,12 @@ impl Config {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 
     /// A configuration for tests: dev mode on 127.0.0.1:0 with every default.

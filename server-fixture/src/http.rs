@@ -78,10 +78,20 @@ pub fn service(app: Arc<App>) -> impl Filter<Extract = (Identity,), Error = Reje
 }
 
 /// A JSON body of type `T`: 400 with the parser's words when it does not fit, 413 over
-/// `limit` bytes. An empty body parses as `{}` (so a missing field is named).
-pub fn json_body<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+/// `limit` bytes, 408 when it has not arrived whole within `within` (`--body-timeout-ms`: a
+/// body sent a byte every few seconds would otherwise hold its connection forever). An empty
+/// body parses as `{}` (so a missing field is named).
+pub fn json_body<T: DeserializeOwned + Send>(
+    limit: u64,
+    within: std::time::Duration,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::body::stream().and_then(move |body| async move {
-        let bytes = read_limited(body, limit).await?;
+        let bytes = tokio::time::timeout(within, read_limited(body, limit)).await.map_err(|_| {
+            ApiError::reject(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body took over {} ms", within.as_millis()),
+            )
+        })??;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         serde_json::from_slice::<T>(bytes)
             .map_err(|e| ApiError::reject(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))

@@ -46,15 +46,37 @@ pub enum Kill {
     Cut,
 }
 
-/// One user-stream message, kept in history.
+/// One user-stream message, kept in history: the whole WebSocket frame, once. SSE's event name
+/// and `data:` are slices of it (a 1 KB notification used to be held three times over).
 #[derive(Debug)]
 pub struct StreamItem {
     pub seq: u64,
-    pub kind: String,
-    /// The payload as one-line JSON (for SSE `data:`).
-    pub payload: String,
-    /// The whole WebSocket frame, with `seq`.
+    /// `{"type":KIND,"payload":PAYLOAD,"seq":SEQ}`.
     pub frame: Arc<str>,
+    kind: std::ops::Range<usize>,
+    payload: std::ops::Range<usize>,
+}
+
+impl StreamItem {
+    fn new(seq: u64, msg: &ServerMessage<Value>) -> StreamItem {
+        let kind_json = serde_json::to_string(msg.kind()).unwrap_or_default();
+        let payload = serde_json::to_string(&resock::protocol::PayloadOf(msg)).unwrap_or_default();
+        let head = format!("{{\"type\":{kind_json},\"payload\":");
+        let frame = format!("{head}{payload},\"seq\":{seq}}}");
+        let kind = 8..8 + kind_json.len(); // after `{"type":`
+        let payload = head.len()..head.len() + payload.len();
+        StreamItem { seq, frame: Arc::from(frame), kind: kind.start + 1..kind.end - 1, payload }
+    }
+
+    /// The message type, as it appears in the frame (types are plain identifiers).
+    pub fn kind(&self) -> &str {
+        self.frame.get(self.kind.clone()).unwrap_or_default()
+    }
+
+    /// The payload as one-line JSON (for SSE `data:`).
+    pub fn payload(&self) -> &str {
+        self.frame.get(self.payload.clone()).unwrap_or_default()
+    }
 }
 
 struct Conn {
@@ -65,14 +87,32 @@ struct Conn {
 }
 
 struct SseSub {
-    user: String,
+    id: u64,
     tx: mpsc::Sender<Arc<StreamItem>>,
 }
 
-#[derive(Default)]
+/// A user's stream: its epoch (new whenever the stream is created, so a stream dropped and
+/// made again is never mistaken for the old one), the last seq, and the history kept for
+/// resume, bounded in messages and bytes.
 struct UserStream {
+    epoch: String,
     seq: u64,
     history: VecDeque<Arc<StreamItem>>,
+    bytes: usize,
+    touched: Instant,
+}
+
+impl UserStream {
+    fn new() -> UserStream {
+        UserStream { epoch: new_epoch(), seq: 0, history: VecDeque::new(), bytes: 0, touched: Instant::now() }
+    }
+}
+
+/// 64 random bits as 16 hex digits.
+fn new_epoch() -> String {
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Default)]
@@ -82,7 +122,9 @@ struct State {
     users: HashMap<String, Vec<ConnId>>,
     rooms: HashMap<String, HashSet<ConnId>>,
     streams: HashMap<String, UserStream>,
-    sse: HashMap<u64, SseSub>,
+    /// SSE subscribers by user.
+    sse: HashMap<String, Vec<SseSub>>,
+    sse_total: usize,
     opened_total: u64,
     opened_by_user: HashMap<String, u64>,
     refuse_until: Option<Instant>,
@@ -98,6 +140,10 @@ pub struct Limits {
     pub max_rooms_per_connection: usize,
     pub send_queue: usize,
     pub history: usize,
+    pub history_bytes: usize,
+    pub stream_ttl: Duration,
+    pub max_sse_per_user: usize,
+    pub max_sse: usize,
     pub heartbeat_ms: u64,
     /// Queue a `welcome` first on every connection (off with `--no-welcome`).
     pub send_welcome: bool,
@@ -125,6 +171,15 @@ pub enum RegisterError {
     TooMany(&'static str),
     /// Shutting down: close 1001.
     ShuttingDown,
+}
+
+/// Why an SSE stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseRefused {
+    /// The user holds `--max-sse-per-user` streams: 429.
+    PerUser,
+    /// `--max-sse` streams are open: 503.
+    Total,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,9 +219,7 @@ pub fn encode(msg: &ServerMessage<Value>, id: Option<&str>, seq: Option<u64>) ->
 
 impl Hub {
     pub fn new(limits: Limits) -> Self {
-        let mut bytes = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let epoch = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let epoch = new_epoch();
         Hub {
             state: Mutex::new(State::default()),
             epoch,
@@ -221,13 +274,14 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
         let (kill_tx, kill_rx) = oneshot::channel();
-        let seq = st.streams.get(user).map_or(0, |s| s.seq);
+        let stream = st.streams.entry(user.to_owned()).or_insert_with(UserStream::new);
+        stream.touched = Instant::now();
         let welcome = Welcome {
             user_id: user.to_owned(),
             connection_id: format!("c{id}"),
             heartbeat_ms: self.limits.heartbeat_ms,
-            epoch: self.epoch.clone(),
-            seq,
+            epoch: stream.epoch.clone(),
+            seq: stream.seq,
         };
         // Queued under the lock, so `welcome` is the first frame: no stream message can overtake it.
         if self.limits.send_welcome {
@@ -301,29 +355,43 @@ impl Hub {
     /// of that user (and no one else). Returns its seq.
     pub fn push_user(&self, user: &str, msg: &ServerMessage<Value>) -> u64 {
         let mut st = self.lock();
-        let stream = st.streams.entry(user.to_owned()).or_default();
+        let stream = st.streams.entry(user.to_owned()).or_insert_with(UserStream::new);
         stream.seq += 1;
+        stream.touched = Instant::now();
         let seq = stream.seq;
-        let payload = serde_json::to_string(&resock::protocol::PayloadOf(msg)).unwrap_or_default();
-        let item =
-            Arc::new(StreamItem { seq, kind: msg.kind().to_owned(), payload, frame: encode(msg, None, Some(seq)) });
+        let item = Arc::new(StreamItem::new(seq, msg));
+        stream.bytes += item.frame.len();
         stream.history.push_back(item.clone());
-        while stream.history.len() > self.limits.history {
-            stream.history.pop_front();
+        // Bounded in messages and in bytes; the newest message is always kept.
+        while stream.history.len() > 1
+            && (stream.history.len() > self.limits.history || stream.bytes > self.limits.history_bytes)
+        {
+            if let Some(old) = stream.history.pop_front() {
+                stream.bytes -= old.frame.len();
+            }
+        }
+        if self.limits.history == 0 {
+            stream.history.clear();
+            stream.bytes = 0;
         }
         let targets: Vec<ConnId> = st.users.get(user).cloned().unwrap_or_default();
         for target in targets {
             send_locked(&mut st, target, Out::Text(item.frame.clone()));
         }
-        let mut dead = Vec::new();
-        for (sub_id, sub) in st.sse.iter().filter(|(_, s)| s.user == user) {
-            if sub.tx.try_send(item.clone()).is_err() {
-                dead.push(*sub_id);
+        let st = &mut *st;
+        if let Some(subs) = st.sse.get_mut(user) {
+            let before = subs.len();
+            subs.retain(|sub| {
+                let alive = sub.tx.try_send(item.clone()).is_ok();
+                if !alive {
+                    log::info(format_args!("sse s{} user={} dropped: not reading", sub.id, Esc(user)));
+                }
+                alive
+            });
+            st.sse_total -= before - subs.len();
+            if subs.is_empty() {
+                st.sse.remove(user);
             }
-        }
-        for sub_id in dead {
-            log::info(format_args!("sse s{sub_id} user={} dropped: not reading", Esc(user)));
-            st.sse.remove(&sub_id);
         }
         seq
     }
@@ -333,10 +401,10 @@ impl Hub {
     pub fn resume(&self, id: ConnId, epoch: &str, since: u64, reply_id: Option<&str>) -> Option<Resumed> {
         let mut st = self.lock();
         let user = st.conns.get(&id)?.user.clone();
-        let (mut frames, resumed) = if epoch != self.epoch {
+        let stream = st.streams.get(&user);
+        let (mut frames, resumed) = if stream.is_none_or(|s| s.epoch != epoch) {
             (Vec::new(), Resumed { replayed: 0, complete: false })
         } else {
-            let stream = st.streams.get(&user);
             let last = stream.map_or(0, |s| s.seq);
             if since > last {
                 (Vec::new(), Resumed { replayed: 0, complete: false })
@@ -373,12 +441,19 @@ impl Hub {
 
     /// Subscribes an SSE stream of `user`: returns the stored messages after `last_event_id` and
     /// the receiver of the live ones (registered under the same lock, so none falls between).
+    #[allow(clippy::type_complexity)]
     pub fn subscribe_sse(
         &self,
         user: &str,
         last_event_id: Option<u64>,
-    ) -> (u64, Vec<Arc<StreamItem>>, mpsc::Receiver<Arc<StreamItem>>) {
+    ) -> Result<(u64, Vec<Arc<StreamItem>>, mpsc::Receiver<Arc<StreamItem>>), SseRefused> {
         let mut st = self.lock();
+        if st.sse.get(user).map_or(0, Vec::len) >= self.limits.max_sse_per_user {
+            return Err(SseRefused::PerUser);
+        }
+        if st.sse_total >= self.limits.max_sse {
+            return Err(SseRefused::Total);
+        }
         let replay = match last_event_id {
             Some(since) => st
                 .streams
@@ -389,12 +464,39 @@ impl Hub {
         };
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        st.sse.insert(id, SseSub { user: user.to_owned(), tx });
-        (id, replay, rx)
+        st.sse.entry(user.to_owned()).or_default().push(SseSub { id, tx });
+        st.sse_total += 1;
+        Ok((id, replay, rx))
     }
 
-    pub fn unsubscribe_sse(&self, id: u64) {
-        self.lock().sse.remove(&id);
+    pub fn unsubscribe_sse(&self, user: &str, id: u64) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        if let Some(subs) = st.sse.get_mut(user) {
+            let before = subs.len();
+            subs.retain(|s| s.id != id);
+            st.sse_total -= before - subs.len();
+            if subs.is_empty() {
+                st.sse.remove(user);
+            }
+        }
+    }
+
+    /// Drops the streams (history, seq, epoch) of users with no connection and no SSE stream
+    /// whose stream saw nothing for `--stream-ttl-ms`, with their `/dev/stats` entry. Returns how
+    /// many it dropped.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let ttl = self.limits.stream_ttl;
+        let before = st.streams.len();
+        let (users, sse) = (&st.users, &st.sse);
+        st.streams.retain(|user, s| {
+            users.contains_key(user) || sse.contains_key(user) || now.saturating_duration_since(s.touched) < ttl
+        });
+        let streams = &st.streams;
+        st.opened_by_user.retain(|user, _| streams.contains_key(user) || users.contains_key(user));
+        before - st.streams.len()
     }
 
     /// Ends every connection (or one user's) as `how` says (`Kill::Cut`: without a close frame,
@@ -410,7 +512,16 @@ impl Hub {
         for id in &ids {
             remove_conn(&mut st, *id, Some(how.clone()));
         }
-        st.sse.retain(|_, s| user.is_some_and(|u| s.user != u));
+        match user {
+            Some(u) => {
+                let ended = st.sse.remove(u).map_or(0, |subs| subs.len());
+                st.sse_total -= ended;
+            }
+            None => {
+                st.sse.clear();
+                st.sse_total = 0;
+            }
+        }
         ids.len()
     }
 
@@ -423,6 +534,7 @@ impl Hub {
             remove_conn(&mut st, *id, Some(Kill::Close(CloseCode::GoingAway.as_u16(), "Server shutting down")));
         }
         st.sse.clear();
+        st.sse_total = 0;
         ids.len()
     }
 
@@ -444,7 +556,7 @@ impl Hub {
             opened_total: st.opened_total,
             users,
             rooms: st.rooms.iter().map(|(r, m)| (r.clone(), m.len())).collect(),
-            sse_subscribers: st.sse.len(),
+            sse_subscribers: st.sse_total,
             epoch: self.epoch.clone(),
             rate_limited_total: self.rate_limited_total.load(Ordering::Relaxed),
         }

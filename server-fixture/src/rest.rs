@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::Identity;
+use crate::auth::{Identity, TooManyTickets};
 use crate::http::{json_body, ok_json, service, user, with_app, ApiError};
 use crate::hub::{encode, Kill};
 use crate::server::{json_status, only_if, App};
@@ -25,9 +25,12 @@ const RESERVED_TYPES: &[&str] =
 /// `POST /ws/ticket` with `Authorization: Bearer <JWT>`.
 pub fn ticket(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("ws" / "ticket").and(warp::post()).and(user(app.clone())).and(with_app(app)).map(
-        |who: Identity, app: Arc<App>| {
-            let ticket = app.tickets.issue(who);
-            ok_json(&json!({ "ticket": ticket, "expires_in_ms": app.tickets.ttl().as_millis() as u64 }))
+        |who: Identity, app: Arc<App>| match app.tickets.issue(who) {
+            Ok(ticket) => ok_json(&json!({ "ticket": ticket, "expires_in_ms": app.tickets.ttl().as_millis() as u64 })),
+            Err(TooManyTickets(n)) => json_status(
+                &json!({ "error": format!("{n} unredeemed tickets already: use one, or wait for them to expire") }),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
         },
     )
 }
@@ -83,7 +86,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
     let post_notification = warp::path!("api" / "notifications")
         .and(warp::post())
         .and(service(app.clone()))
-        .and(json_body::<NewNotification>(BODY_LIMIT))
+        .and(json_body::<NewNotification>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app.clone()))
         .and_then(|_: Identity, body: NewNotification, app: Arc<App>| async move {
             non_empty("user_id", &body.user_id)?;
@@ -100,7 +103,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
     let mark_read = warp::path!("api" / "notifications" / "mark-read")
         .and(warp::post())
         .and(user(app.clone()))
-        .and(json_body::<MarkRead>(BODY_LIMIT))
+        .and(json_body::<MarkRead>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app.clone()))
         .map(|who: Identity, body: MarkRead, app: Arc<App>| {
             let _order = ordered(&app);
@@ -118,13 +121,16 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .map(|who: Identity, app: Arc<App>| {
             let _order = ordered(&app);
             let marked = app.store.mark_all_read(&who.user_id);
-            app.hub.push_user(&who.user_id, &ServerMessage::AllRead);
+            // Only when something changed: a read-all loop must not fill the user's history.
+            if marked > 0 {
+                app.hub.push_user(&who.user_id, &ServerMessage::AllRead);
+            }
             ok_json(&json!({ "marked": marked }))
         });
     let task = warp::path!("api" / "tasks" / String)
         .and(warp::post())
         .and(service(app.clone()))
-        .and(json_body::<TaskBody>(BODY_LIMIT))
+        .and(json_body::<TaskBody>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app.clone()))
         .and_then(|task_id: String, _: Identity, body: TaskBody, app: Arc<App>| async move {
             non_empty("user_id", &body.user_id)?;
@@ -144,7 +150,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
     let broadcast = warp::path!("api" / "broadcast")
         .and(warp::post())
         .and(service(app.clone()))
-        .and(json_body::<Broadcast>(BODY_LIMIT))
+        .and(json_body::<Broadcast>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app))
         .and_then(|_: Identity, body: Broadcast, app: Arc<App>| async move {
             non_empty("type", &body.kind)?;
@@ -192,7 +198,7 @@ pub fn dev(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
     let token = warp::path!("dev" / "token")
         .and(warp::post())
         .and(on.clone())
-        .and(json_body::<DevToken>(BODY_LIMIT))
+        .and(json_body::<DevToken>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app.clone()))
         .and_then(|body: DevToken, app: Arc<App>| async move {
             non_empty("user_id", &body.user_id)?;
@@ -203,7 +209,7 @@ pub fn dev(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
     let drop = warp::path!("dev" / "drop")
         .and(warp::post())
         .and(on.clone())
-        .and(json_body::<DevDrop>(BODY_LIMIT))
+        .and(json_body::<DevDrop>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app.clone()))
         .and_then(|body: DevDrop, app: Arc<App>| async move {
             let refuse = Duration::from_millis(body.refuse_ms.unwrap_or(0));

@@ -1,8 +1,8 @@
 //! Serving warp's routes over HTTP/1.1 on a listener, with the timeouts `warp::serve` lacks:
-//! a request's head must arrive within [`HEADER_TIMEOUT`] (hyper's header-read timeout, which
-//! also ends a keep-alive connection that sends no next request), bodies are read under a
-//! deadline (`http::read_limited`), and an accepted upgrade must complete within
-//! `upgrade::UPGRADE_TIMEOUT`. Graceful shutdown waits for the HTTP connections in flight (an
+//! a request's head must arrive within `--header-timeout-ms` (hyper's header-read timeout, which
+//! also ends a keep-alive connection that sends no next request), bodies are read under
+//! `--body-timeout-ms` (`http::json_body`), and an accepted upgrade must complete within the
+//! header timeout too (`upgrade.rs`). Graceful shutdown waits for the HTTP connections in flight (an
 //! upgraded connection is no longer one: the hub closes those).
 
 use std::time::Duration;
@@ -15,18 +15,19 @@ use warp::{Filter, Reply};
 
 use crate::log;
 
-/// How long a client has to send a whole request head (request line and headers), and how
-/// long a keep-alive connection may wait for its next request.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The largest request head hyper buffers (request line and headers together); more: 431.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Accepts connections until `stop` resolves, then waits (at most `drain`) for the HTTP
 /// connections in flight. Upgraded WebSocket connections are not waited for here: they run
 /// in their own tasks and end through the hub.
-pub async fn serve<F>(listener: TcpListener, filter: F, stop: impl std::future::Future<Output = ()>, drain: Duration)
-where
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    stop: impl std::future::Future<Output = ()>,
+    header_timeout: Duration,
+    drain: Duration,
+) where
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
@@ -52,7 +53,7 @@ where
         let service = TowerToHyperService::new(warp::service(filter.clone()));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
+            .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades();

@@ -49,14 +49,24 @@ impl App {
             max_rooms_per_connection: cfg.max_rooms_per_connection,
             send_queue: usize::try_from(cfg.send_queue).unwrap_or(usize::MAX),
             history: cfg.history,
+            history_bytes: cfg.history_bytes,
+            stream_ttl: Duration::from_millis(cfg.stream_ttl_ms),
+            max_sse_per_user: usize::try_from(cfg.max_sse_per_user).unwrap_or(usize::MAX),
+            max_sse: usize::try_from(cfg.max_sse).unwrap_or(usize::MAX),
             heartbeat_ms: cfg.heartbeat_ms,
             send_welcome: !cfg.no_welcome,
         };
         App {
             hub: Hub::new(limits),
             jwt: Jwt::new(cfg.secret()),
-            tickets: Tickets::new(Duration::from_millis(cfg.ticket_ttl_ms)),
-            store: Store::default(),
+            tickets: Tickets::new(
+                Duration::from_millis(cfg.ticket_ttl_ms),
+                usize::try_from(cfg.max_tickets_per_user).unwrap_or(usize::MAX),
+            ),
+            store: Store::new(
+                usize::try_from(cfg.store_max).unwrap_or(usize::MAX),
+                usize::try_from(cfg.store_bytes).unwrap_or(usize::MAX),
+            ),
             write_order: std::sync::Mutex::new(()),
             live: AtomicUsize::new(0),
             cfg,
@@ -116,13 +126,31 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     let app = Arc::new(App::new(cfg));
+    tokio::spawn(sweep_streams(Arc::downgrade(&app)));
     let routes = routes(app.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stop = async move {
         let _ = stop_rx.await;
     };
-    let task = tokio::spawn(crate::serve::serve(listener, routes, stop, Duration::from_secs(3)));
+    let header_timeout = app.cfg.header_timeout();
+    let task = tokio::spawn(crate::serve::serve(listener, routes, stop, header_timeout, Duration::from_secs(3)));
     Ok(Running { addr, app, stop: Some(stop_tx), task })
+}
+
+/// Drops idle user streams (`--stream-ttl-ms`) every quarter of the TTL (at most every minute),
+/// until the app is gone.
+async fn sweep_streams(app: std::sync::Weak<App>) {
+    let every = app.upgrade().map_or(Duration::from_secs(60), |a| {
+        (Duration::from_millis(a.cfg.stream_ttl_ms) / 4).clamp(Duration::from_millis(10), Duration::from_secs(60))
+    });
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(app) = app.upgrade() else { return };
+        let dropped = app.hub.sweep(std::time::Instant::now());
+        if dropped > 0 {
+            log::info(format_args!("dropped {dropped} idle user streams"));
+        }
+    }
 }
 
 /// The whole route table.

@@ -13,17 +13,19 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::authenticate;
 use crate::http::{query, with_app, ApiError, CredentialQuery};
+use crate::hub::SseRefused;
 use crate::server::App;
 
 /// Removes the subscriber from the hub when the response stream is dropped.
 struct Subscription {
     app: Arc<App>,
+    user: String,
     id: u64,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.app.hub.unsubscribe_sse(self.id);
+        self.app.hub.unsubscribe_sse(&self.user, self.id);
     }
 }
 
@@ -46,16 +48,22 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reje
             }
             let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref())
                 .map_err(|e| ApiError::reject(StatusCode::UNAUTHORIZED, e.describe()))?;
-            let (id, replay, rx) = app.hub.subscribe_sse(&who.user_id, last_event_id);
+            let (id, replay, rx) = app.hub.subscribe_sse(&who.user_id, last_event_id).map_err(|e| match e {
+                SseRefused::PerUser => ApiError::reject(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("at most {} SSE streams per user: close one first", app.cfg.max_sse_per_user),
+                ),
+                SseRefused::Total => {
+                    ApiError::reject(StatusCode::SERVICE_UNAVAILABLE, "too many SSE streams: try again later")
+                }
+            })?;
             let keepalive = Duration::from_millis(app.cfg.sse_keepalive_ms);
-            let sub = Subscription { app, id };
+            let sub = Subscription { app, user: who.user_id, id };
             let live = futures_util::stream::unfold((rx, sub), |(mut rx, sub)| async move {
                 rx.recv().await.map(|item| (item, (rx, sub)))
             });
             let events = futures_util::stream::iter(replay).chain(live).map(|item| {
-                Ok::<_, Infallible>(
-                    Event::default().id(item.seq.to_string()).event(item.kind.clone()).data(item.payload.clone()),
-                )
+                Ok::<_, Infallible>(Event::default().id(item.seq.to_string()).event(item.kind()).data(item.payload()))
             });
             Ok::<_, Rejection>(warp::sse::reply(warp::sse::keep_alive().interval(keepalive).stream(events)))
         })

@@ -36,9 +36,6 @@ const WRITE_BUFFER: usize = 4 * 1024;
 /// close replies past the bounded send queue. Over it, the connection fails and is dropped.
 const MAX_WRITE_BUFFER: usize = 2 << 20;
 
-/// How long the switch from HTTP to WebSocket may take once the 101 is sent.
-pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let path = warp::path("ws").and(warp::path::end()).or(warp::path!("ws" / "notifications")).unify();
     path.and(with_app(app))
@@ -67,7 +64,8 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
                 let _live = app.live_guard();
                 // Boxed: the switch's state would otherwise take room in the task for the
                 // connection's whole life (docs/BENCHMARKS.md, memory per connection).
-                let Some(socket) = Box::pin(switch(hs.on_upgrade, config)).await else { return };
+                let within = app.cfg.header_timeout();
+                let Some(socket) = Box::pin(switch(hs.on_upgrade, config, within)).await else { return };
                 crate::ws::run(socket, app.clone(), who).await;
             });
             Response::builder()
@@ -81,9 +79,10 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
         })
 }
 
-/// Waits (at most [`UPGRADE_TIMEOUT`]) for hyper to hand over the connection, and wraps it.
-async fn switch(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
-    let upgraded = match tokio::time::timeout(UPGRADE_TIMEOUT, on_upgrade).await {
+/// Waits (at most `within`: `--header-timeout-ms`) for hyper to hand over the connection once
+/// the 101 is sent, and wraps it.
+async fn switch(on_upgrade: OnUpgrade, config: WebSocketConfig, within: Duration) -> Option<Socket> {
+    let upgraded = match tokio::time::timeout(within, on_upgrade).await {
         Ok(Ok(upgraded)) => upgraded,
         _ => return None, // the client went away (or stalled) before the switch
     };

@@ -183,6 +183,14 @@ impl Ws {
         }
     }
 
+    /// The next message that is not a ping, whatever its type.
+    pub async fn expect_any(&mut self) -> Value {
+        match self.next_app().await {
+            Seen::Json(v) => v,
+            other => panic!("expected a message, saw {other:?}"),
+        }
+    }
+
     /// Waits for the server's close frame and returns its code and reason, skipping messages.
     pub async fn expect_close(&mut self) -> (u16, String) {
         loop {
