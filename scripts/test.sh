@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of resock, doing its own set-up first (idempotent):
-#   1. native: protocol and core unit + property tests, the fixture's unit and server tests
+#   1. native: protocol and core unit + property tests, the fixture's unit and server tests,
+#      and the robustness suite (bench/src/bin/resock-abuse.rs) against the release fixture
 #   2. lints: rustfmt, clippy (native; and the wasm build, with unwrap/expect/panic/indexing denied in src/)
 #   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
 #   4. package: the release npm package, with its size figure and budget
@@ -18,6 +19,10 @@ scripts/setup.sh
 
 section "1/5 native tests: protocol, core, fixture server (cargo test --workspace)"
 cargo test --workspace --locked
+
+echo "[abuse] the robustness suite: each attack against the release fixture, with a well-behaved client measuring"
+cargo build --locked --release -p resock-fixture -p resock-bench
+target/release/resock-abuse target/release/resock-fixture
 
 section "2/5 lints: rustfmt, clippy on the native workspace and on the wasm build"
 cargo fmt --all --check

@@ -19,9 +19,9 @@ pub const DEV_SECRET: &str = "resock-dev-secret-do-not-use-in-production";
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A fixture process, killed when dropped.
+/// A fixture process, killed when dropped (or, from [`Fixture::borrowed`], one started elsewhere).
 pub struct Fixture {
-    pub child: Child,
+    pub child: Option<Child>,
     pub addr: String,
     pub pid: u32,
 }
@@ -48,7 +48,12 @@ impl Fixture {
             .ok_or_else(|| format!("{bin} exited before listening"))?;
         let addr =
             line.trim().strip_prefix("listening on http://").ok_or(format!("unexpected line {line:?}"))?.to_owned();
-        Ok(Fixture { child, addr, pid })
+        Ok(Fixture { child: Some(child), addr, pid })
+    }
+
+    /// The same fixture seen from another thread: not killed when dropped.
+    pub fn borrowed(addr: String, pid: u32) -> Fixture {
+        Fixture { child: None, addr, pid }
     }
 
     pub fn http(&self, path: &str) -> String {
@@ -66,7 +71,9 @@ impl Fixture {
 
     /// Sends SIGKILL and waits.
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill().await;
+        }
     }
 }
 
