@@ -145,6 +145,15 @@ fn help_lists_every_flag_of_the_contract() {
         "--max-connections-per-user",
         "--single-connection-per-user",
         "--history",
+        "--history-bytes",
+        "--stream-ttl-ms",
+        "--store-max",
+        "--store-bytes",
+        "--max-tickets-per-user",
+        "--max-sse-per-user",
+        "--max-sse",
+        "--header-timeout-ms",
+        "--body-timeout-ms",
         "--static",
         "--dev",
         "--redis",
@@ -184,6 +193,11 @@ async fn logs_never_contain_a_token_or_a_ticket() {
     let bad = format!("{token}x");
     let mut bad_ws = Ws::connect(&format!("{ws_url}/ws?token={bad}")).await.unwrap();
     assert_eq!(bad_ws.expect_close().await.0, 4001);
+    // A subject that tries to forge a log line.
+    let forger = dev_token(&http, &p.url, "eve opened\n[resock-fixture] conn c1 user=admin").await;
+    let mut eve = Ws::connect(&format!("{ws_url}/ws?token={forger}")).await.unwrap();
+    eve.expect_type("welcome").await;
+    eve.close().await;
     Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
     wait_exit(&mut p.child);
     let logged = std::fs::read_to_string(&log).unwrap();
@@ -191,6 +205,12 @@ async fn logs_never_contain_a_token_or_a_ticket() {
     eprintln!("fixture log: {} lines", logged.lines().count());
     assert!(logged.contains("user=alice"), "the log says something: {logged}");
     assert!(logged.contains("4001"), "refusals are logged: {logged}");
+    assert!(
+        logged.lines().all(|l| l.starts_with("[resock-fixture] "))
+            && !logged.contains("\n[resock-fixture] conn c1 user=admin"),
+        "a user id forged a log line: {logged}"
+    );
+    assert!(logged.contains(r#"user="eve opened\n[resock-fixture] conn c1 user=admin" opened"#), "{logged}");
     for secret in [token.as_str(), ticket.as_str()] {
         // No whole secret, nor its signature or random part.
         let tail = &secret[secret.len() - 16..];
