@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::{bearer, Identity, Role};
-use crate::server::{json_status, App};
+use crate::state::App;
 
 /// A request refused with a status and a message a person can act on.
 #[derive(Debug)]
@@ -142,4 +142,23 @@ pub struct CredentialQuery {
 
 pub fn ok_json<T: serde::Serialize>(body: &T) -> warp::reply::Response {
     warp::reply::json(body).into_response()
+}
+
+/// A JSON body with a status.
+pub fn json_status<T: serde::Serialize>(body: &T, status: StatusCode) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// Rejects every request but those this filter lets through: the shared 404 for routes that
+/// exist only under `--dev`.
+pub fn only_if(on: bool) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::any()
+        .and_then(move || async move {
+            if on {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
 }

@@ -14,10 +14,12 @@ pub mod rest;
 pub mod serve;
 pub mod server;
 pub mod sse;
+pub mod state;
 pub mod store;
 pub mod text;
 pub mod upgrade;
 pub mod ws;
 
 pub use config::Config;
-pub use server::{start, App, Running};
+pub use server::{start, Running};
+pub use state::App;

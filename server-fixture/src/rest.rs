@@ -11,9 +11,9 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::{Identity, TooManyTickets};
-use crate::http::{json_body, ok_json, service, user, with_app, ApiError};
+use crate::http::{json_body, json_status, ok_json, only_if, service, user, with_app, ApiError};
 use crate::hub::{encode, Kill};
-use crate::server::{json_status, only_if, App};
+use crate::state::App;
 
 /// Request bodies are small JSON documents: 1 MiB at most.
 const BODY_LIMIT: u64 = 1 << 20;

@@ -1,87 +1,17 @@
-//! The application state, the route table, start-up and shutdown.
+//! Assembly: the route table, start-up and shutdown (the top layer: state <- HTTP helpers <-
+//! routes <- here).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Reply};
 
-use crate::auth::{Jwt, Tickets};
 use crate::config::Config;
-use crate::hub::{Hub, Limits};
-use crate::store::Store;
+use crate::state::App;
 use crate::{http, log, rest, sse};
-
-/// Everything a request handler may touch.
-pub struct App {
-    pub cfg: Config,
-    pub hub: Hub,
-    pub jwt: Jwt,
-    pub tickets: Tickets,
-    pub store: Store,
-    /// Held while a REST route changes the store and pushes the change, so that the order of
-    /// user-stream seqs is the order of the changes (an `all_read` never overtakes a newer
-    /// notification).
-    pub write_order: std::sync::Mutex<()>,
-    live: AtomicUsize,
-}
-
-/// Counts a live connection task until dropped (shutdown waits for them).
-pub struct LiveGuard<'a>(&'a AtomicUsize);
-
-impl Drop for LiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-        crate::limits::CLOSED.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl App {
-    pub fn new(cfg: Config) -> Self {
-        let limits = Limits {
-            max_connections: cfg.max_connections,
-            max_connections_per_user: cfg.max_connections_per_user,
-            single_connection_per_user: cfg.single_connection_per_user,
-            max_rooms_per_connection: cfg.max_rooms_per_connection,
-            send_queue: usize::try_from(cfg.send_queue).unwrap_or(usize::MAX),
-            history: cfg.history,
-            history_bytes: cfg.history_bytes,
-            stream_ttl: Duration::from_millis(cfg.stream_ttl_ms),
-            max_sse_per_user: usize::try_from(cfg.max_sse_per_user).unwrap_or(usize::MAX),
-            max_sse: usize::try_from(cfg.max_sse).unwrap_or(usize::MAX),
-            heartbeat_ms: cfg.heartbeat_ms,
-            send_welcome: !cfg.no_welcome,
-        };
-        App {
-            hub: Hub::new(limits),
-            jwt: Jwt::new(cfg.secret()),
-            tickets: Tickets::new(
-                Duration::from_millis(cfg.ticket_ttl_ms),
-                usize::try_from(cfg.max_tickets_per_user).unwrap_or(usize::MAX),
-            ),
-            store: Store::new(
-                usize::try_from(cfg.store_max).unwrap_or(usize::MAX),
-                usize::try_from(cfg.store_bytes).unwrap_or(usize::MAX),
-            ),
-            write_order: std::sync::Mutex::new(()),
-            live: AtomicUsize::new(0),
-            cfg,
-        }
-    }
-
-    pub fn live_guard(&self) -> LiveGuard<'_> {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(&self.live)
-    }
-
-    pub fn live_connections(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
-    }
-}
 
 /// A running server.
 pub struct Running {
@@ -173,29 +103,10 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .or(sse::route(app.clone()))
         .or(rest::api(app.clone()))
         .or(rest::dev(app.clone()));
-    let static_files = only_if(app.cfg.static_dir.is_some())
+    let static_files = http::only_if(app.cfg.static_dir.is_some())
         .and(warp::get())
         .and(warp::fs::dir(app.cfg.static_dir.clone().unwrap_or_default()));
     // CORS outside the error handler, so that error answers carry CORS headers too; and the
     // error handler once more outside CORS, so that its own refusals are JSON as well.
     api.or(static_files).recover(http::recover).with(cors).recover(http::recover)
-}
-
-/// A JSON body with a status.
-pub fn json_status<T: serde::Serialize>(body: &T, status: StatusCode) -> warp::reply::Response {
-    warp::reply::with_status(warp::reply::json(body), status).into_response()
-}
-
-/// Rejects every request but those this filter lets through: the shared 404 for routes that
-/// exist only under `--dev`.
-pub fn only_if(on: bool) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::any()
-        .and_then(move || async move {
-            if on {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
-        .untuple_one()
 }

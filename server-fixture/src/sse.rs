@@ -14,7 +14,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::auth::authenticate;
 use crate::http::{query, with_app, ApiError, CredentialQuery};
 use crate::hub::SseRefused;
-use crate::server::App;
+use crate::state::App;
 
 /// Removes the subscriber from the hub when the response stream is dropped.
 struct Subscription {

@@ -19,10 +19,8 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::authenticate;
 use crate::http::{query, with_app, ApiError, CredentialQuery};
-use crate::server::App;
-
-/// The socket a connection task gets.
-pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+use crate::state::App;
+use crate::ws::Socket;
 
 /// tungstenite's read buffer per connection. Messages larger than it are still read whole (the
 /// buffer grows for one frame, up to `--max-message-bytes`); it only sets what an idle

@@ -27,9 +27,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::auth::{AuthError, Identity};
 use crate::hub::{encode, ConnId, Kill, Out, RegisterError, RoomError};
 use crate::log;
-use crate::server::App;
+use crate::state::App;
 use crate::text::{clip, clip_str, Esc};
-use crate::upgrade::Socket;
 
 /// How long queued frames and the close frame may take to go out before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -45,6 +44,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// A frame at most this long may be a `pong`, checked before the rate limit; a longer one is
 /// counted against the rate limit before it is parsed at all.
 const PONG_MAX_BYTES: usize = 128;
+
+/// The socket a connection task gets from the upgrade.
+pub type Socket = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;

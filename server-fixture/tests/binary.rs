@@ -217,3 +217,28 @@ async fn logs_never_contain_a_token_or_a_ticket() {
         assert!(!logged.contains(tail), "a credential leaked into the log");
     }
 }
+
+#[test]
+fn lowers_max_connections_to_fit_a_low_open_file_limit() {
+    // A hard limit of 600 open files cannot hold 10 000 connections: the fixture says so and
+    // serves at most 600 - 256.
+    let log = std::env::temp_dir().join(format!("resock-fixture-nofile-{}.txt", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("ulimit -n 600 && exec {BIN} --addr 127.0.0.1:0 --dev")])
+        .env_remove("RESOCK_LOG")
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    wait_exit(&mut child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    std::fs::remove_file(&log).ok();
+    assert!(logged.contains("--max-connections 10000 needs 10256 open files but the limit is 600"), "{logged}");
+    assert!(logged.contains("serving at most 344 connections"), "{logged}");
+}
