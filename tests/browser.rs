@@ -304,7 +304,7 @@ async fn two_clients_chat_in_a_room() {
         ("type", "room_message".into()),
         ("payload", obj(&[("room", room.as_str().into()), ("data", "hi bob".into())])),
     ]);
-    assert!(alice.client.send(msg).unwrap());
+    let id = alice.client.send(msg, JsValue::UNDEFINED).unwrap().as_string().expect("send returns the frame's id");
     wait_for("bob's room message", 3000, || !bob.of_type("room_message").is_empty()).await;
     let got = &bob.of_type("room_message")[0];
     assert_eq!(get(&get(got, "payload"), "data"), "hi bob");
@@ -551,7 +551,8 @@ async fn close_ends_every_event_and_timer() {
     let events_at_close = rig.states.len() + rig.messages.len() + rig.errors.len() + rig.retries.len();
     sleep(1500).await;
     assert_eq!(rig.states.len() + rig.messages.len() + rig.errors.len() + rig.retries.len(), events_at_close);
-    assert!(!rig.client.send(obj(&[("type", "x".into())])).unwrap(), "a closed client refuses to send");
+    let refused = rig.client.send(obj(&[("type", "x".into())]), JsValue::UNDEFINED).unwrap();
+    assert_eq!(refused, JsValue::FALSE, "a closed client refuses to send");
 }
 
 #[wasm_bindgen_test]
