@@ -128,8 +128,8 @@ export class Client {
   /** Starts connecting. Idempotent. */
   connect(): void;
   /**
-   * Sends now or queues while not open, with an id: the message's own `id`, or a fresh one
-   * unique to this client. Returns the id; false when refused (outbox full, or closed: an `error`
+   * Sends now or queues while not open, with an id: the message's own `id` (a string), or a
+   * fresh one unique to this client. Returns the id; false when refused (outbox full, or closed: an `error`
    * event says why). A frame the server's rate limit refuses, or that a cut leaves unanswered,
    * is sent again (same id, in its order); one refused for good (`not_member`, ...) comes as an
    * `error` event carrying its `id`.

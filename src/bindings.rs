@@ -65,16 +65,10 @@ impl Client {
     /// it resolves with the server's answer and rejects when the frame is refused for good.
     pub fn send(&self, message: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
         let text = frame_text(&message)?;
-        let own = get(&message, "id");
-        let own_id = own.as_string();
-        if own_id.is_none() && !own.is_undefined() {
-            return Err(type_error("resock: a message's id must be a string"));
-        }
-        let fresh = || self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
-        let (id, text) = match own_id {
+        let (id, text) = match get(&message, "id").as_string() {
             Some(id) => (id, text),
             None => {
-                let id = fresh();
+                let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
                 let text = with_id(&text, &id);
                 (id, text)
             }

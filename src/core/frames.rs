@@ -22,27 +22,14 @@ pub fn u64_to_string(mut n: u64) -> String {
     digits.get(i..).map(|d| d.iter().map(|b| char::from(*b)).collect()).unwrap_or_default()
 }
 
-/// `n` in base 36 (lowercase), for the id tag.
-pub fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut rev = String::new();
-    loop {
-        rev.push(char::from(DIGITS.get((n % 36) as usize).copied().unwrap_or(b'0')));
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    rev.chars().rev().collect()
-}
-
-/// `text` (a JSON object) with `"id": id` added first.
+/// `text` (a JSON object as `JSON.stringify` or serde write it: `{` first, no blanks) with
+/// `"id": id` added first.
 pub fn with_id(text: &str, id: &str) -> String {
-    let rest = text.trim_start().strip_prefix('{').unwrap_or("}").trim_start();
+    let rest = text.get(1..).unwrap_or("}");
     let mut s = String::with_capacity(text.len() + id.len() + 8);
     s.push_str(r#"{"id":"#);
     push_json_str(&mut s, id);
-    if !rest.starts_with('}') {
+    if rest.as_bytes().first() != Some(&b'}') {
         s.push(',');
     }
     s.push_str(rest);
@@ -138,11 +125,9 @@ mod tests {
         for s in [&ping("a.1"), PONG] {
             serde_json::from_str::<serde_json::Value>(s).unwrap();
         }
-        assert_eq!(base36(0), "0");
-        assert_eq!(base36(36 * 36 + 35), "10z");
-        let v: serde_json::Value = serde_json::from_str(&with_id(r#" {"type":"x","payload":[1]}"#, "k\"")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&with_id(r#"{"type":"x","payload":[1]}"#, "k\"")).unwrap();
         assert_eq!(v, serde_json::json!({"id": "k\"", "type": "x", "payload": [1]}));
-        let v: serde_json::Value = serde_json::from_str(&with_id("{ }", "1")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&with_id("{}", "1")).unwrap();
         assert_eq!(v, serde_json::json!({"id": "1"}));
     }
 }

@@ -20,7 +20,7 @@ impl<P: Clone> Machine<P> {
             self.auth_failures = 0; // the server spoke to us: the credentials were good
         }
         let Inbound { kind, id, seq, msg } = inbound;
-        if kind == InKind::Ping {
+        if matches!(kind, InKind::Ping) {
             self.push(Action::Send(String::from(frames::PONG)));
             return;
         }
@@ -38,7 +38,7 @@ impl<P: Clone> Machine<P> {
                 Answered::Done(Queued { origin: Origin::Send { ack }, .. }) => {
                     match kind {
                         InKind::Error { code, message } => {
-                            let e = Error::new(ErrorKind::from_code(&code), message);
+                            let e = Error::new(ErrorKind::Server(code), message);
                             self.app_failed(String::from(fid), Origin::Send { ack }, e);
                         }
                         _ if ack => self.push(Action::Settle { id: String::from(fid), result: Ok(Some(msg)) }),
@@ -89,7 +89,7 @@ impl<P: Clone> Machine<P> {
                 return;
             }
         }
-        if kind == InKind::Pong {
+        if matches!(kind, InKind::Pong) {
             return; // the answer to a liveness probe
         }
         match seq {
@@ -131,7 +131,8 @@ impl<P: Clone> Machine<P> {
         if code == RATE_LIMITED {
             self.sender.throttle(now, self.cfg.throttle_ms);
         }
-        let error = Error::new(ErrorKind::from_code(&code), message);
+        let kind = if code == RATE_LIMITED { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
+        let error = Error::new(kind, message);
         let Some((id, p)) = id.and_then(|id| self.pending.remove(id).map(|p| (String::from(id), p))) else {
             let error = match id {
                 Some(id) => error.with_id(id),

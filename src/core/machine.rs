@@ -73,10 +73,10 @@ pub struct Machine<P> {
     pub(super) sender: Sender,
     pub(super) stream: Stream<P>,
     pub(super) pending: VecMap<String, Pending>,
+    /// The last id given. It starts at a random point below 2⁵³, so ids stay unique across
+    /// clients (and page loads) and a server can drop a frame sent twice (before and after a
+    /// cut) by its id.
     pub(super) next_id: u64,
-    /// Starts every id: ids stay unique across clients (and page loads), so a server can drop a
-    /// frame sent twice (once before a cut, again after it) by its id.
-    pub(super) id_tag: String,
     pub(super) scheduled: Option<u64>,
     pub(super) send_refused: bool,
     pub(super) actions: Vec<Action<P>>,
@@ -84,9 +84,9 @@ pub struct Machine<P> {
 
 impl<P: Clone> Machine<P> {
     pub fn new(cfg: Config, mut rng: Box<dyn Random>) -> Self {
-        let id_tag = frames::base36((rng.next_unit() * 2_176_782_336.0) as u64); // 36^6
+        let next_id = (rng.next_unit() * 9e15) as u64;
         Machine {
-            id_tag,
+            next_id,
             heartbeat_ms: cfg.default_heartbeat_ms,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
@@ -109,7 +109,6 @@ impl<P: Clone> Machine<P> {
             probe_deadline: None,
             rooms: Rooms::default(),
             pending: VecMap::new(),
-            next_id: 0,
             scheduled: None,
             send_refused: false,
             actions: Vec::new(),
@@ -143,10 +142,10 @@ impl<P: Clone> Machine<P> {
         self.send_refused
     }
 
-    /// A fresh frame id, unique to this client: `<tag>.<n>`.
+    /// A fresh frame id, unique to this client: the next number after a random start.
     pub fn next_id(&mut self) -> String {
         self.next_id += 1;
-        frames::concat(&[&self.id_tag, ".", &frames::u64_to_string(self.next_id)])
+        frames::u64_to_string(self.next_id)
     }
 
     /// Application frames sent on the current connection and not answered yet.
@@ -349,7 +348,7 @@ impl<P: Clone> Machine<P> {
         let lost: Vec<String> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.sent || p.kind == PendingKind::Leave)
+            .filter(|(_, p)| p.sent || matches!(p.kind, PendingKind::Leave))
             .map(|(id, _)| id.clone())
             .collect();
         for id in lost {
@@ -470,11 +469,8 @@ impl<P: Clone> Machine<P> {
                 }
             }
         }
-        for item in self.sender.clear() {
-            if let (Origin::Send { ack: true }, Some(id)) = (item.origin, item.id) {
-                self.settle_err(id, Error::new(ErrorKind::Closed, "the client is closed"));
-            }
-        }
+        // The shell rejects every promise still pending (`{ack: true}` sends included) on close.
+        self.sender.clear();
         if let Some(e) = error {
             self.emit_error(e);
         }
@@ -484,13 +480,9 @@ impl<P: Clone> Machine<P> {
     fn refuse_after_close(&mut self, input: Input<P>) {
         let closed = || Error::new(ErrorKind::Closed, "the client is closed: create a new one");
         match input {
-            Input::Send { id, ack: true, .. } => {
+            Input::Send { id, ack, .. } => {
                 self.send_refused = true;
-                self.settle_err(id, closed());
-            }
-            Input::Send { id, .. } => {
-                self.send_refused = true;
-                self.emit_error(closed().with_id(&id));
+                self.app_failed(id, Origin::Send { ack }, closed());
             }
             Input::Request { id, .. } | Input::Join { id, .. } | Input::Leave { id, .. } => {
                 self.settle_err(id, closed())

@@ -271,16 +271,14 @@ impl Sender {
         self.outbox.remove_id(id);
     }
 
-    /// Everything still queued or unanswered, for `close()`.
-    pub fn clear(&mut self) -> Vec<Queued> {
+    /// Drops everything still queued or unanswered, for `close()`.
+    pub fn clear(&mut self) {
         self.control.clear();
         self.held_until = None;
         self.throttled_until = None;
         self.window.clear();
-        let mut all = core::mem::take(&mut self.inflight);
-        all.retain(|q| q.origin != Origin::Control);
-        all.extend(self.outbox.drain());
-        all
+        self.inflight.clear();
+        self.outbox.drain();
     }
 }
 
@@ -335,7 +333,10 @@ mod tests {
         // Budget 2 now; the window holds a..d (arrived by 10..12).
         assert_eq!(texts(s.pump(1011 + MARGIN_MS)), ["b"], "a's and b's slots are free");
         assert_eq!(texts(s.pump(1012 + MARGIN_MS)), ["c"]);
-        assert_eq!(texts(s.clear()), ["b", "c", "e"], "sent, unanswered, then queued");
+        s.on_connection_lost();
+        assert_eq!(texts(s.pump(5000)), ["b", "c"], "sent, unanswered, then queued (budget 2)");
+        s.clear();
+        assert_eq!((s.backlog(), s.in_flight()), (0, 0));
     }
 
     #[test]
