@@ -319,6 +319,13 @@ async fn two_clients_chat_in_a_room() {
     let e = JsFuture::from(Promise::from(refused)).await.unwrap_err();
     assert_eq!(get(&e, "code"), "not_member");
     assert!(get(&e, "id").as_string().is_some_and(|i| i.parse::<u64>().is_ok()));
+    // The message's own string id is the frame's.
+    let own = obj(&[
+        ("type", "room_message".into()),
+        ("id", "mine-1".into()),
+        ("payload", obj(&[("room", room.as_str().into()), ("data", 3.into())])),
+    ]);
+    assert_eq!(alice.client.send(own, JsValue::UNDEFINED).unwrap(), "mine-1");
     // Without the promise, the error event names the frame.
     let id = alice.client.send(msg_to("not-joined", "y"), JsValue::UNDEFINED).unwrap().as_string().unwrap();
     wait_for("the not_member error", 3000, || !alice.errors.values().is_empty()).await;

@@ -381,9 +381,10 @@ fn a_full_outbox_refuses_and_reports() {
 fn queued_messages_expire_when_a_ttl_is_set() {
     let cfg = Config { outbox_ttl_ms: Some(1_000), ..Config::default() };
     let mut s = Sim::new(cfg);
-    s.send(r#"{"type":"1"}"#);
+    let (id, _) = s.send_id(r#"{"type":"1"}"#, false);
     let out = s.advance(1_000);
     assert_eq!(error_codes(&out), ["expired"]);
+    assert!(matches!(&events(&out)[0], Event::Error(e) if e.id.as_deref() == Some(id.as_str())), "it names the frame");
     assert_eq!(s.m.outbox_len(), 0);
 }
 
