@@ -129,10 +129,11 @@ export class Client {
   connect(): void;
   /**
    * Sends now or queues while not open, with an id: the message's own `id` (a string), or a
-   * fresh one unique to this client. Returns the id; false when refused (outbox full, or closed: an `error`
-   * event says why). A frame the server's rate limit refuses, or that a cut leaves unanswered,
+   * fresh one unique to this client. Returns the id; false when refused (outbox full, or
+   * closed: an `error` event says why). A frame the server's rate limit refuses, or that a cut leaves unanswered,
    * is sent again (same id, in its order); one refused for good (`not_member`, ...) comes as an
-   * `error` event carrying its `id`.
+   * `error` event carrying its `id`. The server's answer (`ack`, or another reply) never reaches
+   * the `message` event.
    */
   send(message: ClientMessage): string | false;
   /**

@@ -30,7 +30,8 @@ pub struct Config {
     pub outbox_ttl_ms: Option<u64>,
     /// User-stream messages held ahead of a gap while a resume fills it.
     pub max_ahead: usize,
-    /// Frames sent at most per window (the server's rate limit); `None` sends without pacing.
+    /// At most `max` frames reach the server per window (its rate limit, or under it), clocked by
+    /// the server's answers; `None` sends without pacing.
     pub send_rate: Option<SendRate>,
     /// How long an attempt may take to get credentials and open the socket.
     pub connect_timeout_ms: u64,
