@@ -66,6 +66,11 @@ export interface ResockError {
     | "closed" | "bad_room" | "bad_frame" | (string & {});
   message: string;
   closeCode?: number;
+  /**
+   * The id of the frame it is about: a `send` the server refused for good (`not_member`,
+   * `bad_payload`, ...), or one dropped from the outbox (`outbox_full`, `expired`, `closed`).
+   */
+  id?: string;
 }
 
 /** Reload state over REST: messages may have been missed. */
@@ -105,8 +110,11 @@ export interface ClientOptions {
   /** How long one attempt may take to get a ticket and open the socket. Default 10000. */
   connectTimeoutMs?: number;
   /**
-   * Frames sent at most per window, to stay under the server's rate limit; the rest wait in the
-   * outbox. Default {max: 8, windowMs: 1000}; null sends without pacing.
+   * The server's rate limit, or under it: at most `max` frames reach the server in any `windowMs`.
+   * Paced by the server's answers (frame n goes out `windowMs` + 25 ms after the answer to
+   * frame n - max came), so no network delay or phase of the server's window can make it
+   * refused; the rest waits in the outbox. Default {max: 9, windowMs: 1000}; null sends
+   * without pacing (refused frames are still sent again, but may then overtake others).
    */
   sendRate?: { max?: number; windowMs?: number } | null;
   /** The queue of messages sent while not connected. Defaults: 1000 messages, 1 MiB, no TTL. */
@@ -119,8 +127,21 @@ export class Client {
   on<K extends keyof ClientEvents>(event: K, listener: (value: ClientEvents[K]) => void): () => void;
   /** Starts connecting. Idempotent. */
   connect(): void;
-  /** Sends now or queues while not open; false when refused (outbox full, or closed). */
-  send(message: ClientMessage): boolean;
+  /**
+   * Sends now or queues while not open, with an id: the message's own `id` (a string), or a
+   * fresh one unique to this client. Returns the id; false when refused (outbox full, or
+   * closed: an `error` event says why). A frame the server's rate limit refuses, or that a cut leaves unanswered,
+   * is sent again (same id, in its order); one refused for good (`not_member`, ...) comes as an
+   * `error` event carrying its `id`. The server's answer (`ack`, or another reply) never reaches
+   * the `message` event.
+   */
+  send(message: ClientMessage): string | false;
+  /**
+   * The same, opted in to the server's answer: resolves with its `ack` (or other reply), rejects
+   * with an `Error` whose `code` and `id` say why when refused for good, dropped from the outbox,
+   * or the client closed.
+   */
+  send(message: ClientMessage, options: { ack: true }): Promise<ServerMessage | UnknownMessage>;
   /**
    * Resolves on `joined`; rejects on an error (the room is then dropped) or a timeout (the room
    * stays wanted). The room is joined again after every reconnect until `leave`.

@@ -6,7 +6,7 @@ use js_sys::{Function, Object, Promise, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::core::frames::concat;
+use crate::core::frames::{concat, with_id};
 use crate::core::Input;
 use crate::web::driver::{dispatch, live_handles, Driver, Shared, SharedExt};
 use crate::web::options::Options;
@@ -59,11 +59,25 @@ impl Client {
         dispatch(&self.shared, Input::Connect);
     }
 
-    /// Sends `{type, payload?}` now, or queues it while not open. Returns false (and emits an
-    /// `error`) when the outbox is full or the client is closed.
-    pub fn send(&self, message: JsValue) -> Result<bool, JsValue> {
+    /// Sends `{type, payload?}` now, or queues it while not open, with an id (the message's own
+    /// string `id`, or a fresh one). Returns the id, or false (and emits an `error`) when the
+    /// outbox is full or the client is closed. With `{ack: true}`, returns a promise instead:
+    /// it resolves with the server's answer and rejects when the frame is refused for good.
+    pub fn send(&self, message: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
         let text = frame_text(&message)?;
-        Ok(self.feed_checked(Input::Send { text }))
+        let (id, text) = match get(&message, "id").as_string() {
+            Some(id) => (id, text),
+            None => {
+                let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+                let text = with_id(&text, &id);
+                (id, text)
+            }
+        };
+        if get(&options, "ack").is_truthy() {
+            return Ok(self.promise_for(id.clone(), Input::Send { id, text, ack: true }).into());
+        }
+        let input = Input::Send { id: id.clone(), text, ack: false };
+        Ok(if self.feed_checked(input) { JsValue::from_str(&id) } else { JsValue::FALSE })
     }
 
     /// Joins a room: resolves with the `joined` message, rejects with an `Error` whose `code`
@@ -118,12 +132,16 @@ impl Client {
 impl Client {
     fn promise(&self, input: impl FnOnce(String) -> Input<JsValue>) -> Promise {
         let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        self.promise_for(id.clone(), input(id))
+    }
+
+    fn promise_for(&self, id: String, input: Input<JsValue>) -> Promise {
         let shared = self.shared.clone();
         let registered = id.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             shared.update(|d| d.add_promise(registered.clone(), resolve, reject));
         });
-        dispatch(&self.shared, input(id));
+        dispatch(&self.shared, input);
         promise
     }
 

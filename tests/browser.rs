@@ -304,11 +304,33 @@ async fn two_clients_chat_in_a_room() {
         ("type", "room_message".into()),
         ("payload", obj(&[("room", room.as_str().into()), ("data", "hi bob".into())])),
     ]);
-    assert!(alice.client.send(msg).unwrap());
+    let id = alice.client.send(msg, JsValue::UNDEFINED).unwrap().as_string().expect("send returns the frame's id");
     wait_for("bob's room message", 3000, || !bob.of_type("room_message").is_empty()).await;
     let got = &bob.of_type("room_message")[0];
     assert_eq!(get(&get(got, "payload"), "data"), "hi bob");
     assert!(get(&get(got, "payload"), "from").as_string().unwrap().starts_with("alice"));
+    assert!(id.parse::<u64>().is_ok_and(|n| n > 1_000), "a frame id from a random start: {id}");
+    // Opted in, a send settles with the server's answer: its `ack`, or the refusal and its id.
+    let ack_opts = || obj(&[("ack", true.into())]);
+    let acked = alice.client.send(msg_to(&room, "again"), ack_opts()).unwrap();
+    let ack = JsFuture::from(Promise::from(acked)).await.unwrap();
+    assert_eq!(get(&ack, "type"), "ack");
+    let refused = alice.client.send(msg_to("not-joined", "x"), ack_opts()).unwrap();
+    let e = JsFuture::from(Promise::from(refused)).await.unwrap_err();
+    assert_eq!(get(&e, "code"), "not_member");
+    assert!(get(&e, "id").as_string().is_some_and(|i| i.parse::<u64>().is_ok()));
+    // The message's own string id is the frame's.
+    let own = obj(&[
+        ("type", "room_message".into()),
+        ("id", "mine-1".into()),
+        ("payload", obj(&[("room", room.as_str().into()), ("data", 3.into())])),
+    ]);
+    assert_eq!(alice.client.send(own, JsValue::UNDEFINED).unwrap(), "mine-1");
+    // Without the promise, the error event names the frame.
+    let id = alice.client.send(msg_to("not-joined", "y"), JsValue::UNDEFINED).unwrap().as_string().unwrap();
+    wait_for("the not_member error", 3000, || !alice.errors.values().is_empty()).await;
+    let e = &alice.errors.values()[0];
+    assert_eq!((get(e, "code").as_string(), get(e, "id").as_string()), (Some("not_member".into()), Some(id)));
     // A request gets its reply by id.
     let reply = JsFuture::from(bob.client.request("ping".into(), JsValue::UNDEFINED, JsValue::UNDEFINED).unwrap())
         .await
@@ -364,6 +386,84 @@ async fn cut_connections_reconnect_with_fresh_tickets_rejoin_and_lose_nothing() 
     let s = stats().await;
     assert_eq!(get(&get(&s, "rooms"), &room), 1);
     rig.client.close();
+}
+
+fn msg_to(room: &str, data: impl Into<JsValue>) -> JsValue {
+    obj(&[("type", "room_message".into()), ("payload", obj(&[("room", room.into()), ("data", data.into())]))])
+}
+
+async fn rate_limited_total() -> f64 {
+    get(&stats().await, "rate_limited_total").as_f64().expect("/dev/stats has rate_limited_total")
+}
+
+/// Cuts every connection of `user` (no close frame), refusing upgrades for `refuse_ms`.
+async fn cut(user: &str, refuse_ms: u32) {
+    let body = obj(&[("user_id", user.into()), ("refuse_ms", refuse_ms.into())]);
+    let (status, dropped) = http("POST", &format!("{FIXTURE}/dev/drop"), None, Some(body)).await;
+    assert_eq!(status, 200);
+    assert_eq!(get(&dropped, "dropped"), 1, "one connection cut");
+}
+
+/// Issue 13: 300 room messages, sent while alice's connection is cut three times, 120 of them
+/// queued while she is offline: bob receives all 300, once, in order, and the server refused
+/// none of them (its `rate_limited_total` does not move).
+#[wasm_bindgen_test]
+async fn three_hundred_room_messages_through_three_cuts_arrive_once_in_order_and_none_is_refused() {
+    let _serial = serial().await;
+    let (alice_user, room) = (uid("alice"), uid("outbox"));
+    let (alice, _) = Rig::with_ticket(&alice_user).await;
+    let (bob, _) = Rig::with_ticket(&uid("bob")).await;
+    alice.open().await;
+    bob.open().await;
+    JsFuture::from(alice.client.join(room.clone())).await.unwrap();
+    JsFuture::from(bob.client.join(room.clone())).await.unwrap();
+    let refused_before = rate_limited_total().await;
+    let started = js_sys::Date::now();
+    let received = || bob.of_type("room_message").len();
+    let mut n = 0u32;
+    let mut send = |count: u32| {
+        for _ in 0..count {
+            let id = alice.client.send(msg_to(&room, n), JsValue::UNDEFINED).unwrap();
+            assert!(id.as_string().is_some(), "message {n} queued");
+            n += 1;
+        }
+    };
+    // 1. 90 sent at once, online: the outbox drains at the paced rate; a cut in the middle.
+    send(90);
+    wait_for("bob receives 30", 20_000, || received() >= 30).await;
+    cut(&alice_user, 0).await;
+    // 2. Once they have all arrived, a cut that keeps alice offline while 120 are queued.
+    wait_for("bob receives 90", 30_000, || received() >= 90).await;
+    cut(&alice_user, 2_500).await;
+    wait_for("alice sees the cut", 5_000, || alice.client.state() != "open").await;
+    send(120);
+    assert!(alice.client.queued() >= 120, "queued while offline: {}", alice.client.queued());
+    assert_ne!(alice.client.state(), "open", "still offline after queueing");
+    // 3. Back online with a full outbox, 90 more, and a third cut mid-drain.
+    wait_for("alice reconnects", 10_000, || alice.client.state() == "open").await;
+    send(90);
+    wait_for("bob receives 150", 30_000, || received() >= 150).await;
+    cut(&alice_user, 500).await;
+    wait_for("bob receives all 300", 60_000, || received() >= 300).await;
+    sleep(500).await; // time for a duplicate to show up, if there were one
+    let data: Vec<u32> =
+        bob.of_type("room_message").iter().map(|m| get(&get(m, "payload"), "data").as_f64().unwrap() as u32).collect();
+    let refused = rate_limited_total().await - refused_before;
+    web_sys::console::log_1(
+        &format!(
+            "300 room messages through 3 cuts in {:.1} s; alice reconnected {} times; rate_limited answers: {refused}",
+            (js_sys::Date::now() - started) / 1000.0,
+            alice.retries.len()
+        )
+        .into(),
+    );
+    assert_eq!(data, (0..300).collect::<Vec<u32>>(), "all 300, once, in order");
+    assert_eq!(refused, 0.0, "the server refused none of alice's frames");
+    assert!(alice.retries.len() >= 3, "reconnected after each cut");
+    assert!(alice.error_codes().is_empty(), "nothing reported: {:?}", alice.error_codes());
+    assert_eq!((alice.client.queued(), alice.client.state()), (0, "open".into()));
+    alice.client.close();
+    bob.client.close();
 }
 
 #[wasm_bindgen_test]
@@ -551,7 +651,8 @@ async fn close_ends_every_event_and_timer() {
     let events_at_close = rig.states.len() + rig.messages.len() + rig.errors.len() + rig.retries.len();
     sleep(1500).await;
     assert_eq!(rig.states.len() + rig.messages.len() + rig.errors.len() + rig.retries.len(), events_at_close);
-    assert!(!rig.client.send(obj(&[("type", "x".into())])).unwrap(), "a closed client refuses to send");
+    let refused = rig.client.send(obj(&[("type", "x".into())]), JsValue::UNDEFINED).unwrap();
+    assert_eq!(refused, JsValue::FALSE, "a closed client refuses to send");
 }
 
 #[wasm_bindgen_test]

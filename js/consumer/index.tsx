@@ -55,7 +55,7 @@ export async function main(): Promise<void> {
   client.on("error", (e: ResockError) => console.log(e.code, e.message, e.closeCode));
   client.on("retry", ({ attempt, delayMs }) => console.log(attempt, delayMs));
   client.connect();
-  const sent: boolean = client.send({ type: "room_message", payload: { room: "general", data: "hi" } });
+  const sent: string | false = client.send({ type: "room_message", payload: { room: "general", data: "hi" } });
   const joined = await client.join("general");
   const members: number = joined.payload.members;
   console.log(describeJoined(joined));

@@ -287,7 +287,7 @@ export interface RoomState<Data = unknown> {
   /** The room's messages in the order this client saw them, its own included (last 200). */
   messages: readonly RoomEntry<Data>[];
   /** Sends `data` to the room's other members (queued while reconnecting). */
-  send: (data: Data) => boolean;
+  send: (data: Data) => string | false;
   error: ResockError | null;
 }
 

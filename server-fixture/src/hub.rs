@@ -22,6 +22,9 @@ use crate::text::Esc;
 
 pub type ConnId = u64;
 
+/// Room-message ids remembered per user to drop a repeat (docs/PROTOCOL.md "Rooms").
+pub const REMEMBERED_IDS: usize = 1024;
+
 /// Why a client that does not read is closed with 1008 (policy violation): the server will not
 /// buffer without bound for it, and the client should reconnect and `resume`, which replays what
 /// it missed. 1008 rather than 1011 (not a server fault) or 1013 (not overload: other clients are
@@ -127,6 +130,8 @@ struct State {
     sse_total: usize,
     opened_total: u64,
     opened_by_user: HashMap<String, u64>,
+    /// Each user's last [`REMEMBERED_IDS`] room-message ids: a repeat is acked, not sent again.
+    message_ids: HashMap<String, VecDeque<String>>,
     refuse_until: Option<Instant>,
     shutting_down: bool,
 }
@@ -330,13 +335,32 @@ impl Hub {
         leave_room(&mut st, id, room);
     }
 
-    /// Sends `data` to every other member connection of `room`.
-    pub fn room_message(&self, id: ConnId, room: &str, data: Value) -> Result<usize, RoomError> {
+    /// Sends `data` to every other member connection of `room`, unless this user sent a room
+    /// message with the same `frame_id` before (a client sending again after a cut): then nobody.
+    pub fn room_message(
+        &self,
+        id: ConnId,
+        room: &str,
+        data: Value,
+        frame_id: Option<&str>,
+    ) -> Result<usize, RoomError> {
         let mut st = self.lock();
         let conn = st.conns.get(&id).ok_or(RoomError::Gone)?;
         if !conn.rooms.contains(room) {
             return Err(RoomError::NotMember);
         }
+        if let Some(fid) = frame_id {
+            let user = conn.user.clone();
+            let seen = st.message_ids.entry(user).or_default();
+            if seen.iter().any(|s| s == fid) {
+                return Ok(0);
+            }
+            if seen.len() >= REMEMBERED_IDS {
+                seen.pop_front();
+            }
+            seen.push_back(fid.to_owned());
+        }
+        let conn = st.conns.get(&id).ok_or(RoomError::Gone)?;
         let msg = ServerMessage::RoomMessage(resock::protocol::RoomMessage {
             room: room.to_owned(),
             from: conn.user.clone(),

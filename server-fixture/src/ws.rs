@@ -445,7 +445,7 @@ impl Session<'_> {
                 self.app.hub.leave(self.id, &room);
                 self.reply(&ServerMessage::Left(RoomRef { room }), id);
             }
-            ClientMessage::RoomMessage(send) => match self.app.hub.room_message(self.id, &send.room, send.data) {
+            ClientMessage::RoomMessage(send) => match self.app.hub.room_message(self.id, &send.room, send.data, id) {
                 Ok(_) => {
                     if id.is_some() {
                         self.reply(&ServerMessage::Ack, id);

@@ -307,6 +307,34 @@ async fn room_messages_reach_other_members_and_the_sender_gets_an_ack() {
 }
 
 #[tokio::test]
+async fn a_room_message_sent_again_with_its_id_is_acked_and_not_delivered_twice() {
+    let fx = Fx::start(&[]).await;
+    let (mut bob, _) = fx.connect("bob").await;
+    bob.send(json!({"type": "join", "id": "1", "payload": {"room": "r"}})).await;
+    bob.expect_type("joined").await;
+    let msg = |id: &str, data: u32| json!({"type": "room_message", "id": id, "payload": {"room": "r", "data": data}});
+    // Sent once, the connection cut before its ack, sent again on a new connection.
+    let (mut first, _) = fx.connect("alice").await;
+    first.send(json!({"type": "join", "id": "j", "payload": {"room": "r"}})).await;
+    first.expect_type("joined").await;
+    first.send(msg("k3x.7", 1)).await;
+    assert_eq!(bob.expect_type("room_message").await["payload"]["data"], 1);
+    drop(first);
+    let (mut again, _) = fx.connect("alice").await;
+    again.send(json!({"type": "join", "id": "j", "payload": {"room": "r"}})).await;
+    again.expect_type("joined").await;
+    again.send(msg("k3x.7", 1)).await;
+    assert_eq!(again.expect_type("ack").await["id"], "k3x.7");
+    bob.expect_quiet(Duration::from_millis(150)).await;
+    // Another user's frame with the same id is another message.
+    let (mut carol, _) = fx.connect("carol").await;
+    carol.send(json!({"type": "join", "id": "j", "payload": {"room": "r"}})).await;
+    carol.expect_type("joined").await;
+    carol.send(msg("k3x.7", 2)).await;
+    assert_eq!(bob.expect_type("room_message").await["payload"]["data"], 2);
+}
+
+#[tokio::test]
 async fn a_message_to_a_room_not_joined_is_not_member() {
     let fx = Fx::start(&[]).await;
     let (mut ws, _) = fx.connect("alice").await;

@@ -67,13 +67,7 @@ impl<P: Clone> Machine<P> {
         }
         for item in self.sender.expire(now) {
             let e = Error::new(ErrorKind::Expired, "a queued message was not sent in time and was dropped");
-            match item.id {
-                Some(id) => {
-                    self.pending.remove(&id);
-                    self.settle_err(id, e);
-                }
-                None => self.emit_error(e),
-            }
+            self.app_failed(item.id.unwrap_or_default(), item.origin, e);
         }
     }
 

@@ -3,7 +3,6 @@
 
 use alloc::string::String;
 
-pub const PING: &str = r#"{"type":"ping","payload":{}}"#;
 pub const PONG: &str = r#"{"type":"pong","payload":{}}"#;
 
 /// Decimal digits of `n`.
@@ -21,6 +20,25 @@ pub fn u64_to_string(mut n: u64) -> String {
         }
     }
     digits.get(i..).map(|d| d.iter().map(|b| char::from(*b)).collect()).unwrap_or_default()
+}
+
+/// `text` (a JSON object as `JSON.stringify` or serde write it: `{` first, no blanks) with
+/// `"id": id` added first.
+pub fn with_id(text: &str, id: &str) -> String {
+    let rest = text.get(1..).unwrap_or("}");
+    let mut s = String::with_capacity(text.len() + id.len() + 8);
+    s.push_str(r#"{"id":"#);
+    push_json_str(&mut s, id);
+    if rest.as_bytes().first() != Some(&b'}') {
+        s.push(',');
+    }
+    s.push_str(rest);
+    s
+}
+
+/// A `ping` with an id: its `pong` carries the id back.
+pub fn ping(id: &str) -> String {
+    with_id(r#"{"type":"ping","payload":{}}"#, id)
 }
 
 /// Joins string pieces.
@@ -104,8 +122,12 @@ mod tests {
         assert_eq!(v, serde_json::json!({"type": "join", "id": "1", "payload": {"room": "general"}}));
         let v: serde_json::Value = serde_json::from_str(&leave("2", "a:b")).unwrap();
         assert_eq!(v["type"], "leave");
-        for s in [PING, PONG] {
+        for s in [&ping("a.1"), PONG] {
             serde_json::from_str::<serde_json::Value>(s).unwrap();
         }
+        let v: serde_json::Value = serde_json::from_str(&with_id(r#"{"type":"x","payload":[1]}"#, "k\"")).unwrap();
+        assert_eq!(v, serde_json::json!({"id": "k\"", "type": "x", "payload": [1]}));
+        let v: serde_json::Value = serde_json::from_str(&with_id("{}", "1")).unwrap();
+        assert_eq!(v, serde_json::json!({"id": "1"}));
     }
 }

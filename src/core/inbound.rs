@@ -5,8 +5,12 @@ use alloc::string::String;
 
 use super::frames;
 use super::machine::{Machine, Pending, PendingKind};
+use super::outbox::{Origin, Queued};
+use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
+
+const RATE_LIMITED: &str = "rate_limited";
 
 impl<P: Clone> Machine<P> {
     pub(super) fn on_frame(&mut self, now: u64, inbound: Inbound<P>) {
@@ -16,11 +20,36 @@ impl<P: Clone> Machine<P> {
             self.auth_failures = 0; // the server spoke to us: the credentials were good
         }
         let Inbound { kind, id, seq, msg } = inbound;
-        match kind {
-            InKind::Ping => {
-                self.push(Action::Send(String::from(frames::PONG)));
-                return;
+        if matches!(kind, InKind::Ping) {
+            self.push(Action::Send(String::from(frames::PONG)));
+            return;
+        }
+        if let Some(fid) = id.as_deref() {
+            // The answer to a frame sent from here: done, or refused by the rate limit and
+            // queued again (nothing to report: it goes out again after the window).
+            let rate_limited = matches!(&kind, InKind::Error { code, .. } if code == RATE_LIMITED);
+            match self.sender.on_answer(fid, rate_limited, now, self.cfg.throttle_ms) {
+                Answered::Requeued(_) => {
+                    if let Some(p) = self.pending.get_mut(fid) {
+                        p.sent = matches!(p.kind, PendingKind::Rejoin(_) | PendingKind::Resume);
+                    }
+                    return;
+                }
+                Answered::Done(Queued { origin: Origin::Send { ack }, .. }) => {
+                    match kind {
+                        InKind::Error { code, message } => {
+                            let e = Error::new(ErrorKind::Server(code), message);
+                            self.app_failed(String::from(fid), Origin::Send { ack }, e);
+                        }
+                        _ if ack => self.push(Action::Settle { id: String::from(fid), result: Ok(Some(msg)) }),
+                        _ => {}
+                    }
+                    return;
+                }
+                Answered::Done(_) | Answered::Unknown => {}
             }
+        }
+        match kind {
             InKind::Welcome { heartbeat_ms, epoch, seq } => {
                 self.on_welcome(now, heartbeat_ms, &epoch, seq);
                 return;
@@ -31,13 +60,15 @@ impl<P: Clone> Machine<P> {
                 self.apply_outcome(out);
                 return;
             }
+            _ => {}
+        }
+        let kind = match kind {
             InKind::Error { code, message } => {
                 self.on_error_frame(now, id.as_deref(), code, message);
                 return;
             }
-            InKind::Pong if id.is_none() => return, // the answer to a liveness probe
-            InKind::Pong | InKind::Other => {}
-        }
+            other => other,
+        };
         if let Some(id) = id.as_deref() {
             if let Some(p) = self.pending.remove(id) {
                 let is_app_join = matches!(p.kind, PendingKind::Join(_));
@@ -57,6 +88,9 @@ impl<P: Clone> Machine<P> {
                 }
                 return;
             }
+        }
+        if matches!(kind, InKind::Pong) {
+            return; // the answer to a liveness probe
         }
         match seq {
             Some(seq) if self.stream.epoch().is_some() => {
@@ -79,7 +113,7 @@ impl<P: Clone> Machine<P> {
                 let rid = self.next_id();
                 let deadline = now.saturating_add(self.cfg.request_timeout_ms);
                 self.pending.insert(rid.clone(), Pending { kind: PendingKind::Resume, deadline, sent: true });
-                self.sender.push_control(frames::resume(&rid, &epoch, since), None, true);
+                self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
             }
             OnWelcome::Resync { reason, deliver } => {
                 for msg in deliver {
@@ -91,29 +125,23 @@ impl<P: Clone> Machine<P> {
         self.sender.release();
     }
 
+    /// An error that is not the answer to a frame still queued here: a request's or join's
+    /// refusal for good, a refusal of a frame this client no longer tracks, or none at all.
     pub(super) fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
-        let rate_limited = code == "rate_limited";
-        if rate_limited {
+        if code == RATE_LIMITED {
             self.sender.throttle(now, self.cfg.throttle_ms);
         }
-        let error = if rate_limited {
-            Error::new(ErrorKind::RateLimited, message)
-        } else {
-            Error::new(ErrorKind::Server(code), message)
-        };
+        let kind = if code == RATE_LIMITED { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
+        let error = Error::new(kind, message);
         let Some((id, p)) = id.and_then(|id| self.pending.remove(id).map(|p| (String::from(id), p))) else {
+            let error = match id {
+                Some(id) => error.with_id(id),
+                None => error,
+            };
             self.emit_error(error);
             return;
         };
-        if rate_limited {
-            if let PendingKind::Join(room) | PendingKind::Rejoin(room) = &p.kind {
-                // Refused for now, not for good: send the join again once the throttle ends.
-                let frame = frames::join(&id, room);
-                self.sender.push_control(frame, Some(id.clone()), true);
-                self.pending.insert(id, Pending { sent: false, ..p });
-                return;
-            }
-        }
+        let error = error.with_id(&id);
         match p.kind {
             PendingKind::Join(room) => {
                 self.rooms.unwant(&room);

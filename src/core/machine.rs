@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use super::backoff::Random;
 use super::frames;
+use super::outbox::Origin;
 use super::rooms::Rooms;
 use super::sender::Sender;
 use super::stream::Stream;
@@ -72,6 +73,9 @@ pub struct Machine<P> {
     pub(super) sender: Sender,
     pub(super) stream: Stream<P>,
     pub(super) pending: VecMap<String, Pending>,
+    /// The last id given. It starts at a random point below 2⁵³, so ids stay unique across
+    /// clients (and page loads) and a server can drop a frame sent twice (before and after a
+    /// cut) by its id.
     pub(super) next_id: u64,
     pub(super) scheduled: Option<u64>,
     pub(super) send_refused: bool,
@@ -79,8 +83,10 @@ pub struct Machine<P> {
 }
 
 impl<P: Clone> Machine<P> {
-    pub fn new(cfg: Config, rng: Box<dyn Random>) -> Self {
+    pub fn new(cfg: Config, mut rng: Box<dyn Random>) -> Self {
+        let next_id = (rng.next_unit() * 9e15) as u64;
         Machine {
+            next_id,
             heartbeat_ms: cfg.default_heartbeat_ms,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
@@ -103,7 +109,6 @@ impl<P: Clone> Machine<P> {
             probe_deadline: None,
             rooms: Rooms::default(),
             pending: VecMap::new(),
-            next_id: 0,
             scheduled: None,
             send_refused: false,
             actions: Vec::new(),
@@ -137,10 +142,15 @@ impl<P: Clone> Machine<P> {
         self.send_refused
     }
 
-    /// A fresh request id.
+    /// A fresh frame id, unique to this client: the next number after a random start.
     pub fn next_id(&mut self) -> String {
         self.next_id += 1;
         frames::u64_to_string(self.next_id)
+    }
+
+    /// Application frames sent on the current connection and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.sender.in_flight()
     }
 
     /// Feeds one input at wall-clock time `now` (ms) and returns what to do, in order.
@@ -222,11 +232,11 @@ impl<P: Clone> Machine<P> {
                 self.wake_up(now);
             }
             Input::Visible => self.wake_up(now),
-            Input::Send { text } => self.queue_app(now, text, None),
+            Input::Send { id, text, ack } => self.queue_app(now, text, id, Origin::Send { ack }),
             Input::Request { id, text, timeout_ms } => {
                 let deadline = now.saturating_add(timeout_ms.unwrap_or(self.cfg.request_timeout_ms));
                 self.pending.insert(id.clone(), Pending { kind: PendingKind::Request, deadline, sent: false });
-                self.queue_app(now, text, Some(id));
+                self.queue_app(now, text, id, Origin::Request);
             }
             Input::Join { room, id } => self.join(now, room, id),
             Input::Leave { room, id } => self.leave(now, room, id),
@@ -335,7 +345,12 @@ impl<P: Clone> Machine<P> {
         if !was_open {
             return;
         }
-        let lost: Vec<String> = self.pending.iter().filter(|(_, p)| p.sent).map(|(id, _)| id.clone()).collect();
+        let lost: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent || matches!(p.kind, PendingKind::Leave))
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in lost {
             if let Some(p) = self.pending.remove(&id) {
                 match p.kind {
@@ -345,6 +360,8 @@ impl<P: Clone> Machine<P> {
                         self.pending
                             .insert(id, Pending { kind: PendingKind::Join(room), deadline: p.deadline, sent: false });
                     }
+                    // A closed connection is in no room: the leave is done.
+                    PendingKind::Leave => self.push(Action::Settle { id, result: Ok(None) }),
                     _ => self.settle_err(
                         id,
                         Error::new(ErrorKind::Disconnected, "the connection was lost before the reply"),
@@ -400,7 +417,10 @@ impl<P: Clone> Machine<P> {
                     self.drop_dead(now);
                 } else if self.welcomed && self.probe_deadline.is_none() {
                     self.probe_deadline = Some(now.saturating_add(self.cfg.probe_timeout_ms));
-                    self.push(Action::Send(String::from(frames::PING)));
+                    // The server counts it: the sender paces around it; its `pong` carries the id.
+                    let id = self.next_id();
+                    self.push(Action::Send(frames::ping(&id)));
+                    self.sender.record(Some(id), now);
                 }
             }
             Phase::None if self.state == State::Reconnecting && self.online && !self.server_hold => {
@@ -449,6 +469,7 @@ impl<P: Clone> Machine<P> {
                 }
             }
         }
+        // The shell rejects every promise still pending (`{ack: true}` sends included) on close.
         self.sender.clear();
         if let Some(e) = error {
             self.emit_error(e);
@@ -459,9 +480,9 @@ impl<P: Clone> Machine<P> {
     fn refuse_after_close(&mut self, input: Input<P>) {
         let closed = || Error::new(ErrorKind::Closed, "the client is closed: create a new one");
         match input {
-            Input::Send { .. } => {
+            Input::Send { id, ack, .. } => {
                 self.send_refused = true;
-                self.emit_error(closed());
+                self.app_failed(id, Origin::Send { ack }, closed());
             }
             Input::Request { id, .. } | Input::Join { id, .. } | Input::Leave { id, .. } => {
                 self.settle_err(id, closed())

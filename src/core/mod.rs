@@ -16,6 +16,8 @@ pub mod types;
 pub mod vecmap;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
+mod delivery;
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod testkit;

@@ -17,13 +17,34 @@ impl Default for OutboxLimits {
     }
 }
 
+/// Who a queued frame belongs to, which decides what a cut or a refusal does to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The machine's own (resume, join, leave): void after a cut, the machine makes them again.
+    Control,
+    /// An application request: a cut before its reply rejects it (`disconnected`).
+    Request,
+    /// An application `send`: after a cut it is sent again (same id) until answered; `ack`
+    /// settles a promise with the answer.
+    Send { ack: bool },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     pub text: String,
     /// Drop (and report) the frame if it is still queued at this time.
     pub expires_at: Option<u64>,
-    /// The request id carried by the frame, if any.
+    /// The id carried by the frame, if any.
     pub id: Option<String>,
+    /// The order it was queued in (set by the sender): a refused frame goes back in this order.
+    pub seq: u64,
+    pub origin: Origin,
+}
+
+impl Queued {
+    pub fn new(text: String, id: Option<String>, origin: Origin) -> Self {
+        Queued { text, expires_at: None, id, seq: 0, origin }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -62,13 +83,29 @@ impl Outbox {
 
     /// Queues a frame at the back, or refuses it when it would pass either bound.
     pub fn push(&mut self, item: Queued) -> Result<(), Refused> {
+        self.push_beside(item, 0, 0)
+    }
+
+    /// [`Outbox::push`], counting `messages` and `bytes` held elsewhere (sent, not answered yet,
+    /// and put back here after a cut) against the bounds too.
+    pub fn push_beside(&mut self, item: Queued, messages: usize, bytes: usize) -> Result<(), Refused> {
         let size = item.text.len();
-        if self.queue.len() >= self.limits.max_messages || self.bytes.saturating_add(size) > self.limits.max_bytes {
+        if self.queue.len().saturating_add(messages) >= self.limits.max_messages
+            || self.bytes.saturating_add(bytes).saturating_add(size) > self.limits.max_bytes
+        {
             return Err(Refused::Full { max_messages: self.limits.max_messages, max_bytes: self.limits.max_bytes });
         }
         self.bytes += size;
         self.queue.push(item);
         Ok(())
+    }
+
+    /// Puts back a frame that was taken (refused, or lost in a cut) in its queued order, whatever
+    /// the bounds: it was accepted once (and counted by the sender while away).
+    pub fn requeue(&mut self, item: Queued) {
+        let at = self.queue.partition_point(|q| q.seq < item.seq);
+        self.bytes += item.text.len();
+        self.queue.insert(at, item);
     }
 
     /// Takes the oldest frame.
@@ -122,7 +159,7 @@ mod tests {
     use super::*;
 
     fn q(text: &str) -> Queued {
-        Queued { text: text.into(), expires_at: None, id: None }
+        Queued::new(text.into(), None, Origin::Control)
     }
 
     #[test]
@@ -141,14 +178,27 @@ mod tests {
     #[test]
     fn expiry_and_removal_keep_the_byte_count() {
         let mut o = Outbox::new(OutboxLimits::default());
-        o.push(Queued { text: "aa".into(), expires_at: Some(10), id: None }).unwrap();
-        o.push(Queued { text: "bbb".into(), expires_at: None, id: Some("7".into()) }).unwrap();
-        o.push(Queued { text: "c".into(), expires_at: Some(30), id: None }).unwrap();
+        o.push(Queued { expires_at: Some(10), ..q("aa") }).unwrap();
+        o.push(Queued { id: Some("7".into()), ..q("bbb") }).unwrap();
+        o.push(Queued { expires_at: Some(30), ..q("c") }).unwrap();
         assert_eq!(o.next_deadline(), Some(10));
         assert_eq!(o.expire(10).len(), 1);
         assert_eq!(o.bytes(), 4);
         assert!(o.remove_id("7"));
         assert_eq!(o.bytes(), 1);
         assert_eq!(o.drain()[0].text, "c");
+    }
+
+    #[test]
+    fn requeue_keeps_the_queued_order() {
+        let mut o = Outbox::new(OutboxLimits { max_messages: 2, max_bytes: 100 });
+        o.push(Queued { seq: 3, ..q("c") }).unwrap();
+        o.push(Queued { seq: 5, ..q("e") }).unwrap();
+        o.requeue(Queued { seq: 4, ..q("d") });
+        o.requeue(Queued { seq: 1, ..q("a") });
+        assert_eq!(o.len(), 4, "past the bound: they were accepted once");
+        assert_eq!(o.bytes(), 4);
+        let order: Vec<String> = o.drain().into_iter().map(|q| q.text).collect();
+        assert_eq!(order, ["a", "c", "d", "e"]);
     }
 }

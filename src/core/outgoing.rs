@@ -5,14 +5,15 @@ use alloc::string::String;
 
 use super::frames;
 use super::machine::{Machine, Pending, PendingKind, Phase};
-use super::outbox::Queued;
+use super::outbox::{Origin, Queued};
 use super::types::{Action, Error, ErrorKind};
 use crate::protocol::is_valid_room_name;
 
 impl<P: Clone> Machine<P> {
-    pub(super) fn queue_app(&mut self, now: u64, text: String, id: Option<String>) {
+    pub(super) fn queue_app(&mut self, now: u64, text: String, id: String, origin: Origin) {
         let expires_at = self.cfg.outbox_ttl_ms.map(|ttl| now.saturating_add(ttl));
-        if self.sender.push_app(Queued { text, expires_at, id: id.clone() }).is_err() {
+        let item = Queued { expires_at, ..Queued::new(text, Some(id.clone()), origin) };
+        if self.sender.push_app(item).is_err() {
             self.send_refused = true;
             let limits = self.sender.outbox().limits();
             let msg = frames::concat(&[
@@ -22,14 +23,21 @@ impl<P: Clone> Machine<P> {
                 &frames::u64_to_string(limits.max_bytes as u64),
                 " bytes): the message was not queued",
             ]);
-            let error = Error::new(ErrorKind::OutboxFull, msg);
-            match id {
-                Some(id) => {
-                    self.pending.remove(&id);
-                    self.settle_err(id, error);
-                }
-                None => self.emit_error(error),
+            self.app_failed(id, origin, Error::new(ErrorKind::OutboxFull, msg));
+        }
+    }
+
+    /// An application frame failed for good: its request or `ack` promise rejects, or the
+    /// `error` event names it.
+    pub(super) fn app_failed(&mut self, id: String, origin: Origin, error: Error) {
+        let error = error.with_id(&id);
+        match origin {
+            Origin::Request => {
+                self.pending.remove(&id);
+                self.settle_err(id, error);
             }
+            Origin::Send { ack: true } => self.settle_err(id, error),
+            _ => self.emit_error(error),
         }
     }
 

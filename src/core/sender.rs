@@ -1,14 +1,26 @@
 //! What goes out, in what order, and how fast: the machine's own frames (resume, re-joins)
 //! before the application's, the application's outbox bounded, everything paced under the
 //! server's rate limit, held back after `rate_limited` and until a `welcome` when one is due.
-//! Pongs do not pass through here: they go out at once.
+//! Pongs do not pass through here: they go out at once and the server does not count them.
+//!
+//! Pacing is clocked by the server's answers, so no phase of the server's window and no network
+//! delay can make it collide: every counted frame carries an id and gets exactly one answer,
+//! and the server handles a connection's frames in order, so when the answer to frame `k`
+//! arrives, frames `..=k` have all reached the server. Frame `i` goes out only once
+//! `window + margin` has passed since the answer covering frame `i - max` arrived: then at most
+//! `max` frames ever reach the server within one window, whether its windows are fixed (starting
+//! anywhere) or sliding. A frame with no answer after [`UNANSWERED_MS`] is taken as arrived then.
+//!
+//! Sent application frames stay here until answered: a `rate_limited` refusal puts a frame back
+//! in its queued order (and halves the pace from then on); a cut puts back
+//! every `send` not answered (it may reach the server twice: the server can tell by its id).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::outbox::{Outbox, OutboxLimits, Queued, Refused};
+use super::outbox::{Origin, Outbox, OutboxLimits, Queued, Refused};
 
-/// At most `max` frames per `window_ms` (a fixed window, as the server counts).
+/// At most `max` frames per `window_ms` at the server (its rate limit, or under it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendRate {
     pub max: u32,
@@ -16,10 +28,25 @@ pub struct SendRate {
 }
 
 impl Default for SendRate {
-    /// 8 frames a second: under the protocol's default server limit of 10, with room for pongs.
+    /// 9 frames a second: under the protocol's default server limit of 10, with one to spare for
+    /// a server that counted the pongs answering its pings.
     fn default() -> Self {
-        SendRate { max: 8, window_ms: 1_000 }
+        SendRate { max: 9, window_ms: 1_000 }
     }
+}
+
+/// Added to the window: clock granularity and drift between the client and the server.
+pub const MARGIN_MS: u64 = 25;
+/// A frame unanswered this long is taken as arrived at the server (pacing only).
+pub const UNANSWERED_MS: u64 = 10_000;
+
+/// One counted frame sent on this connection: when, and when its answer (or a later frame's)
+/// showed it had reached the server.
+#[derive(Debug)]
+struct Slot {
+    id: Option<String>,
+    sent_at: u64,
+    arrived_by: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -27,10 +54,27 @@ pub struct Sender {
     control: Vec<Queued>,
     outbox: Outbox,
     rate: Option<SendRate>,
-    window_start: u64,
-    window_sent: u32,
+    /// Frames per window: `rate.max`, halved after a refusal (once per throttle) for the rest of
+    /// the client's life: this server is stricter than `rate`.
+    budget: u32,
+    /// The last counted frames sent on this connection, oldest first (at most `budget` kept).
+    window: Vec<Slot>,
+    /// Frames sent and not answered yet, in the order sent.
+    inflight: Vec<Queued>,
+    next_seq: u64,
     throttled_until: Option<u64>,
     held_until: Option<u64>,
+}
+
+/// What an answer meant for the frame it names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Not a frame sent from here (or answered already).
+    Unknown,
+    /// Done: it was accepted, or refused for good.
+    Done(Queued),
+    /// Refused by the rate limit: queued again, in its order.
+    Requeued(Origin),
 }
 
 impl Sender {
@@ -38,9 +82,11 @@ impl Sender {
         Sender {
             control: Vec::new(),
             outbox: Outbox::new(limits),
+            budget: rate.map_or(0, |r| r.max.max(1)),
             rate,
-            window_start: 0,
-            window_sent: 0,
+            window: Vec::new(),
+            inflight: Vec::new(),
+            next_seq: 0,
             throttled_until: None,
             held_until: None,
         }
@@ -54,19 +100,35 @@ impl Sender {
         self.control.len() + self.outbox.len()
     }
 
+    /// Frames sent on this connection and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn stamp(&mut self, mut item: Queued) -> Queued {
+        self.next_seq += 1;
+        item.seq = self.next_seq;
+        item
+    }
+
     /// Queues one of the machine's own frames; `front` puts it before every other.
     pub fn push_control(&mut self, text: String, id: Option<String>, front: bool) {
-        let item = Queued { text, expires_at: None, id };
+        let mut item = self.stamp(Queued::new(text, id, Origin::Control));
         if front {
+            item.seq = 0;
             self.control.insert(0, item);
         } else {
             self.control.push(item);
         }
     }
 
-    /// Queues an application frame, or refuses it when the outbox is full.
+    /// Queues an application frame, or refuses it when the outbox is full. The bounds count the
+    /// application's frames sent and not answered too: a cut may put them back.
     pub fn push_app(&mut self, item: Queued) -> Result<(), Refused> {
-        self.outbox.push(item)
+        let item = self.stamp(item);
+        let away = self.inflight.iter().filter(|q| matches!(q.origin, Origin::Send { .. }));
+        let (n, bytes) = away.fold((0, 0), |(n, b), q| (n + 1, b + q.text.len()));
+        self.outbox.push_beside(item, n, bytes)
     }
 
     /// Holds everything back until `until` (or [`Sender::release`]): a `welcome` is due.
@@ -82,29 +144,83 @@ impl Sender {
         self.held_until.is_some()
     }
 
-    /// The server refused a frame over its rate limit: send nothing for `ms`.
+    /// A connection ended: its own frames (resume, re-joins) are void; every `send` not
+    /// answered goes back to the outbox in its order; the new connection has a new window.
+    pub fn on_connection_lost(&mut self) {
+        self.control.clear();
+        self.held_until = None;
+        self.throttled_until = None;
+        self.window.clear();
+        for item in core::mem::take(&mut self.inflight) {
+            if matches!(item.origin, Origin::Send { .. }) {
+                self.outbox.requeue(item);
+            }
+        }
+    }
+
+    /// The server refused a frame this sender does not know: send nothing for `ms`.
     pub fn throttle(&mut self, now: u64, ms: u64) {
         self.throttled_until = Some(now.saturating_add(ms));
     }
 
-    /// A connection ended: its own frames (resume, re-joins) are void; the outbox stays.
-    pub fn on_connection_lost(&mut self) {
-        self.control.clear();
-        self.held_until = None;
+    /// A counted frame went out at `now` without passing through [`Sender::pump`] (a probe).
+    pub fn record(&mut self, id: Option<String>, now: u64) {
+        if self.rate.is_some() {
+            self.window.push(Slot { id, sent_at: now, arrived_by: None });
+        }
+    }
+
+    /// A frame carrying `id` came from the server at `now`: it answers the frame sent with that
+    /// id, which (and every frame sent before it) has reached the server. `rate_limited` puts
+    /// the frame back in its order and slows down.
+    pub fn on_answer(&mut self, id: &str, rate_limited: bool, now: u64, throttle_ms: u64) -> Answered {
+        if let Some(last) = self.window.iter().rposition(|s| s.id.as_deref() == Some(id)) {
+            for slot in self.window.iter_mut().take(last + 1) {
+                slot.arrived_by.get_or_insert(now);
+            }
+        }
+        let Some(at) = self.inflight.iter().position(|q| q.id.as_deref() == Some(id)) else {
+            return Answered::Unknown;
+        };
+        let item = self.inflight.remove(at);
+        if !rate_limited {
+            return Answered::Done(item);
+        }
+        if self.throttled_until.is_none() {
+            self.budget = (self.budget / 2).max(1);
+        }
+        let until = now.saturating_add(throttle_ms);
+        self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
+        let origin = item.origin;
+        if origin == Origin::Control {
+            let at = self.control.partition_point(|q| q.seq < item.seq);
+            self.control.insert(at, item);
+        } else {
+            self.outbox.requeue(item);
+        }
+        Answered::Requeued(origin)
+    }
+
+    /// When the oldest slot stops counting; `None` when it has no answer yet.
+    fn slot_free_at(&self, slot: &Slot) -> u64 {
+        let window = self.rate.map_or(0, |r| r.window_ms);
+        let arrived = slot.arrived_by.unwrap_or_else(|| slot.sent_at.saturating_add(UNANSWERED_MS));
+        arrived.saturating_add(window).saturating_add(MARGIN_MS)
     }
 
     fn take_slot(&mut self, now: u64) -> bool {
-        let Some(rate) = self.rate else { return true };
-        if now >= self.window_start.saturating_add(rate.window_ms) {
-            self.window_start = now;
-            self.window_sent = 0;
+        if self.rate.is_none() {
+            return true;
         }
-        if self.window_sent < rate.max {
-            self.window_sent += 1;
-            true
-        } else {
-            false
+        while self.window.len() >= self.budget as usize {
+            match self.window.first() {
+                Some(oldest) if now >= self.slot_free_at(oldest) => {
+                    self.window.remove(0);
+                }
+                _ => return false,
+            }
         }
+        true
     }
 
     /// The frames that may go out now on an open connection, in order.
@@ -121,15 +237,17 @@ impl Sender {
         }
         while self.backlog() > 0 && self.take_slot(now) {
             let next = if self.control.is_empty() { self.outbox.pop_front() } else { Some(self.control.remove(0)) };
-            match next {
-                Some(item) => out.push(item),
-                None => break,
+            let Some(item) = next else { break };
+            self.record(item.id.clone(), now);
+            if item.id.is_some() {
+                self.inflight.push(item.clone());
             }
+            out.push(item);
         }
         out
     }
 
-    /// When the backlog can move again (hold, throttle or rate window ending).
+    /// When the backlog can move again (hold, throttle or an earlier frame leaving the window).
     pub fn next_deadline(&self) -> Option<u64> {
         if self.backlog() == 0 {
             return None;
@@ -140,7 +258,7 @@ impl Sender {
         if let Some(t) = self.throttled_until {
             return Some(t);
         }
-        self.rate.map(|r| self.window_start.saturating_add(r.window_ms))
+        self.window.first().filter(|_| self.window.len() >= self.budget as usize).map(|s| self.slot_free_at(s))
     }
 
     pub fn expire(&mut self, now: u64) -> Vec<Queued> {
@@ -149,15 +267,18 @@ impl Sender {
 
     pub fn remove_id(&mut self, id: &str) {
         self.control.retain(|q| q.id.as_deref() != Some(id));
+        self.inflight.retain(|q| q.id.as_deref() != Some(id));
         self.outbox.remove_id(id);
     }
 
-    /// Everything still queued, for `close()`.
-    pub fn clear(&mut self) -> Vec<Queued> {
+    /// Drops everything still queued or unanswered, for `close()`.
+    pub fn clear(&mut self) {
         self.control.clear();
         self.held_until = None;
         self.throttled_until = None;
-        self.outbox.drain()
+        self.window.clear();
+        self.inflight.clear();
+        self.outbox.drain();
     }
 }
 
@@ -166,7 +287,7 @@ mod tests {
     use super::*;
 
     fn q(t: &str) -> Queued {
-        Queued { text: t.into(), expires_at: None, id: None }
+        Queued::new(t.into(), Some(t.into()), Origin::Send { ack: false })
     }
 
     fn texts(v: Vec<Queued>) -> Vec<String> {
@@ -174,18 +295,62 @@ mod tests {
     }
 
     #[test]
-    fn control_frames_go_first_and_the_rate_is_kept() {
+    fn control_frames_go_first_and_answers_clock_the_rate() {
         let mut s = Sender::new(OutboxLimits::default(), Some(SendRate { max: 3, window_ms: 1000 }));
         for t in ["a", "b", "c", "d"] {
             s.push_app(q(t)).unwrap();
         }
-        s.push_control("join".into(), None, false);
-        s.push_control("resume".into(), None, true);
+        s.push_control("join".into(), Some("j".into()), false);
+        s.push_control("resume".into(), Some("r".into()), true);
         assert_eq!(texts(s.pump(0)), ["resume", "join", "a"]);
-        assert!(s.pump(999).is_empty());
-        assert_eq!(s.next_deadline(), Some(1000));
-        assert_eq!(texts(s.pump(1000)), ["b", "c", "d"]);
+        assert!(s.pump(2000).is_empty(), "no answer yet: the server may not have seen them");
+        assert_eq!(s.next_deadline(), Some(UNANSWERED_MS + 1000 + MARGIN_MS));
+        // The answer to `join` shows `resume` and `join` arrived by 300.
+        assert!(matches!(s.on_answer("j", false, 300, 1000), Answered::Done(q) if q.text == "join"));
+        assert_eq!(s.next_deadline(), Some(300 + 1000 + MARGIN_MS));
+        assert!(s.pump(1324).is_empty());
+        assert_eq!(texts(s.pump(1325)), ["b", "c"]);
+        assert_eq!(s.next_deadline(), Some(UNANSWERED_MS + 1000 + MARGIN_MS), "then `a`, unanswered");
+        assert!(matches!(s.on_answer("a", false, 1400, 1000), Answered::Done(_)));
+        assert_eq!(texts(s.pump(2425)), ["d"]);
         assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.in_flight(), 4, "resume, b, c, d");
+    }
+
+    #[test]
+    fn a_refused_frame_goes_back_in_order_and_the_pace_halves() {
+        let mut s = Sender::new(OutboxLimits::default(), Some(SendRate { max: 4, window_ms: 1000 }));
+        for t in ["a", "b", "c", "d", "e"] {
+            s.push_app(q(t)).unwrap();
+        }
+        assert_eq!(texts(s.pump(0)), ["a", "b", "c", "d"]);
+        assert!(matches!(s.on_answer("a", false, 10, 1000), Answered::Done(_)));
+        assert_eq!(s.on_answer("c", true, 10, 1000), Answered::Requeued(Origin::Send { ack: false }));
+        assert_eq!(s.on_answer("b", true, 11, 1000), Answered::Requeued(Origin::Send { ack: false }));
+        assert!(s.pump(500).is_empty(), "throttled");
+        assert_eq!(s.next_deadline(), Some(1011));
+        assert!(matches!(s.on_answer("d", false, 12, 1000), Answered::Done(_)));
+        // Budget 2 now; the window holds a..d (arrived by 10..12).
+        assert_eq!(texts(s.pump(1011 + MARGIN_MS)), ["b"], "a's and b's slots are free");
+        assert_eq!(texts(s.pump(1012 + MARGIN_MS)), ["c"]);
+        s.on_connection_lost();
+        assert_eq!(texts(s.pump(5000)), ["b", "c"], "sent, unanswered, then queued (budget 2)");
+        s.clear();
+        assert_eq!((s.backlog(), s.in_flight()), (0, 0));
+    }
+
+    #[test]
+    fn a_cut_puts_back_unanswered_sends_only() {
+        let mut s = Sender::new(OutboxLimits::default(), None);
+        s.push_app(Queued::new("req".into(), Some("q".into()), Origin::Request)).unwrap();
+        s.push_app(q("a")).unwrap();
+        s.push_app(q("b")).unwrap();
+        s.push_control("join".into(), Some("j".into()), false);
+        assert_eq!(texts(s.pump(0)), ["join", "req", "a", "b"]);
+        assert!(matches!(s.on_answer("a", false, 5, 1000), Answered::Done(_)));
+        s.push_app(q("c")).unwrap();
+        s.on_connection_lost();
+        assert_eq!(texts(s.pump(10)), ["b", "c"]);
     }
 
     #[test]
@@ -197,8 +362,8 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(100));
         assert_eq!(texts(s.pump(100)), ["a"]);
         s.push_app(q("b")).unwrap();
-        s.throttle(200, 1000);
+        assert!(matches!(s.on_answer("a", true, 200, 1000), Answered::Requeued(_)));
         assert!(s.pump(500).is_empty());
-        assert_eq!(texts(s.pump(1200)), ["b"]);
+        assert_eq!(texts(s.pump(1200)), ["a", "b"]);
     }
 }

@@ -48,6 +48,17 @@ impl Sim {
         self.feed(Input::Tick)
     }
 
+    /// An application `send` of `text` (a JSON object), with a fresh id; returns the id.
+    pub(super) fn send_id(&mut self, text: &str, ack: bool) -> (String, Vec<Action<Value>>) {
+        let id = self.m.next_id();
+        let out = self.feed(Input::Send { id: id.clone(), text: frames::with_id(text, &id), ack });
+        (id, out)
+    }
+
+    pub(super) fn send(&mut self, text: &str) -> Vec<Action<Value>> {
+        self.send_id(text, false).1
+    }
+
     /// Connect and open, with no welcome.
     pub(super) fn open(&mut self) -> Vec<Action<Value>> {
         self.feed(Input::Connect);
@@ -89,6 +100,19 @@ pub(super) fn sends(actions: &[Action<Value>]) -> Vec<Value> {
         .filter_map(|a| match a {
             Action::Send(t) => Some(serde_json::from_str(t).unwrap()),
             _ => None,
+        })
+        .collect()
+}
+
+/// The frames sent, without their ids.
+pub(super) fn bare(actions: &[Action<Value>]) -> Vec<Value> {
+    sends(actions)
+        .into_iter()
+        .map(|mut f| {
+            if let Some(o) = f.as_object_mut() {
+                o.remove("id");
+            }
+            f
         })
         .collect()
 }

@@ -208,7 +208,11 @@ fn visible_again_probes_a_welcomed_connection() {
     s.open();
     s.welcome("e", 0);
     let out = s.feed(Input::Visible);
-    assert_eq!(sends(&out), [json!({"type": "ping", "payload": {}})]);
+    assert_eq!(bare(&out), [json!({"type": "ping", "payload": {}})]);
+    let id = sends(&out)[0]["id"].as_str().unwrap().to_owned();
+    let out = s.frame(InKind::Pong, Some(&id), None, json!({"type": "pong", "id": id}));
+    assert!(events(&out).is_empty(), "the probe's pong is the client's own");
+    s.feed(Input::Visible);
     let probe = Config::default().probe_timeout_ms;
     let out = s.advance(probe);
     assert!(out.iter().any(|a| matches!(a, Action::CloseSocket { code: CLOSE_LIVENESS, .. })));
@@ -284,7 +288,7 @@ fn after_a_reconnect_the_resume_goes_before_the_rejoins_and_the_outbox() {
     s.note(1);
     let out = s.closed(1006, "");
     s.advance(retry_delay(&out).unwrap());
-    s.feed(Input::Send { text: r#"{"type":"queued"}"#.into() });
+    s.send(r#"{"type":"queued"}"#);
     let out = s.reopen();
     assert!(sends(&out).is_empty(), "held until the welcome decides the resume");
     let out = s.welcome("e", 3);
@@ -299,27 +303,33 @@ fn without_the_welcome_it_waited_for_it_goes_on_after_the_timeout() {
     s.welcome("e", 0);
     let out = s.closed(1006, "");
     s.advance(retry_delay(&out).unwrap());
-    s.feed(Input::Send { text: r#"{"type":"queued"}"#.into() });
+    s.send(r#"{"type":"queued"}"#);
     s.reopen();
     let out = s.advance(Config::default().welcome_timeout_ms);
-    assert_eq!(sends(&out), [json!({"type": "queued"})]);
+    assert_eq!(bare(&out), [json!({"type": "queued"})]);
 }
 
 #[test]
-fn sends_are_paced_under_the_rate_limit() {
+fn sends_are_paced_by_the_answers_under_the_rate_limit() {
     let mut s = Sim::new(Config::default());
     s.open();
-    let mut sent = 0;
+    let mut ids = Vec::new();
     for i in 0..20 {
-        sent += sends(&s.feed(Input::Send { text: format!("{{\"n\":{i}}}") })).len();
+        let out = s.send(&format!("{{\"type\":\"n\",\"payload\":{i}}}"));
+        ids.extend(sends(&out).into_iter().map(|f| f["id"].as_str().unwrap().to_owned()));
     }
-    assert_eq!(sent, 8, "8 frames a second by default");
-    assert_eq!(sends(&s.advance(1_000)).len(), 8);
-    assert_eq!(sends(&s.advance(1_000)).len(), 4);
+    assert_eq!(ids.len(), 9, "9 frames a window by default");
+    assert!(sends(&s.advance(5_000)).is_empty(), "unanswered: they may all reach the server later");
+    for id in &ids[..3] {
+        s.frame(InKind::Other, Some(id), None, json!({"type": "ack"}));
+    }
+    assert!(sends(&s.advance(999)).is_empty(), "a window after the answers, plus a margin");
+    assert_eq!(sends(&s.advance(1 + sender::MARGIN_MS)).len(), 3);
+    assert_eq!(s.m.in_flight(), 9);
 }
 
 #[test]
-fn a_rate_limited_resume_is_reported_as_a_resync_not_a_stall() {
+fn a_rate_limited_resume_goes_out_again_after_the_window() {
     let mut s = Sim::new(Config::default());
     s.open();
     s.welcome("e", 0);
@@ -327,9 +337,14 @@ fn a_rate_limited_resume_is_reported_as_a_resync_not_a_stall() {
     s.advance(retry_delay(&out).unwrap());
     s.reopen();
     let out = s.welcome("e", 4);
-    let rid = sends(&out)[0]["id"].as_str().unwrap().to_owned();
+    let first = sends(&out)[0].clone();
+    let rid = first["id"].as_str().unwrap().to_owned();
     let out = s.frame(InKind::Error { code: "rate_limited".into(), message: "".into() }, Some(&rid), None, json!({}));
-    assert!(events(&out).contains(&Event::Resync(ResyncReason::Incomplete)));
+    assert!(events(&out).is_empty(), "nothing lost, nothing to report");
+    let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
+    assert_eq!(sends(&out), [first]);
+    let out = s.frame(InKind::Resumed { complete: true }, Some(&rid), None, json!({}));
+    assert!(events(&out).is_empty());
     let out = s.note(5);
     assert_eq!(messages(&out).len(), 1, "the stream goes on");
 }
@@ -339,16 +354,15 @@ fn a_rate_limited_resume_is_reported_as_a_resync_not_a_stall() {
 #[test]
 fn sends_while_not_open_are_queued_and_flushed_in_order_after_the_joins() {
     let mut s = Sim::new(Config::default());
-    s.feed(Input::Send { text: r#"{"type":"a"}"#.into() });
+    s.send(r#"{"type":"a"}"#);
     s.feed(Input::Connect);
     let id = s.m.next_id();
     s.feed(Input::Join { room: "general".into(), id: id.clone() });
-    s.feed(Input::Send { text: r#"{"type":"b"}"#.into() });
+    s.send(r#"{"type":"b"}"#);
     let out = s.reopen();
     let sent = sends(&out);
     assert_eq!(sent[0], json!({"type": "join", "id": id, "payload": {"room": "general"}}));
-    assert_eq!(sent[1], json!({"type": "a"}));
-    assert_eq!(sent[2], json!({"type": "b"}));
+    assert_eq!(bare(&out)[1..], [json!({"type": "a"}), json!({"type": "b"})]);
     assert_eq!(s.m.outbox_len(), 0);
 }
 
@@ -356,9 +370,9 @@ fn sends_while_not_open_are_queued_and_flushed_in_order_after_the_joins() {
 fn a_full_outbox_refuses_and_reports() {
     let cfg = Config { outbox: OutboxLimits { max_messages: 2, max_bytes: 1000 }, ..Config::default() };
     let mut s = Sim::new(cfg);
-    s.feed(Input::Send { text: "1".into() });
-    s.feed(Input::Send { text: "2".into() });
-    let out = s.feed(Input::Send { text: "3".into() });
+    s.send(r#"{"type":"1"}"#);
+    s.send(r#"{"type":"2"}"#);
+    let out = s.send(r#"{"type":"3"}"#);
     assert_eq!(error_codes(&out), ["outbox_full"]);
     assert_eq!(s.m.outbox_len(), 2);
 }
@@ -367,9 +381,10 @@ fn a_full_outbox_refuses_and_reports() {
 fn queued_messages_expire_when_a_ttl_is_set() {
     let cfg = Config { outbox_ttl_ms: Some(1_000), ..Config::default() };
     let mut s = Sim::new(cfg);
-    s.feed(Input::Send { text: "1".into() });
+    let (id, _) = s.send_id(r#"{"type":"1"}"#, false);
     let out = s.advance(1_000);
     assert_eq!(error_codes(&out), ["expired"]);
+    assert!(matches!(&events(&out)[0], Event::Error(e) if e.id.as_deref() == Some(id.as_str())), "it names the frame");
     assert_eq!(s.m.outbox_len(), 0);
 }
 
@@ -459,10 +474,10 @@ fn rate_limited_holds_sends_back_then_flushes_them() {
     let out =
         s.frame(InKind::Error { code: "rate_limited".into(), message: "slow down".into() }, None, None, json!({}));
     assert_eq!(error_codes(&out), ["rate_limited"]);
-    let out = s.feed(Input::Send { text: r#"{"type":"x"}"#.into() });
+    let out = s.send(r#"{"type":"x"}"#);
     assert!(sends(&out).is_empty(), "held back");
     let out = s.advance(Config::default().throttle_ms);
-    assert_eq!(sends(&out), [json!({"type": "x"})]);
+    assert_eq!(bare(&out), [json!({"type": "x"})]);
 }
 
 // ---- the user stream ---------------------------------------------------------------------------
@@ -542,4 +557,105 @@ fn error_codes_map_back_to_their_kinds() {
     for kind in [ErrorKind::AuthFailed, ErrorKind::Timeout, ErrorKind::BadUrl, ErrorKind::Server("not_member".into())] {
         assert_eq!(ErrorKind::from_code(kind.code()), kind);
     }
+}
+
+// ---- delivery of the application's frames (issue 13) -------------------------------------------
+
+fn ids(actions: &[Action<Value>]) -> Vec<String> {
+    sends(actions).into_iter().filter_map(|f| f["id"].as_str().map(String::from)).collect()
+}
+
+fn rate_limited() -> InKind {
+    InKind::Error { code: "rate_limited".into(), message: "Rate limit exceeded".into() }
+}
+
+#[test]
+fn every_frame_gets_an_id_unique_to_the_client() {
+    let mut a = Sim::new(Config::default());
+    let mut b = Machine::<Value>::new(Config::default(), testkit::rng(8));
+    let (x, y) = (a.m.next_id(), b.next_id());
+    assert_ne!(x, y, "two clients, two starting points");
+    let (x, y): (u64, u64) = (x.parse().unwrap(), y.parse().unwrap());
+    assert!(x.abs_diff(y) > 1_000_000_000 && x < 1 << 53 && y < 1 << 53, "{x} {y}");
+    a.open();
+    let (id, out) = a.send_id(r#"{"type":"room_message","payload":{"room":"r","data":1}}"#, false);
+    assert_eq!(ids(&out), [id]);
+}
+
+#[test]
+fn a_rate_limited_send_is_sent_again_first_and_not_reported() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    let (a, _) = s.send_id(r#"{"type":"a"}"#, false);
+    let (b, _) = s.send_id(r#"{"type":"b"}"#, false);
+    let out = s.frame(rate_limited(), Some(&a), None, json!({}));
+    assert!(events(&out).is_empty(), "nothing is lost: nothing to report");
+    s.frame(InKind::Other, Some(&b), None, json!({"type": "ack"}));
+    let (c, out) = s.send_id(r#"{"type":"c"}"#, false);
+    assert!(sends(&out).is_empty(), "held back for the window");
+    let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
+    assert_eq!(ids(&out), [a, c], "the refused one first, in its order");
+}
+
+#[test]
+fn a_send_refused_for_good_is_reported_with_its_id_or_rejects_its_promise() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    let (plain, _) = s.send_id(r#"{"type":"room_message"}"#, false);
+    let not_member = || InKind::Error { code: "not_member".into(), message: "join first".into() };
+    let out = s.frame(not_member(), Some(&plain), None, json!({}));
+    match &events(&out)[..] {
+        [Event::Error(e)] => {
+            assert_eq!((e.kind.code(), e.id.as_deref()), ("not_member", Some(plain.as_str())));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (acked, _) = s.send_id(r#"{"type":"room_message"}"#, true);
+    let out = s.frame(not_member(), Some(&acked), None, json!({}));
+    assert!(events(&out).is_empty());
+    assert!(matches!(&out[0], Action::Settle { id, result: Err(e) } if *id == acked && e.kind.code() == "not_member"));
+    let (ok, _) = s.send_id(r#"{"type":"room_message"}"#, true);
+    let out = s.frame(InKind::Other, Some(&ok), None, json!({"type": "ack"}));
+    assert_eq!(out[0], Action::Settle { id: ok, result: Ok(Some(json!({"type": "ack"}))) });
+    assert!(messages(&out).is_empty(), "an ack is not an app message");
+}
+
+#[test]
+fn after_a_cut_unanswered_sends_go_again_with_their_ids_and_requests_fail() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    let (a, _) = s.send_id(r#"{"type":"a"}"#, false);
+    let (b, _) = s.send_id(r#"{"type":"b"}"#, false);
+    let req = s.m.next_id();
+    s.feed(Input::Request { id: req.clone(), text: "{}".into(), timeout_ms: None });
+    let leave = s.m.next_id();
+    s.feed(Input::Leave { room: "r".into(), id: leave.clone() });
+    s.frame(InKind::Other, Some(&a), None, json!({"type": "ack"}));
+    let out = s.closed(1006, "");
+    assert!(out.iter().any(
+        |x| matches!(x, Action::Settle { id, result: Err(e) } if *id == req && e.kind == ErrorKind::Disconnected)
+    ));
+    assert!(out.contains(&Action::Settle { id: leave, result: Ok(None) }), "a closed connection is in no room");
+    let (c, _) = s.send_id(r#"{"type":"c"}"#, false);
+    s.advance(retry_delay(&out).unwrap());
+    let out = s.reopen();
+    assert_eq!(ids(&out), [b, c], "b was not answered: it goes again, before c");
+}
+
+#[test]
+fn rate_limited_requests_leaves_and_joins_are_sent_again() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    let req = s.m.next_id();
+    s.feed(Input::Request { id: req.clone(), text: frames::with_id(r#"{"type":"q"}"#, &req), timeout_ms: None });
+    let join = s.m.next_id();
+    s.feed(Input::Join { room: "r".into(), id: join.clone() });
+    let leave = s.m.next_id();
+    s.feed(Input::Leave { room: "old".into(), id: leave.clone() });
+    for id in [&req, &join, &leave] {
+        let out = s.frame(rate_limited(), Some(id), None, json!({}));
+        assert!(!out.iter().any(|a| matches!(a, Action::Settle { .. } | Action::Emit(Event::Error(_)))));
+    }
+    let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
+    assert_eq!(ids(&out), [join.clone(), leave, req], "the machine's own frames first, then the outbox");
 }

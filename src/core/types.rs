@@ -30,7 +30,8 @@ pub struct Config {
     pub outbox_ttl_ms: Option<u64>,
     /// User-stream messages held ahead of a gap while a resume fills it.
     pub max_ahead: usize,
-    /// Frames sent at most per window (the server's rate limit); `None` sends without pacing.
+    /// At most `max` frames reach the server per window (its rate limit, or under it), clocked by
+    /// the server's answers; `None` sends without pacing.
     pub send_rate: Option<SendRate>,
     /// How long an attempt may take to get credentials and open the socket.
     pub connect_timeout_ms: u64,
@@ -116,7 +117,8 @@ pub enum ErrorKind {
     BadUrl,
     /// The ticket URL could not be reached or answered badly (not 401/403). Retried.
     TicketFailed,
-    /// The server refused a message over its rate limit; sends are held back a while.
+    /// The server refused a frame over its rate limit that the client did not send (or no longer
+    /// tracks); sends are held back a while. A frame the client sent is sent again instead.
     RateLimited,
     /// The outbox is full: the message was not queued.
     OutboxFull,
@@ -216,11 +218,18 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub close_code: Option<u16>,
+    /// The id of the frame it is about (a `send` refused for good, say).
+    pub id: Option<String>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), close_code: None }
+        Error { kind, message: message.into(), close_code: None, id: None }
+    }
+
+    pub fn with_id(mut self, id: &str) -> Self {
+        self.id = Some(String::from(id));
+        self
     }
 
     pub fn with_close(mut self, code: u16) -> Self {
@@ -319,9 +328,13 @@ pub enum Input<P> {
     Offline,
     /// The page became visible again.
     Visible,
-    /// An application frame, already serialized.
+    /// An application frame, already serialized with `id` in it (from
+    /// [`super::Machine::next_id`], or the app's own). `ack`: settle `id` with the server's
+    /// answer (the `ack`, or the error that refused it for good).
     Send {
+        id: String,
         text: String,
+        ack: bool,
     },
     /// A request frame carrying `id` (from [`super::Machine::next_id`]).
     Request {

@@ -55,7 +55,9 @@ pub struct Client {
 fn error_from_js(e: &JsValue) -> Error {
     let code = get(e, "code").as_string().unwrap_or_default();
     let message = get(e, "message").as_string().unwrap_or_default();
-    Error::new(ErrorKind::from_code(&code), message)
+    let mut error = Error::new(ErrorKind::from_code(&code), message);
+    error.id = get(e, "id").as_string();
+    error
 }
 
 impl Client {
@@ -107,11 +109,21 @@ impl Client {
         self.shared.read(|d| d.machine.state()).unwrap_or(State::Closed)
     }
 
-    /// Serializes and sends (or queues) a message.
-    pub fn send<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<(), Error> {
-        let text = to_json(&Frame::new(message))?;
-        dispatch(&self.shared, Input::Send { text });
-        Ok(())
+    /// Serializes and sends (or queues) a message with a fresh id, which it returns. A refusal
+    /// for good comes as an `error` event carrying that id.
+    pub fn send<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<String, Error> {
+        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
+        dispatch(&self.shared, Input::Send { id: id.clone(), text, ack: false });
+        Ok(id)
+    }
+
+    /// Sends like [`Client::send`] and waits for the server's answer (`ack`), or the error that
+    /// refused it for good. Refusals by the rate limit and cuts are not errors: it goes again.
+    pub async fn send_acked<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<JsValue, Error> {
+        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
+        self.pending_with(id, move |id| Input::Send { id, text, ack: true }).await
     }
 
     /// Joins a room (and again after every reconnect).

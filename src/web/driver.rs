@@ -313,6 +313,9 @@ pub fn error_value(e: &Error) -> JsValue {
     if let Some(c) = e.close_code {
         set(&o, "closeCode", &JsValue::from(c));
     }
+    if let Some(id) = &e.id {
+        set(&o, "id", &JsValue::from_str(id));
+    }
     o.into()
 }
 
@@ -322,6 +325,9 @@ pub fn error_object(e: &Error) -> JsValue {
     set(&err, "code", &JsValue::from_str(e.kind.code()));
     if let Some(c) = e.close_code {
         set(&err, "closeCode", &JsValue::from(c));
+    }
+    if let Some(id) = &e.id {
+        set(&err, "id", &JsValue::from_str(id));
     }
     err.into()
 }
