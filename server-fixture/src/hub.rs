@@ -22,8 +22,9 @@ use crate::text::Esc;
 
 pub type ConnId = u64;
 
-/// Room-message ids remembered per user to drop a repeat (docs/PROTOCOL.md "Rooms").
-pub const REMEMBERED_IDS: usize = 1024;
+/// Room-message ids remembered per user to drop a repeat (docs/PROTOCOL.md "Rooms"): a client
+/// resends only what was unanswered at a cut, far fewer than this.
+pub const REMEMBERED_IDS: usize = 256;
 
 /// Why a client that does not read is closed with 1008 (policy violation): the server will not
 /// buffer without bound for it, and the client should reconnect and `resume`, which replays what
@@ -131,7 +132,7 @@ struct State {
     opened_total: u64,
     opened_by_user: HashMap<String, u64>,
     /// Each user's last [`REMEMBERED_IDS`] room-message ids: a repeat is acked, not sent again.
-    message_ids: HashMap<String, VecDeque<String>>,
+    message_ids: HashMap<String, SeenIds>,
     refuse_until: Option<Instant>,
     shutting_down: bool,
 }
@@ -176,6 +177,36 @@ pub enum RegisterError {
     TooMany(&'static str),
     /// Shutting down: close 1001.
     ShuttingDown,
+}
+
+/// The last [`REMEMBERED_IDS`] ids of one user's room messages, as 64-bit hashes: 4 KB per user
+/// at most, whatever the ids' length, with O(1) look-ups. (Two ids colliding among 256 has a
+/// chance of about 2^-49; the cost would be one message acked and not delivered.)
+#[derive(Default)]
+struct SeenIds {
+    order: VecDeque<u64>,
+    set: HashSet<u64>,
+}
+
+impl SeenIds {
+    /// Remembers `id`; false when it was already remembered.
+    fn insert(&mut self, id: &str) -> bool {
+        use std::hash::Hasher;
+        // DefaultHasher::new() has fixed keys: the same id hashes the same on every call.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(id.as_bytes());
+        let key = h.finish();
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > REMEMBERED_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 /// Why an SSE stream was refused.
@@ -351,14 +382,9 @@ impl Hub {
         }
         if let Some(fid) = frame_id {
             let user = conn.user.clone();
-            let seen = st.message_ids.entry(user).or_default();
-            if seen.iter().any(|s| s == fid) {
+            if !st.message_ids.entry(user).or_default().insert(fid) {
                 return Ok(0);
             }
-            if seen.len() >= REMEMBERED_IDS {
-                seen.pop_front();
-            }
-            seen.push_back(fid.to_owned());
         }
         let conn = st.conns.get(&id).ok_or(RoomError::Gone)?;
         let msg = ServerMessage::RoomMessage(resock::protocol::RoomMessage {
@@ -520,6 +546,7 @@ impl Hub {
         });
         let streams = &st.streams;
         st.opened_by_user.retain(|user, _| streams.contains_key(user) || users.contains_key(user));
+        st.message_ids.retain(|user, _| streams.contains_key(user) || users.contains_key(user));
         before - st.streams.len()
     }
 
