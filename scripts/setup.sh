@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks for resock's build and tests, idempotently.
+# Installs what a fresh machine lacks for resock's build and tests, idempotently
+# (Rust targets and tools, Chromium, npm packages, redis-server and nginx).
 # Every step checks first and prints what it does; a second run does nothing.
 # Usage: scripts/setup.sh [native|browser|all]   (default: all)
 set -euo pipefail
@@ -32,6 +33,12 @@ apt_install() {
 native() {
   command -v cargo >/dev/null || { echo "cargo is missing: this machine should have rustup's toolchain" >&2; exit 1; }
   if ! command -v curl >/dev/null; then apt_install curl; fi
+  # Redis for the engine's tests (each test starts its own redis-server on a free loopback
+  # port), nginx for the scale-out tests; neither is started here.
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
 browser() {

@@ -46,6 +46,8 @@ pub enum AuthError {
     BadTicket,
     /// A ticket and a token that name different users.
     Mismatch,
+    /// The ticket could not be checked: the shared store is unreachable (close 1013 / 503).
+    Unavailable,
 }
 
 impl AuthError {
@@ -56,6 +58,7 @@ impl AuthError {
             AuthError::Expired => "expired token",
             AuthError::BadTicket => "unknown, used or expired ticket",
             AuthError::Mismatch => "ticket and token name different users",
+            AuthError::Unavailable => "tickets cannot be checked: the shared store is unreachable",
         }
     }
 }
@@ -164,6 +167,13 @@ impl TicketState {
     }
 }
 
+/// A fresh ticket: 256 random bits, URL-safe base64 without padding.
+pub fn new_ticket() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Why no ticket was issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyTickets(pub usize);
@@ -184,9 +194,7 @@ impl Tickets {
     /// Issues a fresh ticket: 256 random bits, URL-safe base64. Refused when the user already
     /// holds `per_user` unredeemed ones.
     pub fn issue(&self, who: Identity) -> Result<String, TooManyTickets> {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let ticket = new_ticket();
         let now = Instant::now();
         let mut st = self.lock();
         while st.expiry.front().is_some_and(|(deadline, _)| *deadline <= now) {
@@ -220,30 +228,6 @@ impl Tickets {
     /// Tickets issued and not yet purged (redeemed ones included until their deadline).
     pub fn queued(&self) -> usize {
         self.lock().expiry.len()
-    }
-}
-
-/// Resolves the credentials of a `/ws` or `/sse` request: a ticket, a token, or both (then they
-/// must name the same user, so that a ticket cannot be used under another user's token).
-pub fn authenticate(
-    jwt: &Jwt,
-    tickets: &Tickets,
-    ticket: Option<&str>,
-    token: Option<&str>,
-) -> Result<Identity, AuthError> {
-    match (ticket, token) {
-        (Some(t), None) => tickets.redeem(t),
-        (None, Some(tok)) => jwt.verify(tok),
-        (Some(t), Some(tok)) => {
-            let by_ticket = tickets.redeem(t)?;
-            let by_token = jwt.verify(tok)?;
-            if by_ticket.user_id == by_token.user_id {
-                Ok(by_ticket)
-            } else {
-                Err(AuthError::Mismatch)
-            }
-        }
-        (None, None) => Err(AuthError::Missing),
     }
 }
 

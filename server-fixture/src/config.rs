@@ -132,7 +132,8 @@ pub struct Config {
     #[arg(long, env = "RESOCK_DEV")]
     pub dev: bool,
 
-    /// Redis URL for fan-out across instances (not implemented yet: refused at start).
+    /// Redis URL (redis://HOST:PORT): share tickets, streams, the store and fan-out with every
+    /// instance on the same Redis. Without it, all of that stays in this process.
     #[arg(long, env = "RESOCK_REDIS")]
     pub redis: Option<String>,
 }
@@ -146,8 +147,10 @@ impl Config {
         if matches!(&self.jwt_secret, Some(s) if s.is_empty()) {
             return Err("--jwt-secret must not be empty".into());
         }
-        if self.redis.is_some() {
-            return Err("--redis is not supported by this build yet: run one instance without it".into());
+        if let Some(url) = &self.redis {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+                return Err(format!("--redis {url:?}: expected redis://HOST:PORT"));
+            }
         }
         for origin in &self.allowed_origins {
             if !is_bare_origin(origin) {
@@ -257,9 +260,11 @@ mod tests {
     }
 
     #[test]
-    fn redis_is_refused_clearly() {
-        let c = Config::parse_from(["x", "--dev", "--redis", "redis://127.0.0.1"]);
-        assert!(c.validate().unwrap_err().contains("--redis"));
+    fn redis_urls_are_checked() {
+        let c = Config::parse_from(["x", "--dev", "--redis", "127.0.0.1:6379"]);
+        assert!(c.validate().unwrap_err().contains("redis://"));
+        let c = Config::parse_from(["x", "--dev", "--redis", "redis://127.0.0.1:6379"]);
+        assert!(c.validate().is_ok());
     }
 
     #[test]

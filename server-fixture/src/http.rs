@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::{bearer, Identity, Role};
+use crate::auth::{bearer, AuthError, Identity, Role};
+use crate::engine::EngineError;
 use crate::state::App;
 
 /// A request refused with a status and a message a person can act on.
@@ -50,6 +51,42 @@ pub async fn recover(err: Rejection) -> Result<warp::reply::Response, Infallible
 
 pub fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
     warp::any().map(move || app.clone())
+}
+
+/// Resolves the credentials of a `/ws` or `/sse` request: a ticket, a token, or both (then they
+/// must name the same user, so that a ticket cannot be used under another user's token).
+pub async fn authenticate(app: &App, ticket: Option<&str>, token: Option<&str>) -> Result<Identity, AuthError> {
+    let redeem = |t| async move {
+        app.engine.redeem_ticket(t).await.map_err(|e| match e {
+            EngineError::Unavailable(_) => AuthError::Unavailable,
+            _ => AuthError::BadTicket,
+        })
+    };
+    match (ticket, token) {
+        (Some(t), None) => redeem(t).await,
+        (None, Some(tok)) => app.jwt.verify(tok),
+        (Some(t), Some(tok)) => {
+            let by_ticket = redeem(t).await?;
+            let by_token = app.jwt.verify(tok)?;
+            if by_ticket.user_id == by_token.user_id {
+                Ok(by_ticket)
+            } else {
+                Err(AuthError::Mismatch)
+            }
+        }
+        (None, None) => Err(AuthError::Missing),
+    }
+}
+
+/// An engine refusal as an HTTP answer: 503 when the shared store is unreachable (nothing was
+/// done), 429 for too many tickets.
+pub fn engine_error(e: EngineError) -> Rejection {
+    let status = match e {
+        EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        EngineError::TooManyTickets(_) => StatusCode::TOO_MANY_REQUESTS,
+        EngineError::BadTicket => StatusCode::UNAUTHORIZED,
+    };
+    ApiError::reject(status, e.to_string())
 }
 
 /// The caller named by `Authorization: Bearer <JWT>`: 401 when missing or invalid.

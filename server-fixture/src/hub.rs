@@ -1,18 +1,25 @@
-//! The connection manager: connections per user, rooms, user streams with history, SSE
-//! subscribers, and the kill switches that end a connection from outside its task.
+//! The connection manager of one instance: its connections per user, their rooms, SSE
+//! subscribers, and the kill switches that end a connection from outside its task. What
+//! instances share (streams, tickets, the store, fan-out) is the engine's (`engine/`); the engine
+//! hands the hub what to deliver here.
 //!
 //! Every connection has a bounded queue of outgoing frames. The hub only ever `try_send`s into
 //! it while holding its lock, so a broadcast never waits on a slow reader, and frames of one
 //! user's stream are queued in seq order on every connection. A connection whose queue is full
 //! is not reading: it is removed at once and closed with 1008 (see [`SLOW_CONSUMER_REASON`]).
+//!
+//! A new connection is held until its `welcome` ([`Hub::welcome`]): what is delivered to it
+//! before is kept back, and user-stream frames that the welcome's seq already covers are
+//! dropped, so `welcome` is always the first frame and nothing falls between the welcome's seq
+//! and the live stream.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use resock::protocol::{CloseCode, Frame, Joined, Resumed, ServerMessage, Welcome, REASON_REPLACED};
+use resock::protocol::{CloseCode, Frame, Joined, ServerMessage, Welcome, REASON_REPLACED};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -22,16 +29,15 @@ use crate::text::Esc;
 
 pub type ConnId = u64;
 
-/// Room-message ids remembered per user to drop a repeat (docs/PROTOCOL.md "Rooms"): a client
-/// resends only what was unanswered at a cut, far fewer than this.
-pub const REMEMBERED_IDS: usize = 256;
-
 /// Why a client that does not read is closed with 1008 (policy violation): the server will not
 /// buffer without bound for it, and the client should reconnect and `resume`, which replays what
 /// it missed. 1008 rather than 1011 (not a server fault) or 1013 (not overload: other clients are
 /// served normally). The close frame is sent best-effort: a client that does not read may never
 /// see it, and then sees 1006.
 pub const SLOW_CONSUMER_REASON: &str = "Send queue full: client is not reading";
+
+/// The close reason when a connection's user stream started a new epoch under it (1012).
+pub const STREAM_RESET_REASON: &str = "Stream reset: reconnect and resume";
 
 /// A frame for a connection's writer.
 #[derive(Debug, Clone)]
@@ -50,29 +56,46 @@ pub enum Kill {
     Cut,
 }
 
-/// One user-stream message, kept in history: the whole WebSocket frame, once. SSE's event name
-/// and `data:` are slices of it (a 1 KB notification used to be held three times over).
+/// One user-stream message: the whole WebSocket frame, once. SSE's event name and `data:` are
+/// slices of it (a 1 KB notification used to be held three times over).
 #[derive(Debug)]
 pub struct StreamItem {
     pub seq: u64,
-    /// `{"type":KIND,"payload":PAYLOAD,"seq":SEQ}`.
+    /// `{"type":"KIND","payload":PAYLOAD,"seq":SEQ}`.
     pub frame: Arc<str>,
     kind: std::ops::Range<usize>,
     payload: std::ops::Range<usize>,
 }
 
+const HEAD: &str = "{\"type\":\"";
+const MIDDLE: &str = "\",\"payload\":";
+
 impl StreamItem {
-    fn new(seq: u64, msg: &ServerMessage<Value>) -> StreamItem {
-        let kind_json = serde_json::to_string(msg.kind()).unwrap_or_default();
-        let payload = serde_json::to_string(&resock::protocol::PayloadOf(msg)).unwrap_or_default();
-        let head = format!("{{\"type\":{kind_json},\"payload\":");
-        let frame = format!("{head}{payload},\"seq\":{seq}}}");
-        let kind = 8..8 + kind_json.len(); // after `{"type":`
-        let payload = head.len()..head.len() + payload.len();
-        StreamItem { seq, frame: Arc::from(frame), kind: kind.start + 1..kind.end - 1, payload }
+    /// The frame of message `seq`: `kind` is a plain identifier (a protocol type), `payload`
+    /// one-line JSON.
+    pub fn new(seq: u64, kind: &str, payload: &str) -> StreamItem {
+        let frame = format!("{HEAD}{kind}{MIDDLE}{payload},\"seq\":{seq}}}");
+        let kind = HEAD.len()..HEAD.len() + kind.len();
+        let start = kind.end + MIDDLE.len();
+        StreamItem { seq, frame: Arc::from(frame), kind, payload: start..start + payload.len() }
     }
 
-    /// The message type, as it appears in the frame (types are plain identifiers).
+    pub fn of(seq: u64, msg: &ServerMessage<Value>) -> StreamItem {
+        StreamItem::new(seq, msg.kind(), &crate::engine::payload_json(msg))
+    }
+
+    /// Reads back a frame made by [`StreamItem::new`] (by this or another instance).
+    pub fn parse(frame: Arc<str>) -> Option<StreamItem> {
+        let rest = frame.strip_prefix(HEAD)?;
+        let kind_len = rest.find(MIDDLE)?;
+        let tail = frame.rfind(",\"seq\":")?;
+        let seq = frame.get(tail + 7..frame.len().checked_sub(1)?)?.parse().ok()?;
+        let kind = HEAD.len()..HEAD.len() + kind_len;
+        let payload = kind.end + MIDDLE.len()..tail;
+        (payload.start <= payload.end).then_some(StreamItem { seq, frame, kind, payload })
+    }
+
+    /// The message type.
     pub fn kind(&self) -> &str {
         self.frame.get(self.kind.clone()).unwrap_or_default()
     }
@@ -83,40 +106,27 @@ impl StreamItem {
     }
 }
 
+/// 64 random bits as 16 hex digits.
+pub fn new_epoch() -> String {
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 struct Conn {
     user: String,
     tx: mpsc::Sender<Out>,
     kill: Option<oneshot::Sender<Kill>>,
     rooms: HashSet<String>,
+    /// Until the welcome: what was delivered meanwhile, with the seq of user-stream frames.
+    held: Option<Vec<(Option<u64>, Out)>>,
+    /// The user-stream epoch of its welcome.
+    epoch: Option<Arc<str>>,
 }
 
 struct SseSub {
     id: u64,
     tx: mpsc::Sender<Arc<StreamItem>>,
-}
-
-/// A user's stream: its epoch (new whenever the stream is created, so a stream dropped and
-/// made again is never mistaken for the old one), the last seq, and the history kept for
-/// resume, bounded in messages and bytes.
-struct UserStream {
-    epoch: String,
-    seq: u64,
-    history: VecDeque<Arc<StreamItem>>,
-    bytes: usize,
-    touched: Instant,
-}
-
-impl UserStream {
-    fn new() -> UserStream {
-        UserStream { epoch: new_epoch(), seq: 0, history: VecDeque::new(), bytes: 0, touched: Instant::now() }
-    }
-}
-
-/// 64 random bits as 16 hex digits.
-fn new_epoch() -> String {
-    let mut bytes = [0u8; 8];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Default)]
@@ -125,14 +135,12 @@ struct State {
     /// Each user's connections, oldest first.
     users: HashMap<String, Vec<ConnId>>,
     rooms: HashMap<String, HashSet<ConnId>>,
-    streams: HashMap<String, UserStream>,
     /// SSE subscribers by user.
     sse: HashMap<String, Vec<SseSub>>,
     sse_total: usize,
     opened_total: u64,
-    opened_by_user: HashMap<String, u64>,
-    /// Each user's last [`REMEMBERED_IDS`] room-message ids: a repeat is acked, not sent again.
-    message_ids: HashMap<String, SeenIds>,
+    /// Per user: connections opened, and the last user-stream seq delivered here.
+    seen_users: HashMap<String, (u64, u64)>,
     refuse_until: Option<Instant>,
     shutting_down: bool,
 }
@@ -145,9 +153,6 @@ pub struct Limits {
     pub single_connection_per_user: bool,
     pub max_rooms_per_connection: usize,
     pub send_queue: usize,
-    pub history: usize,
-    pub history_bytes: usize,
-    pub stream_ttl: Duration,
     pub max_sse_per_user: usize,
     pub max_sse: usize,
     pub heartbeat_ms: u64,
@@ -157,6 +162,7 @@ pub struct Limits {
 
 pub struct Hub {
     state: Mutex<State>,
+    /// This process's epoch (`/dev/stats`); each user's stream has its own.
     epoch: String,
     next_id: AtomicU64,
     limits: Limits,
@@ -177,36 +183,6 @@ pub enum RegisterError {
     TooMany(&'static str),
     /// Shutting down: close 1001.
     ShuttingDown,
-}
-
-/// The last [`REMEMBERED_IDS`] ids of one user's room messages, as 64-bit hashes: 4 KB per user
-/// at most, whatever the ids' length, with O(1) look-ups. (Two ids colliding among 256 has a
-/// chance of about 2^-49; the cost would be one message acked and not delivered.)
-#[derive(Default)]
-struct SeenIds {
-    order: VecDeque<u64>,
-    set: HashSet<u64>,
-}
-
-impl SeenIds {
-    /// Remembers `id`; false when it was already remembered.
-    fn insert(&mut self, id: &str) -> bool {
-        use std::hash::Hasher;
-        // DefaultHasher::new() has fixed keys: the same id hashes the same on every call.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        h.write(id.as_bytes());
-        let key = h.finish();
-        if !self.set.insert(key) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > REMEMBERED_IDS {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
 }
 
 /// Why an SSE stream was refused.
@@ -243,6 +219,7 @@ pub struct Stats {
 pub struct UserStats {
     pub open: usize,
     pub opened_total: u64,
+    /// The last user-stream seq this instance delivered (or, in memory, assigned).
     pub seq: u64,
 }
 
@@ -255,22 +232,13 @@ pub fn encode(msg: &ServerMessage<Value>, id: Option<&str>, seq: Option<u64>) ->
 
 impl Hub {
     pub fn new(limits: Limits) -> Self {
-        let epoch = new_epoch();
         Hub {
             state: Mutex::new(State::default()),
-            epoch,
+            epoch: new_epoch(),
             next_id: AtomicU64::new(1),
             limits,
             rate_limited_total: AtomicU64::new(0),
         }
-    }
-
-    pub fn epoch(&self) -> &str {
-        &self.epoch
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// Counts one `rate_limited` answer (for `/dev/stats`).
@@ -288,7 +256,8 @@ impl Hub {
         st.shutting_down || st.refuse_until.is_some_and(|t| t > Instant::now())
     }
 
-    /// Adds a connection of `user`, enforcing the caps and single-connection mode.
+    /// Adds a connection of `user`, enforcing the caps and single-connection mode. Its frames
+    /// are held until [`Hub::welcome`].
     pub fn register(&self, user: &str) -> Result<Registered, RegisterError> {
         let mut st = self.lock();
         if st.shutting_down {
@@ -310,24 +279,43 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
         let (kill_tx, kill_rx) = oneshot::channel();
-        let stream = st.streams.entry(user.to_owned()).or_insert_with(UserStream::new);
-        stream.touched = Instant::now();
-        let welcome = Welcome {
-            user_id: user.to_owned(),
-            connection_id: format!("c{id}"),
-            heartbeat_ms: self.limits.heartbeat_ms,
-            epoch: stream.epoch.clone(),
-            seq: stream.seq,
+        let conn = Conn {
+            user: user.to_owned(),
+            tx,
+            kill: Some(kill_tx),
+            rooms: HashSet::new(),
+            held: Some(Vec::new()),
+            epoch: None,
         };
-        // Queued under the lock, so `welcome` is the first frame: no stream message can overtake it.
-        if self.limits.send_welcome {
-            let _ = tx.try_send(Out::Text(encode(&ServerMessage::Welcome(welcome), None, None)));
-        }
-        st.conns.insert(id, Conn { user: user.to_owned(), tx, kill: Some(kill_tx), rooms: HashSet::new() });
+        st.conns.insert(id, conn);
         st.users.entry(user.to_owned()).or_default().push(id);
         st.opened_total += 1;
-        *st.opened_by_user.entry(user.to_owned()).or_default() += 1;
+        st.seen_users.entry(user.to_owned()).or_default().0 += 1;
         Ok(Registered { id, rx, kill: kill_rx })
+    }
+
+    /// Queues the `welcome` of connection `id` (unless `--no-welcome`), then what was held for
+    /// it, less the user-stream frames that `seq` covers.
+    pub fn welcome(&self, id: ConnId, epoch: &str, seq: u64) {
+        let mut st = self.lock();
+        let Some(conn) = st.conns.get_mut(&id) else { return };
+        let held = conn.held.take().unwrap_or_default();
+        conn.epoch = Some(Arc::from(epoch));
+        if self.limits.send_welcome {
+            let welcome = Welcome {
+                user_id: conn.user.clone(),
+                connection_id: format!("c{id}"),
+                heartbeat_ms: self.limits.heartbeat_ms,
+                epoch: epoch.to_owned(),
+                seq,
+            };
+            send_locked(&mut st, id, Out::Text(encode(&ServerMessage::Welcome(welcome), None, None)));
+        }
+        for (item_seq, out) in held {
+            if item_seq.is_none_or(|s| s > seq) {
+                send_locked(&mut st, id, out);
+            }
+        }
     }
 
     /// Removes every trace of a connection (user map, rooms). Safe to call twice.
@@ -342,6 +330,7 @@ impl Hub {
         send_locked(&mut st, id, out)
     }
 
+    /// Adds connection `id` to `room` (a join of a room it is in answers the same).
     pub fn join(&self, id: ConnId, room: &str) -> Result<Joined, RoomError> {
         let mut st = self.lock();
         let limit = self.limits.max_rooms_per_connection;
@@ -366,67 +355,55 @@ impl Hub {
         leave_room(&mut st, id, room);
     }
 
-    /// Sends `data` to every other member connection of `room`, unless this user sent a room
-    /// message with the same `frame_id` before (a client sending again after a cut): then nobody.
-    pub fn room_message(
-        &self,
-        id: ConnId,
-        room: &str,
-        data: Value,
-        frame_id: Option<&str>,
-    ) -> Result<usize, RoomError> {
-        let mut st = self.lock();
+    /// Checks that connection `id` may send to `room`.
+    pub fn check_member(&self, id: ConnId, room: &str) -> Result<(), RoomError> {
+        let st = self.lock();
         let conn = st.conns.get(&id).ok_or(RoomError::Gone)?;
-        if !conn.rooms.contains(room) {
-            return Err(RoomError::NotMember);
+        if conn.rooms.contains(room) {
+            Ok(())
+        } else {
+            Err(RoomError::NotMember)
         }
-        if let Some(fid) = frame_id {
-            let user = conn.user.clone();
-            if !st.message_ids.entry(user).or_default().insert(fid) {
-                return Ok(0);
-            }
-        }
-        let conn = st.conns.get(&id).ok_or(RoomError::Gone)?;
-        let msg = ServerMessage::RoomMessage(resock::protocol::RoomMessage {
-            room: room.to_owned(),
-            from: conn.user.clone(),
-            data,
-        });
-        let frame = encode(&msg, None, None);
-        let targets: Vec<ConnId> =
-            st.rooms.get(room).map(|m| m.iter().copied().filter(|c| *c != id).collect()).unwrap_or_default();
-        for target in &targets {
-            send_locked(&mut st, *target, Out::Text(frame.clone()));
-        }
-        Ok(targets.len())
     }
 
-    /// Appends a message to `user`'s stream and pushes it to every connection and SSE subscriber
-    /// of that user (and no one else). Returns its seq.
-    pub fn push_user(&self, user: &str, msg: &ServerMessage<Value>) -> u64 {
+    /// True while a connection of this instance is in `room`.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.lock().rooms.contains_key(room)
+    }
+
+    /// True while `user` has a connection or an SSE stream on this instance.
+    pub fn has_user(&self, user: &str) -> bool {
+        let st = self.lock();
+        st.users.contains_key(user) || st.sse.contains_key(user)
+    }
+
+    /// The users with a connection or an SSE stream here.
+    pub fn local_users(&self) -> Vec<String> {
+        let st = self.lock();
+        st.users.keys().chain(st.sse.keys()).cloned().collect::<HashSet<_>>().into_iter().collect()
+    }
+
+    /// Delivers a user-stream message of `epoch` to every local connection and SSE stream of
+    /// `user`. A connection welcomed in another epoch (the shared store lost the stream) is
+    /// closed 1012 instead: its seqs mean nothing now, and it reconnects, resumes and learns
+    /// that the gap cannot be filled.
+    pub fn deliver_user(&self, user: &str, epoch: Option<&str>, item: &Arc<StreamItem>) {
         let mut st = self.lock();
-        let stream = st.streams.entry(user.to_owned()).or_insert_with(UserStream::new);
-        stream.seq += 1;
-        stream.touched = Instant::now();
-        let seq = stream.seq;
-        let item = Arc::new(StreamItem::new(seq, msg));
-        stream.bytes += item.frame.len();
-        stream.history.push_back(item.clone());
-        // Bounded in messages and in bytes; the newest message is always kept.
-        while stream.history.len() > 1
-            && (stream.history.len() > self.limits.history || stream.bytes > self.limits.history_bytes)
-        {
-            if let Some(old) = stream.history.pop_front() {
-                stream.bytes -= old.frame.len();
-            }
-        }
-        if self.limits.history == 0 {
-            stream.history.clear();
-            stream.bytes = 0;
+        if let Some(seen) = st.seen_users.get_mut(user) {
+            seen.1 = seen.1.max(item.seq);
         }
         let targets: Vec<ConnId> = st.users.get(user).cloned().unwrap_or_default();
         for target in targets {
-            send_locked(&mut st, target, Out::Text(item.frame.clone()));
+            let stale = match (epoch, st.conns.get(&target).and_then(|c| c.epoch.as_deref())) {
+                (Some(now), Some(welcomed)) => now != welcomed,
+                _ => false,
+            };
+            if stale {
+                log::info(format_args!("conn c{target} user={} closed 1012: its stream's epoch changed", Esc(user)));
+                remove_conn(&mut st, target, Some(Kill::Close(1012, STREAM_RESET_REASON)));
+                continue;
+            }
+            deliver_locked(&mut st, target, Some(item.seq), Out::Text(item.frame.clone()));
         }
         let st = &mut *st;
         if let Some(subs) = st.sse.get_mut(user) {
@@ -443,43 +420,26 @@ impl Hub {
                 st.sse.remove(user);
             }
         }
-        seq
     }
 
-    /// Queues, as one batch on connection `id`, every stored stream message after `since`
-    /// followed by `resumed`.
-    pub fn resume(&self, id: ConnId, epoch: &str, since: u64, reply_id: Option<&str>) -> Option<Resumed> {
+    /// Delivers a frame to every local member of `room` but connection `except`.
+    pub fn deliver_room(&self, room: &str, frame: &Arc<str>, except: Option<ConnId>) -> usize {
         let mut st = self.lock();
-        let user = st.conns.get(&id)?.user.clone();
-        let stream = st.streams.get(&user);
-        let (mut frames, resumed) = if stream.is_none_or(|s| s.epoch != epoch) {
-            (Vec::new(), Resumed { replayed: 0, complete: false })
-        } else {
-            let last = stream.map_or(0, |s| s.seq);
-            if since > last {
-                (Vec::new(), Resumed { replayed: 0, complete: false })
-            } else {
-                let history = stream.map(|s| &s.history);
-                let frames: Vec<Arc<str>> =
-                    history.into_iter().flatten().filter(|i| i.seq > since).map(|i| i.frame.clone()).collect();
-                let oldest = history.and_then(|h| h.front()).map_or(last + 1, |i| i.seq);
-                let complete = since == last || oldest <= since + 1;
-                let replayed = frames.len() as u64;
-                (frames, Resumed { replayed, complete })
-            }
-        };
-        frames.push(encode(&ServerMessage::Resumed(resumed), reply_id, None));
-        send_locked(&mut st, id, Out::Batch(frames));
-        Some(resumed)
+        let targets: Vec<ConnId> =
+            st.rooms.get(room).map(|m| m.iter().copied().filter(|c| Some(*c) != except).collect()).unwrap_or_default();
+        for target in &targets {
+            deliver_locked(&mut st, *target, None, Out::Text(frame.clone()));
+        }
+        targets.len()
     }
 
-    /// Sends a frame to every WebSocket connection, except those of `exclude_user`.
-    pub fn broadcast(&self, frame: Arc<str>, exclude_user: Option<&str>) -> usize {
+    /// Delivers a frame to every local connection, except those of `exclude_user`.
+    pub fn deliver_all(&self, frame: &Arc<str>, exclude_user: Option<&str>) -> usize {
         let mut st = self.lock();
         let targets: Vec<ConnId> =
             st.conns.iter().filter(|(_, c)| Some(c.user.as_str()) != exclude_user).map(|(id, _)| *id).collect();
         for target in &targets {
-            send_locked(&mut st, *target, Out::Text(frame.clone()));
+            deliver_locked(&mut st, *target, None, Out::Text(frame.clone()));
         }
         targets.len()
     }
@@ -489,14 +449,9 @@ impl Hub {
         self.lock().shutting_down
     }
 
-    /// Subscribes an SSE stream of `user`: returns the stored messages after `last_event_id` and
-    /// the receiver of the live ones (registered under the same lock, so none falls between).
-    #[allow(clippy::type_complexity)]
-    pub fn subscribe_sse(
-        &self,
-        user: &str,
-        last_event_id: Option<u64>,
-    ) -> Result<(u64, Vec<Arc<StreamItem>>, mpsc::Receiver<Arc<StreamItem>>), SseRefused> {
+    /// Subscribes an SSE stream of `user` to the live user stream (the engine replays what it
+    /// missed).
+    pub fn subscribe_sse(&self, user: &str) -> Result<(u64, mpsc::Receiver<Arc<StreamItem>>), SseRefused> {
         let mut st = self.lock();
         if st.sse.get(user).map_or(0, Vec::len) >= self.limits.max_sse_per_user {
             return Err(SseRefused::PerUser);
@@ -504,19 +459,11 @@ impl Hub {
         if st.sse_total >= self.limits.max_sse {
             return Err(SseRefused::Total);
         }
-        let replay = match last_event_id {
-            Some(since) => st
-                .streams
-                .get(user)
-                .map(|s| s.history.iter().filter(|i| i.seq > since).cloned().collect())
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         st.sse.entry(user.to_owned()).or_default().push(SseSub { id, tx });
         st.sse_total += 1;
-        Ok((id, replay, rx))
+        Ok((id, rx))
     }
 
     pub fn unsubscribe_sse(&self, user: &str, id: u64) {
@@ -532,22 +479,13 @@ impl Hub {
         }
     }
 
-    /// Drops the streams (history, seq, epoch) of users with no connection and no SSE stream
-    /// whose stream saw nothing for `--stream-ttl-ms`, with their `/dev/stats` entry. Returns how
-    /// many it dropped.
-    pub fn sweep(&self, now: Instant) -> usize {
+    /// Forgets the `/dev/stats` entries of users with no connection here that `keep` does not
+    /// keep (the engine's sweep: their streams are gone).
+    pub fn forget_users(&self, keep: impl Fn(&str) -> bool) {
         let mut st = self.lock();
         let st = &mut *st;
-        let ttl = self.limits.stream_ttl;
-        let before = st.streams.len();
         let (users, sse) = (&st.users, &st.sse);
-        st.streams.retain(|user, s| {
-            users.contains_key(user) || sse.contains_key(user) || now.saturating_duration_since(s.touched) < ttl
-        });
-        let streams = &st.streams;
-        st.opened_by_user.retain(|user, _| streams.contains_key(user) || users.contains_key(user));
-        st.message_ids.retain(|user, _| streams.contains_key(user) || users.contains_key(user));
-        before - st.streams.len()
+        st.seen_users.retain(|user, _| users.contains_key(user) || sse.contains_key(user) || keep(user));
     }
 
     /// Ends every connection (or one user's) as `how` says (`Kill::Cut`: without a close frame,
@@ -591,17 +529,14 @@ impl Hub {
 
     pub fn stats(&self) -> Stats {
         let st = self.lock();
-        let mut users: HashMap<String, UserStats> = HashMap::new();
-        for (user, total) in &st.opened_by_user {
-            users.insert(
-                user.clone(),
-                UserStats {
-                    open: st.users.get(user).map_or(0, Vec::len),
-                    opened_total: *total,
-                    seq: st.streams.get(user).map_or(0, |s| s.seq),
-                },
-            );
-        }
+        let users = st
+            .seen_users
+            .iter()
+            .map(|(user, (opened, seq))| {
+                let open = st.users.get(user).map_or(0, Vec::len);
+                (user.clone(), UserStats { open, opened_total: *opened, seq: *seq })
+            })
+            .collect();
         Stats {
             connections: st.conns.len(),
             opened_total: st.opened_total,
@@ -612,6 +547,16 @@ impl Hub {
             rate_limited_total: self.rate_limited_total.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Queues `out` on connection `id`, or holds it there until the welcome.
+fn deliver_locked(st: &mut State, id: ConnId, seq: Option<u64>, out: Out) {
+    let Some(conn) = st.conns.get_mut(&id) else { return };
+    if let Some(held) = conn.held.as_mut() {
+        held.push((seq, out));
+        return;
+    }
+    send_locked(st, id, out);
 }
 
 fn send_locked(st: &mut State, id: ConnId, out: Out) -> bool {
@@ -652,5 +597,23 @@ fn leave_room(st: &mut State, id: ConnId, room: &str) {
         if members.is_empty() {
             st.rooms.remove(room);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_item_reads_back() {
+        let item = StreamItem::new(42, "new_notification", r#"{"id":1,"title":"a,\"seq\":9"}"#);
+        assert_eq!(
+            item.frame.as_ref(),
+            r#"{"type":"new_notification","payload":{"id":1,"title":"a,\"seq\":9"},"seq":42}"#
+        );
+        let back = StreamItem::parse(item.frame.clone()).unwrap();
+        assert_eq!((back.seq, back.kind(), back.payload()), (42, "new_notification", item.payload()));
+        assert_eq!(item.payload(), r#"{"id":1,"title":"a,\"seq\":9"}"#);
+        assert!(StreamItem::parse(Arc::from("{\"type\":\"x\"}")).is_none());
     }
 }

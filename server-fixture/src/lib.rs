@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resock::protocol::{is_user_stream_kind, NotificationRead, ServerMessage, TaskUpdate};
+use resock::protocol::{is_user_stream_kind, ServerMessage, TaskUpdate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::{Identity, TooManyTickets};
-use crate::http::{json_body, json_status, ok_json, only_if, service, user, with_app, ApiError};
+use crate::auth::Identity;
+use crate::http::{engine_error, json_body, json_status, ok_json, only_if, service, user, with_app, ApiError};
 use crate::hub::{encode, Kill};
 use crate::state::App;
 
@@ -24,13 +24,10 @@ const RESERVED_TYPES: &[&str] =
 
 /// `POST /ws/ticket` with `Authorization: Bearer <JWT>`.
 pub fn ticket(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("ws" / "ticket").and(warp::post()).and(user(app.clone())).and(with_app(app)).map(
-        |who: Identity, app: Arc<App>| match app.tickets.issue(who) {
-            Ok(ticket) => ok_json(&json!({ "ticket": ticket, "expires_in_ms": app.tickets.ttl().as_millis() as u64 })),
-            Err(TooManyTickets(n)) => json_status(
-                &json!({ "error": format!("{n} unredeemed tickets already: use one, or wait for them to expire") }),
-                StatusCode::TOO_MANY_REQUESTS,
-            ),
+    warp::path!("ws" / "ticket").and(warp::post()).and(user(app.clone())).and(with_app(app)).and_then(
+        |who: Identity, app: Arc<App>| async move {
+            let ticket = app.engine.issue_ticket(who).await.map_err(engine_error)?;
+            Ok::<_, Rejection>(ok_json(&json!({ "ticket": ticket, "expires_in_ms": app.cfg.ticket_ttl_ms })))
         },
     )
 }
@@ -77,10 +74,6 @@ fn non_empty(field: &str, value: &str) -> Result<(), Rejection> {
     }
 }
 
-fn ordered(app: &App) -> std::sync::MutexGuard<'_, ()> {
-    app.write_order.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The notification, task and broadcast routes.
 pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let post_notification = warp::path!("api" / "notifications")
@@ -90,42 +83,35 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .and(with_app(app.clone()))
         .and_then(|_: Identity, body: NewNotification, app: Arc<App>| async move {
             non_empty("user_id", &body.user_id)?;
-            let _order = ordered(&app);
-            let n = app.store.add(&body.user_id, body.title, body.body);
-            app.hub.push_user(&body.user_id, &ServerMessage::NewNotification(n.clone()));
+            let n = app.engine.notify(&body.user_id, body.title, body.body).await.map_err(engine_error)?;
             Ok::<_, Rejection>(json_status(&n, StatusCode::CREATED))
         });
     let list = warp::path!("api" / "notifications")
         .and(warp::get())
         .and(user(app.clone()))
         .and(with_app(app.clone()))
-        .map(|who: Identity, app: Arc<App>| ok_json(&app.store.list(&who.user_id)));
+        .and_then(|who: Identity, app: Arc<App>| async move {
+            let list = app.engine.notifications(&who.user_id).await.map_err(engine_error)?;
+            Ok::<_, Rejection>(ok_json(&list))
+        });
     let mark_read = warp::path!("api" / "notifications" / "mark-read")
         .and(warp::post())
         .and(user(app.clone()))
         .and(json_body::<MarkRead>(BODY_LIMIT, app.cfg.body_timeout()))
         .and(with_app(app.clone()))
-        .map(|who: Identity, body: MarkRead, app: Arc<App>| {
-            let _order = ordered(&app);
-            let marked = app.store.mark_read(&who.user_id, &body.notification_ids);
-            if !marked.is_empty() {
-                let msg = ServerMessage::NotificationRead(NotificationRead { notification_ids: marked.clone() });
-                app.hub.push_user(&who.user_id, &msg);
-            }
-            ok_json(&json!({ "marked": marked }))
+        .and_then(|who: Identity, body: MarkRead, app: Arc<App>| async move {
+            let marked = app.engine.mark_read(&who.user_id, body.notification_ids).await.map_err(engine_error)?;
+            Ok::<_, Rejection>(ok_json(&json!({ "marked": marked })))
         });
     let read_all = warp::path!("api" / "notifications" / "read-all")
         .and(warp::post())
         .and(user(app.clone()))
         .and(with_app(app.clone()))
-        .map(|who: Identity, app: Arc<App>| {
-            let _order = ordered(&app);
-            let marked = app.store.mark_all_read(&who.user_id);
-            // Only when something changed: a read-all loop must not fill the user's history.
-            if marked > 0 {
-                app.hub.push_user(&who.user_id, &ServerMessage::AllRead);
-            }
-            ok_json(&json!({ "marked": marked }))
+        .and_then(|who: Identity, app: Arc<App>| async move {
+            // Pushes `all_read` only when something changed: a read-all loop must not fill the
+            // user's history.
+            let marked = app.engine.mark_all_read(&who.user_id).await.map_err(engine_error)?;
+            Ok::<_, Rejection>(ok_json(&json!({ "marked": marked })))
         });
     let task = warp::path!("api" / "tasks" / String)
         .and(warp::post())
@@ -141,10 +127,7 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
                 obj.entry("id").or_insert_with(|| Value::String(task_id.clone()));
             }
             let msg = ServerMessage::TaskUpdate(TaskUpdate { action: body.action, task });
-            let seq = {
-                let _order = ordered(&app);
-                app.hub.push_user(&body.user_id, &msg)
-            };
+            let seq = app.engine.push(&body.user_id, msg).await.map_err(engine_error)?;
             Ok::<_, Rejection>(ok_json(&json!({ "task_id": task_id, "seq": seq })))
         });
     let broadcast = warp::path!("api" / "broadcast")
@@ -165,7 +148,11 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
                 return Err(ApiError::reject(StatusCode::BAD_REQUEST, "`payload` must be a JSON object"));
             }
             let msg = ServerMessage::Unknown { kind: body.kind, payload };
-            let delivered = app.hub.broadcast(encode(&msg, None, None), body.exclude_user.as_deref());
+            let delivered = app
+                .engine
+                .broadcast(encode(&msg, None, None), body.exclude_user.as_deref())
+                .await
+                .map_err(engine_error)?;
             Ok(ok_json(&json!({ "delivered": delivered })))
         });
     post_notification.or(list).or(mark_read).or(read_all).or(task).or(broadcast)
@@ -190,6 +177,16 @@ struct DevDrop {
     /// Close with this code (and a close frame) instead of cutting: 1001, 1011, 1013, 4001...
     #[serde(default)]
     close_code: Option<u16>,
+}
+
+/// `GET /healthz`: 200 `{"engine", "ok": true}` while the engine can serve, 503 with
+/// `"ok": false` and a `detail` while it cannot (Redis unreachable).
+pub fn health(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("healthz").and(warp::get()).and(with_app(app)).map(|app: Arc<App>| {
+        let health = app.engine.health();
+        let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        json_status(&health, status)
+    })
 }
 
 /// `/dev/token`, `/dev/drop` and `/dev/stats`: 404 unless `--dev`.

@@ -55,7 +55,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     let listener =
         tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let app = Arc::new(App::new(cfg));
+    let app = Arc::new(App::build(cfg).await?);
     tokio::spawn(sweep_streams(Arc::downgrade(&app)));
     let routes = routes(app.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -76,7 +76,7 @@ async fn sweep_streams(app: std::sync::Weak<App>) {
     loop {
         tokio::time::sleep(every).await;
         let Some(app) = app.upgrade() else { return };
-        let dropped = app.hub.sweep(std::time::Instant::now());
+        let dropped = app.engine.sweep().await.unwrap_or(0);
         if dropped > 0 {
             log::info(format_args!("dropped {dropped} idle user streams"));
         }
@@ -102,7 +102,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .or(crate::upgrade::ws_route(app.clone()))
         .or(sse::route(app.clone()))
         .or(rest::api(app.clone()))
-        .or(rest::dev(app.clone()));
+        .or(rest::dev(app.clone()))
+        .or(rest::health(app.clone()));
     let static_files = http::only_if(app.cfg.static_dir.is_some())
         .and(warp::get())
         .and(warp::fs::dir(app.cfg.static_dir.clone().unwrap_or_default()));

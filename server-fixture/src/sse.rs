@@ -11,8 +11,8 @@ use warp::http::StatusCode;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::authenticate;
-use crate::http::{query, with_app, ApiError, CredentialQuery};
+use crate::auth::AuthError;
+use crate::http::{authenticate, query, with_app, ApiError, CredentialQuery};
 use crate::hub::SseRefused;
 use crate::state::App;
 
@@ -26,6 +26,13 @@ struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.app.hub.unsubscribe_sse(&self.user, self.id);
+        // Let the engine drop what this instance no longer needs (a Redis subscription).
+        let (app, user) = (self.app.clone(), std::mem::take(&mut self.user));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = app.engine.user_gone(&user).await;
+            });
+        }
     }
 }
 
@@ -46,9 +53,15 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reje
             if app.hub.refusing_sse() {
                 return Err(ApiError::reject(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
             }
-            let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref())
-                .map_err(|e| ApiError::reject(StatusCode::UNAUTHORIZED, e.describe()))?;
-            let (id, replay, rx) = app.hub.subscribe_sse(&who.user_id, last_event_id).map_err(|e| match e {
+            let who = authenticate(&app, creds.ticket.as_deref(), creds.token.as_deref()).await.map_err(|e| {
+                let status = if e == AuthError::Unavailable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                ApiError::reject(status, e.describe())
+            })?;
+            let (id, rx) = app.hub.subscribe_sse(&who.user_id).map_err(|e| match e {
                 SseRefused::PerUser => ApiError::reject(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("at most {} SSE streams per user: close one first", app.cfg.max_sse_per_user),
@@ -57,13 +70,27 @@ pub fn route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reje
                     ApiError::reject(StatusCode::SERVICE_UNAVAILABLE, "too many SSE streams: try again later")
                 }
             })?;
+            let sub = Subscription { app: app.clone(), user: who.user_id.clone(), id };
+            // Subscribed first, then the replay read: a message pushed in between arrives live
+            // (and maybe in the replay too); the filter below sends each seq once, in order.
+            app.engine.user_watched(&who.user_id).await.map_err(crate::http::engine_error)?;
+            let replay = match last_event_id {
+                Some(since) => app.engine.replay(&who.user_id, since).await.map_err(crate::http::engine_error)?,
+                None => Vec::new(),
+            };
             let keepalive = Duration::from_millis(app.cfg.sse_keepalive_ms);
-            let sub = Subscription { app, user: who.user_id, id };
             let live = futures_util::stream::unfold((rx, sub), |(mut rx, sub)| async move {
                 rx.recv().await.map(|item| (item, (rx, sub)))
             });
-            let events = futures_util::stream::iter(replay).chain(live).map(|item| {
-                Ok::<_, Infallible>(Event::default().id(item.seq.to_string()).event(item.kind()).data(item.payload()))
+            let mut last_sent = 0u64;
+            let events = futures_util::stream::iter(replay).chain(live).filter_map(move |item| {
+                let fresh = item.seq > last_sent;
+                last_sent = last_sent.max(item.seq);
+                std::future::ready(fresh.then(|| {
+                    Ok::<_, Infallible>(
+                        Event::default().id(item.seq.to_string()).event(item.kind()).data(item.payload()),
+                    )
+                }))
             });
             Ok::<_, Rejection>(warp::sse::reply(warp::sse::keep_alive().interval(keepalive).stream(events)))
         })

@@ -2,24 +2,25 @@
 //! no HTTP or route module (state <- HTTP helpers <- routes <- assembly in `server.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Jwt, Tickets};
 use crate::config::Config;
+use crate::engine::memory::{MemoryEngine, StreamLimits};
+use crate::engine::redis::{RedisEngine, RedisSettings};
+use crate::engine::Engine;
 use crate::hub::{Hub, Limits};
 use crate::store::Store;
 
 /// Everything a request handler may touch.
 pub struct App {
     pub cfg: Config,
-    pub hub: Hub,
+    /// This instance's connections.
+    pub hub: Arc<Hub>,
+    /// What the instances share: memory, or Redis with `--redis`.
+    pub engine: Arc<dyn Engine>,
     pub jwt: Jwt,
-    pub tickets: Tickets,
-    pub store: Store,
-    /// Held while a REST route changes the store and pushes the change, so that the order of
-    /// user-stream seqs is the order of the changes (an `all_read` never overtakes a newer
-    /// notification).
-    pub write_order: std::sync::Mutex<()>,
     live: AtomicUsize,
 }
 
@@ -34,36 +35,42 @@ impl Drop for LiveGuard<'_> {
 }
 
 impl App {
-    pub fn new(cfg: Config) -> Self {
+    /// The state of a server with this configuration: connects to Redis with `--redis` (an
+    /// unreachable Redis is an error: the server must not start without the state it shares).
+    pub async fn build(cfg: Config) -> Result<App, String> {
         let limits = Limits {
             max_connections: cfg.max_connections,
             max_connections_per_user: cfg.max_connections_per_user,
             single_connection_per_user: cfg.single_connection_per_user,
             max_rooms_per_connection: cfg.max_rooms_per_connection,
             send_queue: usize::try_from(cfg.send_queue).unwrap_or(usize::MAX),
-            history: cfg.history,
-            history_bytes: cfg.history_bytes,
-            stream_ttl: Duration::from_millis(cfg.stream_ttl_ms),
             max_sse_per_user: usize::try_from(cfg.max_sse_per_user).unwrap_or(usize::MAX),
             max_sse: usize::try_from(cfg.max_sse).unwrap_or(usize::MAX),
             heartbeat_ms: cfg.heartbeat_ms,
             send_welcome: !cfg.no_welcome,
         };
-        App {
-            hub: Hub::new(limits),
-            jwt: Jwt::new(cfg.secret()),
-            tickets: Tickets::new(
-                Duration::from_millis(cfg.ticket_ttl_ms),
-                usize::try_from(cfg.max_tickets_per_user).unwrap_or(usize::MAX),
-            ),
-            store: Store::new(
-                usize::try_from(cfg.store_max).unwrap_or(usize::MAX),
-                usize::try_from(cfg.store_bytes).unwrap_or(usize::MAX),
-            ),
-            write_order: std::sync::Mutex::new(()),
-            live: AtomicUsize::new(0),
-            cfg,
-        }
+        let hub = Arc::new(Hub::new(limits));
+        let streams = StreamLimits {
+            history: cfg.history,
+            history_bytes: cfg.history_bytes,
+            ttl: Duration::from_millis(cfg.stream_ttl_ms),
+        };
+        let max_tickets = usize::try_from(cfg.max_tickets_per_user).unwrap_or(usize::MAX);
+        let ticket_ttl = Duration::from_millis(cfg.ticket_ttl_ms);
+        let store_max = usize::try_from(cfg.store_max).unwrap_or(usize::MAX);
+        let engine: Arc<dyn Engine> = match &cfg.redis {
+            Some(url) => {
+                let settings = RedisSettings { streams, ticket_ttl, max_tickets, store_max };
+                Arc::new(RedisEngine::connect(url, hub.clone(), settings).await?)
+            }
+            None => Arc::new(MemoryEngine::new(
+                hub.clone(),
+                Tickets::new(ticket_ttl, max_tickets),
+                Store::new(store_max, usize::try_from(cfg.store_bytes).unwrap_or(usize::MAX)),
+                streams,
+            )),
+        };
+        Ok(App { hub, engine, jwt: Jwt::new(cfg.secret()), live: AtomicUsize::new(0), cfg })
     }
 
     pub fn live_guard(&self) -> LiveGuard<'_> {

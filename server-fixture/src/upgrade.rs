@@ -17,8 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::authenticate;
-use crate::http::{query, with_app, ApiError, CredentialQuery};
+use crate::http::{authenticate, query, with_app, ApiError, CredentialQuery};
 use crate::state::App;
 use crate::ws::Socket;
 
@@ -46,9 +45,9 @@ pub fn ws_route(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = R
         })
         .and(query::<CredentialQuery>())
         .and(handshake())
-        .map(|app: Arc<App>, creds: CredentialQuery, hs: Handshake| {
+        .then(|app: Arc<App>, creds: CredentialQuery, hs: Handshake| async move {
             // Redeem before the upgrade so that a ticket is taken exactly once.
-            let who = authenticate(&app.jwt, &app.tickets, creds.ticket.as_deref(), creds.token.as_deref());
+            let who = authenticate(&app, creds.ticket.as_deref(), creds.token.as_deref()).await;
             // tungstenite refuses anything over the limit; the limit itself is allowed.
             let limit = usize::try_from(app.cfg.max_message_bytes).unwrap_or(usize::MAX);
             let config = WebSocketConfig::default()

@@ -76,6 +76,11 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
     let (sink, stream) = ws.split();
     let who = match who {
         Ok(who) => who,
+        Err(AuthError::Unavailable) => {
+            log::info(format_args!("ws upgrade refused with 1013: {}", AuthError::Unavailable.describe()));
+            Box::pin(refuse(sink, stream, CloseCode::TryAgainLater.as_u16(), UNAVAILABLE)).await;
+            return;
+        }
         Err(e) => {
             log::info(format_args!("ws upgrade refused with 4001: {}", e.describe()));
             Box::pin(refuse(sink, stream, CloseCode::Unauthorized.as_u16(), REASON_UNAUTHORIZED)).await;
@@ -101,9 +106,23 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
     let mut writer = tokio::spawn(write_loop(sink, reg.rx, close_rx));
     let mut stream = stream;
 
-    let mut session = Session { app: &app, id, rate: RateWindow::new(Instant::now()) };
-    let end = session.control_loop(&mut stream, reg.kill, &mut writer).await;
+    let mut session =
+        Session { app: &app, id, user: &who.user_id, rate: RateWindow::new(Instant::now()), rooms: Vec::new() };
+    // The welcome (and with it every frame held for this connection) once the engine has the
+    // user's stream: from here on the user's pushes reach this connection.
+    let end = match app.engine.welcome(id, &who.user_id).await {
+        Ok(()) => session.control_loop(&mut stream, reg.kill, &mut writer).await,
+        Err(e) => {
+            log::info(format_args!("conn c{id} user={user}: {e}"));
+            End::Close(CloseCode::TryAgainLater.as_u16(), UNAVAILABLE, Drain::Frames)
+        }
+    };
     app.hub.unregister(id);
+    // Let the engine drop what this instance no longer needs (Redis subscriptions).
+    let _ = app.engine.user_gone(&who.user_id).await;
+    for room in std::mem::take(&mut session.rooms) {
+        let _ = app.engine.room_left(&room).await;
+    }
     match end {
         End::Close(code, reason, drain) => {
             log::info(format_args!("conn c{id} user={user} closed {code}: {reason}"));
@@ -288,7 +307,10 @@ impl RateWindow {
 struct Session<'a> {
     app: &'a App,
     id: ConnId,
+    user: &'a str,
     rate: RateWindow,
+    /// The rooms this connection joined (for the engine's clean-up at the end).
+    rooms: Vec<String>,
 }
 
 impl Session<'_> {
@@ -336,7 +358,9 @@ impl Session<'_> {
                             if text.len() as u64 > cfg.max_message_bytes {
                                 return End::Close(CloseCode::TooBig.as_u16(), "Message too big", Drain::Frames);
                             }
-                            match self.on_text(text.as_str(), pong_deadline.is_some()) {
+                            // Boxed: the handler's state (engine calls included) would otherwise
+                            // take room in every idle connection's task.
+                            match Box::pin(self.on_text(text.as_str(), pong_deadline.is_some())).await {
                                 Some(Handled::Pong) => pong_deadline = None,
                                 Some(Handled::End(end)) => return end,
                                 None => {}
@@ -371,7 +395,7 @@ impl Session<'_> {
         self.reply(&ServerMessage::Error(body), id.map(|id| clip_str(id, MAX_ID_ECHO)));
     }
 
-    fn on_text(&mut self, text: &str, ping_pending: bool) -> Option<Handled> {
+    async fn on_text(&mut self, text: &str, ping_pending: bool) -> Option<Handled> {
         // A pong answering the server's ping is free; anything else counts against the rate limit
         // before it is parsed at all (a large frame is never parsed when it is over the limit).
         if text.len() <= PONG_MAX_BYTES && is_pong(text) {
@@ -431,7 +455,15 @@ impl Session<'_> {
                     self.error(ErrorCode::BadPayload, "room names are 1-64 characters of [A-Za-z0-9_.:-]", id);
                 } else {
                     match self.app.hub.join(self.id, &room) {
-                        Ok(joined) => self.reply(&ServerMessage::Joined(joined), id),
+                        Ok(joined) => {
+                            if !self.rooms.contains(&room) {
+                                self.rooms.push(room.clone());
+                            }
+                            if self.app.engine.room_joined(&room).await.is_err() {
+                                return Some(Handled::End(unavailable()));
+                            }
+                            self.reply(&ServerMessage::Joined(joined), id)
+                        }
                         Err(RoomError::RoomLimit) => self.error(
                             ErrorCode::RoomLimit,
                             format!("at most {} rooms per connection", self.app.cfg.max_rooms_per_connection),
@@ -443,12 +475,23 @@ impl Session<'_> {
             }
             ClientMessage::Leave(RoomRef { room }) => {
                 self.app.hub.leave(self.id, &room);
+                self.rooms.retain(|r| *r != room);
+                let _ = self.app.engine.room_left(&room).await;
                 self.reply(&ServerMessage::Left(RoomRef { room }), id);
             }
-            ClientMessage::RoomMessage(send) => match self.app.hub.room_message(self.id, &send.room, send.data, id) {
-                Ok(_) => {
-                    if id.is_some() {
-                        self.reply(&ServerMessage::Ack, id);
+            ClientMessage::RoomMessage(send) => match self.app.hub.check_member(self.id, &send.room) {
+                Ok(()) => {
+                    let msg = ServerMessage::RoomMessage(resock::protocol::RoomMessage {
+                        room: send.room.clone(),
+                        from: self.user.to_owned(),
+                        data: send.data,
+                    });
+                    let frame = encode(&msg, None, None);
+                    // Acked only once the engine took it (a repeat of an id: acked, not sent).
+                    match self.app.engine.room_message(&send.room, self.id, self.user, id, frame).await {
+                        Ok(_) if id.is_some() => self.reply(&ServerMessage::Ack, id),
+                        Ok(_) => {}
+                        Err(_) => return Some(Handled::End(unavailable())),
                     }
                 }
                 Err(RoomError::NotMember) => self.error(
@@ -459,7 +502,10 @@ impl Session<'_> {
                 Err(_) => {}
             },
             ClientMessage::Resume(resume) => {
-                self.app.hub.resume(self.id, &resume.epoch, resume.since, id);
+                let resumed = self.app.engine.resume(self.id, self.user, &resume.epoch, resume.since, id).await;
+                if resumed.is_err() {
+                    return Some(Handled::End(unavailable()));
+                }
             }
             ClientMessage::Custom { kind, .. } => {
                 self.error(ErrorCode::UnknownType, format!("unknown message type {:?}", clip_str(&kind, 64)), id);
@@ -500,8 +546,18 @@ enum Handled {
     End(End),
 }
 
+/// The close reason when the shared store (Redis) cannot be reached: the client reconnects
+/// later and resends what was not acknowledged.
+const UNAVAILABLE: &str = "Service unavailable: try again later";
+
 /// The longest `id` an error reply echoes, in bytes (an `id` is the client's to choose).
 const MAX_ID_ECHO: usize = 128;
+
+/// The end of a connection whose request the engine could not serve: 1013, so the client
+/// reconnects after a while and resends what was not acknowledged.
+fn unavailable() -> End {
+    End::Close(CloseCode::TryAgainLater.as_u16(), UNAVAILABLE, Drain::Frames)
+}
 
 /// RFC 6455's close code for a frame that breaks the protocol (reserved bits or opcodes, an
 /// unmasked frame, a fragmented control frame...).

@@ -113,10 +113,13 @@ async fn every_flag_reads_its_environment_variable() {
 }
 
 #[test]
-fn refuses_to_start_without_a_secret_or_with_redis() {
+fn refuses_to_start_without_a_secret_or_an_unreachable_redis() {
+    // A port nothing listens on: bound, then released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unreachable = format!("redis://127.0.0.1:{free}");
     for (args, words) in [
         (vec!["--addr", "127.0.0.1:0"], "--jwt-secret"),
-        (vec!["--addr", "127.0.0.1:0", "--dev", "--redis", "redis://127.0.0.1:6379"], "--redis"),
+        (vec!["--addr", "127.0.0.1:0", "--dev", "--redis", unreachable.as_str()], "--redis"),
         (vec!["--addr", "127.0.0.1:0", "--dev", "--rate-limit", "fast"], "rate limit"),
     ] {
         let out = Command::new(BIN).args(&args).env_remove("RESOCK_JWT_SECRET").output().unwrap();

@@ -1,0 +1,350 @@
+//! Several fixture instances sharing one real Redis (`redis-server`, started by each test on a
+//! free loopback port with persistence off, and killed at the end): users, rooms, tickets and
+//! streams cross instances, and Redis faults are answered as docs/PROTOCOL.md says.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use tokio::time::{sleep, Instant};
+
+/// A `redis-server` on 127.0.0.1, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::on(port)
+    }
+
+    fn on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn instances(redis: &Redis, n: usize, extra: &[&str]) -> Vec<Fx> {
+    let url = redis.url();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut args = vec!["--redis", url.as_str(), "--max-connections-per-user", "64"];
+        args.extend_from_slice(extra);
+        out.push(Fx::start(&args).await);
+    }
+    out
+}
+
+/// Waits (bounded) until `/healthz` answers 200.
+async fn wait_healthy(fx: &Fx) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fx.http.get(fx.url("/healthz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(Instant::now() < deadline, "/healthz did not recover");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn seq_of(ws: &mut Ws, kind: &str) -> u64 {
+    ws.expect_type(kind).await["seq"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_posted_on_b_reaches_the_users_connections_on_a_and_c_once() {
+    let redis = Redis::start();
+    let fx = instances(&redis, 3, &[]).await;
+    let (mut on_a, wa) = fx[0].connect("alice").await;
+    let (mut on_c, wc) = fx[2].connect("alice").await;
+    let (mut bob, _) = fx[0].connect("bob").await;
+    assert_eq!(wa["payload"]["epoch"], wc["payload"]["epoch"], "one stream, one epoch, any instance");
+    let service = fx[1].service_token().await;
+    let n = fx[1].notify(&service, "alice", "from b").await;
+    for ws in [&mut on_a, &mut on_c] {
+        let got = ws.expect_type("new_notification").await;
+        assert_eq!((got["seq"].as_u64(), &got["payload"]["id"]), (Some(1), &n["id"]));
+        ws.expect_quiet(Duration::from_millis(150)).await;
+    }
+    bob.expect_quiet(Duration::from_millis(50)).await;
+    // The store is shared: the list on C, a mark-read on C pushed to A.
+    let alice = fx[2].token("alice").await;
+    let list: Value =
+        fx[2].http.get(fx[2].url("/api/notifications")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list[0]["title"], "from b");
+    let res = fx[2]
+        .post_json("/api/notifications/mark-read", Some(&alice), json!({"notification_ids": [n["id"], 999]}))
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap()["marked"], json!([n["id"]]));
+    let read = on_a.expect_type("notification_read").await;
+    assert_eq!((read["seq"].as_u64(), &read["payload"]["notification_ids"]), (Some(2), &json!([n["id"]])));
+    let res = fx[0].post_json("/api/notifications/read-all", Some(&alice), json!({})).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["marked"], 0, "already read: nothing pushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_message_crosses_instances_and_skips_only_the_sending_connection() {
+    let redis = Redis::start();
+    let fx = instances(&redis, 2, &[]).await;
+    let (mut sender, _) = fx[0].connect("alice").await;
+    let (mut alice_elsewhere, _) = fx[1].connect("alice").await;
+    let (mut bob, _) = fx[1].connect("bob").await;
+    let (mut carol, _) = fx[0].connect("carol").await;
+    for ws in [&mut sender, &mut alice_elsewhere, &mut bob, &mut carol] {
+        ws.send(json!({"type": "join", "id": "j", "payload": {"room": "general"}})).await;
+        ws.expect_type("joined").await;
+    }
+    sender.send(json!({"type": "room_message", "id": "m1", "payload": {"room": "general", "data": "hi"}})).await;
+    assert_eq!(sender.expect_type("ack").await["id"], "m1");
+    for ws in [&mut alice_elsewhere, &mut bob, &mut carol] {
+        let m = ws.expect_type("room_message").await;
+        assert_eq!((m["payload"]["from"].as_str(), m["payload"]["data"].as_str()), (Some("alice"), Some("hi")));
+    }
+    sender.expect_quiet(Duration::from_millis(150)).await;
+    // The same id again from alice's other connection, on the other instance: acked, not sent.
+    alice_elsewhere
+        .send(json!({"type": "room_message", "id": "m1", "payload": {"room": "general", "data": "hi"}}))
+        .await;
+    assert_eq!(alice_elsewhere.expect_type("ack").await["id"], "m1");
+    bob.expect_quiet(Duration::from_millis(150)).await;
+    // Bob leaves: the room still reaches carol across instances; bob gets nothing.
+    bob.send(json!({"type": "leave", "id": "l", "payload": {"room": "general"}})).await;
+    bob.expect_type("left").await;
+    sender.send(json!({"type": "room_message", "payload": {"room": "general", "data": 2}})).await;
+    assert_eq!(carol.expect_type("room_message").await["payload"]["data"], 2);
+    assert_eq!(alice_elsewhere.expect_type("room_message").await["payload"]["data"], 2);
+    bob.expect_quiet(Duration::from_millis(150)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_posting_500_each_for_one_user_make_seqs_1_to_1000() {
+    let redis = Redis::start();
+    let fx = instances(&redis, 2, &["--history", "2000", "--history-bytes", "10000000", "--send-queue", "2000"]).await;
+    let (mut ws, welcome) = fx[0].connect("alice").await;
+    let epoch = welcome["payload"]["epoch"].as_str().unwrap().to_owned();
+    let service = fx[0].service_token().await;
+    let post = |i: usize| {
+        let (fx, service) = (&fx[i % 2], &service);
+        async move {
+            let body = json!({"user_id": "alice", "action": "updated", "task": {"n": i}});
+            let res = fx.post_json(&format!("/api/tasks/t{i}"), Some(service), body).await;
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()["seq"].as_u64().unwrap()
+        }
+    };
+    // Two posters at once, one per instance.
+    let (a, b) = tokio::join!(async { join_all((0..500).map(|i| post(2 * i))).await }, async {
+        join_all((0..500).map(|i| post(2 * i + 1))).await
+    });
+    let mut seqs: Vec<u64> = a.into_iter().chain(b).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<u64>>(), "no seq reused or skipped");
+    // The live connection saw them in order, each once.
+    let mut live = Vec::new();
+    while live.len() < 1000 {
+        live.push(seq_of(&mut ws, "task_update").await);
+    }
+    assert_eq!(live, (1..=1000).collect::<Vec<u64>>());
+    // A resume on the other instance replays exactly the ones after 990.
+    let (mut other, _) = fx[1].connect("alice").await;
+    other.send(json!({"type": "resume", "id": "r", "payload": {"epoch": epoch, "since": 990}})).await;
+    let mut replayed = Vec::new();
+    let resumed = loop {
+        let v = other.expect_any().await;
+        if v["type"] == "resumed" {
+            break v;
+        }
+        replayed.push(v["seq"].as_u64().unwrap());
+    };
+    assert_eq!(replayed, (991..=1000).collect::<Vec<u64>>());
+    assert_eq!(resumed["payload"], json!({"replayed": 10, "complete": true}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_from_one_instance_works_once_on_another_and_a_race_of_20_wins_once() {
+    let redis = Redis::start();
+    let fx = instances(&redis, 3, &[]).await;
+    let ticket = fx[0].ticket("alice").await;
+    let (mut ws, welcome) = {
+        let mut ws = Ws::connect(&fx[1].ws_url(&format!("/ws?ticket={ticket}"))).await.unwrap();
+        let w = ws.expect_type("welcome").await;
+        (ws, w)
+    };
+    assert_eq!(welcome["payload"]["user_id"], "alice");
+    ws.expect_quiet(Duration::from_millis(20)).await;
+    let mut again = Ws::connect(&fx[2].ws_url(&format!("/ws?ticket={ticket}"))).await.unwrap();
+    assert_eq!(again.expect_close().await.0, 4001);
+    // 20 sockets over 3 instances race for one ticket.
+    let ticket = fx[2].ticket("bob").await;
+    let racers = (0..20).map(|i| {
+        let url = fx[i % 3].ws_url(&format!("/ws?ticket={ticket}"));
+        async move {
+            let mut ws = Ws::connect(&url).await.unwrap();
+            match ws.next().await {
+                Seen::Json(v) if v["type"] == "welcome" => true,
+                Seen::Close(4001, _) => false,
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    let wins = join_all(racers).await.into_iter().filter(|w| *w).count();
+    assert_eq!(wins, 1);
+    // The per-user ticket cap holds across instances.
+    let fx_cap = instances(&redis, 2, &["--max-tickets-per-user", "2"]).await;
+    let carol = fx_cap[0].token("carol").await;
+    assert_eq!(fx_cap[0].ticket_for_token(&carol).await.status(), 200);
+    assert_eq!(fx_cap[1].ticket_for_token(&carol).await.status(), 200);
+    assert_eq!(fx_cap[0].ticket_for_token(&carol).await.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_gone_and_a_reconnect_to_another_resumes_complete() {
+    let redis = Redis::start();
+    let mut fx = instances(&redis, 2, &[]).await;
+    let service = fx[1].service_token().await;
+    let (mut ws, welcome) = fx[0].connect("alice").await;
+    let epoch = welcome["payload"]["epoch"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        fx[1].notify(&service, "alice", &format!("n{i}")).await;
+    }
+    let mut last = 0;
+    for _ in 0..3 {
+        last = seq_of(&mut ws, "new_notification").await;
+    }
+    // Instance A goes away; three more are posted on B meanwhile.
+    let a = fx.remove(0);
+    a.server.shutdown().await;
+    for i in 3..6 {
+        fx[0].notify(&service, "alice", &format!("n{i}")).await;
+    }
+    let (mut ws, again) = fx[0].connect("alice").await;
+    assert_eq!(again["payload"]["epoch"], epoch.as_str());
+    assert_eq!(again["payload"]["seq"], 6);
+    ws.send(json!({"type": "resume", "payload": {"epoch": epoch, "since": last}})).await;
+    let mut replayed = Vec::new();
+    let resumed = loop {
+        let v = ws.expect_any().await;
+        if v["type"] == "resumed" {
+            break v;
+        }
+        replayed.push(v["seq"].as_u64().unwrap());
+    };
+    assert_eq!(replayed, [4, 5, 6]);
+    assert_eq!(resumed["payload"]["complete"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_or_a_redis_restart_makes_a_new_epoch_and_resume_incomplete() {
+    let mut redis = Redis::start();
+    let fx = instances(&redis, 2, &[]).await;
+    let service = fx[0].service_token().await;
+    let (ws, welcome) = fx[0].connect("alice").await;
+    let epoch = welcome["payload"]["epoch"].as_str().unwrap().to_owned();
+    fx[0].notify(&service, "alice", "one").await;
+    ws.close().await;
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    let (mut ws, after_flush) = fx[1].connect("alice").await;
+    assert_ne!(after_flush["payload"]["epoch"], epoch.as_str(), "the data is gone: a new epoch");
+    ws.send(json!({"type": "resume", "payload": {"epoch": epoch, "since": 1}})).await;
+    assert_eq!(ws.expect_type("resumed").await["payload"]["complete"], false);
+    let flushed_epoch = after_flush["payload"]["epoch"].as_str().unwrap().to_owned();
+    ws.close().await;
+    // A restart without persistence: the same.
+    let port = redis.port;
+    redis.stop();
+    let _redis = Redis::on(port);
+    wait_healthy(&fx[0]).await;
+    let deadline = Instant::now() + WAIT;
+    let again = loop {
+        let ticket = fx[0].http.post(fx[0].url("/ws/ticket")).bearer_auth(fx[0].token("alice").await).send().await;
+        if let Ok(res) = ticket {
+            if res.status() == 200 {
+                let t = res.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned();
+                let mut ws = Ws::connect(&fx[0].ws_url(&format!("/ws?ticket={t}"))).await.unwrap();
+                break ws.expect_type("welcome").await;
+            }
+        }
+        assert!(Instant::now() < deadline, "the instance did not recover after Redis came back");
+        sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(again["payload"]["epoch"], flushed_epoch.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_answers_503_on_rest_writes_and_recovers() {
+    let mut redis = Redis::start();
+    let fx = instances(&redis, 1, &[]).await;
+    let fx = &fx[0];
+    let service = fx.service_token().await;
+    let (mut ws, _) = fx.connect("alice").await;
+    assert_eq!(fx.http.get(fx.url("/healthz")).send().await.unwrap().status(), 200);
+    let port = redis.port;
+    redis.stop();
+    let res = fx
+        .post_json("/api/notifications", Some(&service), json!({"user_id": "alice", "title": "t", "body": "b"}))
+        .await;
+    assert_eq!(res.status(), 503);
+    assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("unavailable"));
+    assert_eq!(fx.ticket_for_token(&fx.token("alice").await).await.status(), 503);
+    // The local connection stays open and answers pings meanwhile.
+    ws.send(json!({"type": "ping", "id": "p"})).await;
+    assert_eq!(ws.expect_type("pong").await["id"], "p");
+    let health = fx.http.get(fx.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    // Redis back (empty: no persistence): the connection that stayed is asked to reconnect and
+    // resume (1012), since what was published meanwhile never reached this instance.
+    let _redis = Redis::on(port);
+    assert_eq!(ws.expect_close().await.0, 1012);
+    let (mut ws, _) = fx.connect("alice").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = fx
+            .post_json("/api/notifications", Some(&service), json!({"user_id": "alice", "title": "t", "body": "b"}))
+            .await;
+        if res.status() == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", res.status());
+        sleep(Duration::from_millis(100)).await;
+    }
+    let got = ws.expect_type("new_notification").await;
+    assert_eq!(got["payload"]["title"], "t");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fx.http.get(fx.url("/healthz")).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "/healthz did not recover");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
