@@ -2,6 +2,10 @@
 # Builds everything (the wasm package, the React bindings, the demo app, the fixture server)
 # and serves the demo from the fixture on http://127.0.0.1:8080 in dev mode (sign in as any
 # user). Ctrl-C stops it. RESOCK_ADDR=127.0.0.1:PORT picks another address.
+#
+# scripts/demo.sh --redis: the same demo from two fixture instances sharing a redis-server,
+# behind nginx (deploy/nginx.conf) on RESOCK_ADDR; instances on the two ports after it, Redis on
+# the third. Kill one instance (its PID is printed) and the page reconnects to the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"
@@ -13,5 +17,30 @@ echo "[demo] building the demo app (vite)"
 (cd js && npm run --silent build:demo)
 echo "[demo] building the fixture server (release)"
 cargo build --release --locked -p resock-fixture
-echo "[demo] open http://$ADDR in a browser (two windows, two users, to chat); Ctrl-C stops"
-exec target/release/resock-fixture --addr "$ADDR" --dev --static js/demo/dist
+if [ "${1:-}" != "--redis" ]; then
+  echo "[demo] open http://$ADDR in a browser (two windows, two users, to chat); Ctrl-C stops"
+  exec target/release/resock-fixture --addr "$ADDR" --dev --static js/demo/dist
+fi
+
+host=${ADDR%:*}; port=${ADDR##*:}
+dir=$(mktemp -d /tmp/resock-demo.XXXXXX)
+pids=()
+stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap stop EXIT INT TERM
+redis-server --port $((port + 3)) --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$dir/redis.log" 2>&1 &
+pids+=($!)
+for i in 1 2; do
+  RESOCK_LOG=${RESOCK_LOG:-quiet} target/release/resock-fixture --addr "$host:$((port + i))" --dev \
+    --static js/demo/dist --redis "redis://127.0.0.1:$((port + 3))" &
+  pids+=($!)
+  echo "[demo] instance $i: http://$host:$((port + i)) (pid $!)"
+done
+sleep 1
+upstreams="server $host:$((port + 1)) max_fails=1 fail_timeout=2s; server $host:$((port + 2)) max_fails=1 fail_timeout=2s;"
+sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#" -e "s#@UPSTREAMS@#$upstreams#" -e "s#127.0.0.1:$port#$host:$port#" \
+  deploy/nginx.conf >"$dir/nginx.conf"
+nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+pids+=("$nginx_pid")
+echo "[demo] nginx in front of both: open http://$ADDR (Redis on 127.0.0.1:$((port + 3))); Ctrl-C stops all"
+wait "$nginx_pid"

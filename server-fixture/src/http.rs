@@ -83,7 +83,7 @@ pub async fn authenticate(app: &App, ticket: Option<&str>, token: Option<&str>) 
 pub fn engine_error(e: EngineError) -> Rejection {
     let status = match e {
         EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        EngineError::TooManyTickets(_) => StatusCode::TOO_MANY_REQUESTS,
+        EngineError::TooManyTickets(_) | EngineError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
         EngineError::BadTicket => StatusCode::UNAUTHORIZED,
     };
     ApiError::reject(status, e.to_string())

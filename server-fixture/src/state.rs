@@ -60,7 +60,8 @@ impl App {
         let store_max = usize::try_from(cfg.store_max).unwrap_or(usize::MAX);
         let engine: Arc<dyn Engine> = match &cfg.redis {
             Some(url) => {
-                let settings = RedisSettings { streams, ticket_ttl, max_tickets, store_max };
+                let max_connections_per_user = cfg.max_connections_per_user;
+                let settings = RedisSettings { streams, ticket_ttl, max_tickets, store_max, max_connections_per_user };
                 Arc::new(RedisEngine::connect(url, hub.clone(), settings).await?)
             }
             None => Arc::new(MemoryEngine::new(

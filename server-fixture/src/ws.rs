@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::auth::{AuthError, Identity};
+use crate::engine::EngineError;
 use crate::hub::{encode, ConnId, Kill, Out, RegisterError, RoomError};
 use crate::log;
 use crate::state::App;
@@ -110,14 +111,22 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
         Session { app: &app, id, user: &who.user_id, rate: RateWindow::new(Instant::now()), rooms: Vec::new() };
     // The welcome (and with it every frame held for this connection) once the engine has the
     // user's stream: from here on the user's pushes reach this connection.
-    let end = match app.engine.welcome(id, &who.user_id).await {
+    let welcomed = app.engine.welcome(id, &who.user_id).await;
+    let end = match &welcomed {
         Ok(()) => session.control_loop(&mut stream, reg.kill, &mut writer).await,
+        Err(EngineError::TooManyConnections) => {
+            log::info(format_args!("ws user={user} refused with 1013: too many connections over all instances"));
+            End::Close(CloseCode::TryAgainLater.as_u16(), "Too many connections for this user", Drain::Frames)
+        }
         Err(e) => {
             log::info(format_args!("conn c{id} user={user}: {e}"));
             End::Close(CloseCode::TryAgainLater.as_u16(), UNAVAILABLE, Drain::Frames)
         }
     };
     app.hub.unregister(id);
+    if welcomed.is_ok() {
+        let _ = app.engine.connection_closed(&who.user_id).await;
+    }
     // Let the engine drop what this instance no longer needs (Redis subscriptions).
     let _ = app.engine.user_gone(&who.user_id).await;
     for room in std::mem::take(&mut session.rooms) {

@@ -348,3 +348,28 @@ async fn redis_down_answers_503_on_rest_writes_and_recovers() {
         sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_connection_cap_counts_every_instance() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let a = Fx::start(&["--redis", &url, "--max-connections-per-user", "2"]).await;
+    let b = Fx::start(&["--redis", &url, "--max-connections-per-user", "2"]).await;
+    let (one, _) = a.connect("alice").await;
+    let (_two, _) = b.connect("alice").await;
+    let ticket = a.ticket("alice").await;
+    let mut third = Ws::connect(&a.ws_url(&format!("/ws?ticket={ticket}"))).await.unwrap();
+    assert_eq!(third.expect_close().await, (1013, "Too many connections for this user".into()));
+    // One closes: a place is free again, on either instance.
+    one.close().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ticket = b.ticket("alice").await;
+        let mut ws = Ws::connect(&b.ws_url(&format!("/ws?ticket={ticket}"))).await.unwrap();
+        match ws.next().await {
+            Seen::Json(v) if v["type"] == "welcome" => break,
+            _ => assert!(Instant::now() < deadline, "the closed connection was never uncounted"),
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -115,6 +115,11 @@ impl Engine for MemoryEngine {
         ready(Ok(()))
     }
 
+    fn connection_closed<'a>(&'a self, _user: &'a str) -> EngineFuture<'a, ()> {
+        // One instance: the hub's own per-user cap is the whole cap.
+        ready(Ok(()))
+    }
+
     fn user_gone<'a>(&'a self, _user: &'a str) -> EngineFuture<'a, ()> {
         ready(Ok(()))
     }

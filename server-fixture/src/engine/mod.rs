@@ -33,6 +33,8 @@ pub enum EngineError {
     Unavailable(String),
     /// The user holds this many unredeemed tickets already (HTTP 429).
     TooManyTickets(usize),
+    /// The user has `--max-connections-per-user` connections over all instances (close 1013).
+    TooManyConnections,
     /// An unknown, used or expired ticket.
     BadTicket,
 }
@@ -45,6 +47,7 @@ impl std::fmt::Display for EngineError {
                 write!(f, "{n} unredeemed tickets already: use one, or wait for them to expire")
             }
             EngineError::BadTicket => f.write_str("unknown, used or expired ticket"),
+            EngineError::TooManyConnections => f.write_str("Too many connections for this user"),
         }
     }
 }
@@ -71,9 +74,12 @@ pub trait Engine: Send + Sync {
     fn issue_ticket(&self, who: Identity) -> EngineFuture<'_, String>;
     fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> EngineFuture<'a, Identity>;
 
-    /// A local connection `conn` of `user` was registered (its frames held back): from now on
-    /// the user's pushes reach it; queue its `welcome` with the stream's epoch and seq.
+    /// A local connection `conn` of `user` was registered (its frames held back): counts it
+    /// against the per-user cap over all instances (`TooManyConnections`: not counted), and from
+    /// now on the user's pushes reach it; queues its `welcome` with the stream's epoch and seq.
     fn welcome<'a>(&'a self, conn: ConnId, user: &'a str) -> EngineFuture<'a, ()>;
+    /// A connection that [`Engine::welcome`] counted ended.
+    fn connection_closed<'a>(&'a self, user: &'a str) -> EngineFuture<'a, ()>;
     /// A local connection or SSE stream of `user` ended.
     fn user_gone<'a>(&'a self, user: &'a str) -> EngineFuture<'a, ()>;
     /// An SSE stream of `user` starts: pushes reach the hub from now on.

@@ -44,6 +44,7 @@ use crate::log;
 #[derive(Debug, Clone, Copy)]
 pub struct RedisSettings {
     pub streams: StreamLimits,
+    pub max_connections_per_user: usize,
     pub ticket_ttl: Duration,
     pub max_tickets: usize,
     pub store_max: usize,
@@ -80,6 +81,8 @@ struct Scripts {
     mark_all: Script,
     issue: Script,
     room: Script,
+    count: Script,
+    uncount: Script,
 }
 
 /// Appends a message to a user's stream (KEYS[1] the hash, KEYS[2] the stream; ARGV: channel,
@@ -190,6 +193,29 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 "#,
         ),
+        // Counts a connection of this instance (ARGV[1]) against the per-user cap (ARGV[2]), over
+        // the instances that are alive (their `i:` key refreshed every 5 s, kept 15 s).
+        count: Script::new(
+            r#"
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local total, h = 0, redis.call('HGETALL', KEYS[1])
+for i = 1, #h, 2 do
+  if redis.call('EXISTS', 'resock:i:' .. h[i]) == 1 then total = total + tonumber(h[i + 1])
+  else redis.call('HDEL', KEYS[1], h[i]) end
+end
+if total > tonumber(ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+  return 0
+end
+return 1
+"#,
+        ),
+        uncount: Script::new(
+            r#"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"#,
+        ),
         room: Script::new(
             r#"
 if ARGV[3] ~= '' and not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[3]) then return 0 end
@@ -236,6 +262,16 @@ impl RedisEngine {
         let subscribed = Arc::new(AtomicBool::new(true));
         tokio::spawn(pump(rx, hub.clone(), instance.clone(), subscribed.clone(), sub.clone()));
         let channels = HashSet::from([key("all", "")]);
+        // Alive before the first connection is counted (see `alive`).
+        let _: () = redis::cmd("SET")
+            .arg(key("i", &instance))
+            .arg(1)
+            .arg("PX")
+            .arg(15_000)
+            .query_async(&mut cmd)
+            .await
+            .map_err(bad)?;
+        tokio::spawn(alive(cmd.clone(), instance.clone()));
         Ok(RedisEngine {
             hub,
             cmd,
@@ -361,6 +397,18 @@ async fn pump(
     }
 }
 
+/// Keeps this instance's `i:{instance}` key alive (15 s, refreshed every 5 s): connections are
+/// counted against the per-user cap only for instances whose key exists, so an instance that
+/// died stops counting within 15 s.
+async fn alive(mut cmd: ConnectionManager, instance: String) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let _: redis::RedisResult<()> =
+            redis::cmd("SET").arg(key("i", &instance)).arg(1).arg("PX").arg(15_000).query_async(&mut cmd).await;
+    }
+}
+
 /// Pings the subscription connection until Redis answers (with backoff, 100 ms to 2 s), which
 /// reconnects it and renews its subscriptions.
 async fn reconnect(mut sub: ConnectionManager) {
@@ -413,6 +461,17 @@ impl Engine for RedisEngine {
 
     fn welcome<'a>(&'a self, conn: ConnId, user: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(async move {
+            let r: redis::RedisResult<i64> = self
+                .scripts
+                .count
+                .key(key("c", user))
+                .arg(&self.instance)
+                .arg(self.settings.max_connections_per_user)
+                .invoke_async(&mut self.conn())
+                .await;
+            if self.ok(r)? == 0 {
+                return Err(EngineError::TooManyConnections);
+            }
             // Subscribed before the seq is read: every later message reaches this connection
             // (held until the welcome; those the welcome's seq covers are dropped there).
             self.subscribe(key("u", user)).await?;
@@ -428,6 +487,14 @@ impl Engine for RedisEngine {
             let (epoch, seq) = self.ok(r)?;
             self.hub.welcome(conn, &epoch, seq);
             Ok(())
+        })
+    }
+
+    fn connection_closed<'a>(&'a self, user: &'a str) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            let r: redis::RedisResult<i64> =
+                self.scripts.uncount.key(key("c", user)).arg(&self.instance).invoke_async(&mut self.conn()).await;
+            self.ok(r).map(|_| ())
         })
     }
 
