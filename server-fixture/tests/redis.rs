@@ -373,3 +373,33 @@ async fn the_per_user_connection_cap_counts_every_instance() {
         sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_on_one_instance_streams_pushes_from_another_and_resumes_from_last_event_id() {
+    let redis = Redis::start();
+    let fx = instances(&redis, 2, &[]).await;
+    let service = fx[0].service_token().await;
+    let alice = fx[1].token("alice").await;
+    let mut res = fx[1].http.get(fx[1].url(&format!("/sse/notifications?token={alice}"))).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    fx[1].wait_stats("the SSE subscriber", |s| s["sse_subscribers"] == 1).await;
+    fx[0].notify(&service, "alice", "one").await;
+    fx[0].notify(&service, "alice", "two").await;
+    let (events, _) = sse_events(&mut res, 2).await;
+    let ids: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(ids, ["1", "2"]);
+    drop(res);
+    fx[0].notify(&service, "alice", "three").await;
+    // Resumed on the other instance: 2 and 3, from Redis's history.
+    let mut res = fx[0]
+        .http
+        .get(fx[0].url(&format!("/sse/notifications?token={alice}")))
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap();
+    let (events, _) = sse_events(&mut res, 2).await;
+    let ids: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(ids, ["2", "3"]);
+    assert_eq!(serde_json::from_str::<Value>(&events[1].2).unwrap()["title"], "three");
+}

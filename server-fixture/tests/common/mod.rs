@@ -250,3 +250,36 @@ pub fn alg_none(user: &str) -> String {
         b64(&format!(r#"{{"sub":"{user}","exp":{}}}"#, now_s() + 600))
     )
 }
+
+/// Reads SSE events (blocks separated by a blank line) until `n` events or a deadline.
+pub async fn sse_events(res: &mut reqwest::Response, n: usize) -> (Vec<(String, String, String)>, usize) {
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let mut comments = 0;
+    let deadline = Instant::now() + WAIT;
+    while events.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk =
+            tokio::time::timeout(left, res.chunk()).await.expect("events in time").unwrap().expect("stream open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = v.trim().to_owned();
+                } else if line.starts_with(':') {
+                    comments += 1;
+                }
+            }
+            if !event.is_empty() {
+                events.push((id, event, data));
+            }
+        }
+    }
+    (events, comments)
+}
