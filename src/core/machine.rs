@@ -6,17 +6,18 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::backoff::Random;
+use super::config::Config;
 use super::frames;
 use super::outbox::Origin;
 use super::rooms::Rooms;
 use super::sender::Sender;
 use super::stream::Stream;
-use super::types::{Action, Config, Error, ErrorKind, Event, Input, State};
+use super::types::{Action, Error, ErrorKind, Event, Input, State};
 use super::vecmap::VecMap;
 use crate::protocol::{CloseCode, REASON_REPLACED};
 
 /// Close code the client sends when it drops a connection it believes dead.
-pub const CLOSE_LIVENESS: u16 = 4000;
+pub const CLOSE_LIVENESS: u16 = CloseCode::Liveness.as_u16();
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum PendingKind {
@@ -119,6 +120,7 @@ impl<P: Clone> Machine<P> {
         self.state
     }
 
+    #[cfg(test)]
     /// The rooms the application wants.
     pub fn rooms(&self) -> impl Iterator<Item = &str> {
         self.rooms.iter()
@@ -128,10 +130,7 @@ impl<P: Clone> Machine<P> {
         self.sender.outbox().len()
     }
 
-    pub fn outbox_bytes(&self) -> usize {
-        self.sender.outbox().bytes()
-    }
-
+    #[cfg(test)]
     /// The last user-stream seq delivered, and its epoch.
     pub fn stream_position(&self) -> (Option<&str>, u64) {
         (self.stream.epoch(), self.stream.last_seq())
@@ -148,6 +147,14 @@ impl<P: Clone> Machine<P> {
         frames::u64_to_string(self.next_id)
     }
 
+    /// True for an action decided earlier that must not start now: a listener closed the client
+    /// while the shell was still performing the actions decided before (credentials or a socket
+    /// for an attempt that will never be used).
+    pub fn is_stale(&self, action: &Action<P>) -> bool {
+        self.state == State::Closed && matches!(action, Action::FetchCredentials { .. } | Action::OpenSocket { .. })
+    }
+
+    #[cfg(test)]
     /// Application frames sent on the current connection and not answered yet.
     pub fn in_flight(&self) -> usize {
         self.sender.in_flight()
@@ -182,15 +189,10 @@ impl<P: Clone> Machine<P> {
                     self.push(Action::OpenSocket { attempt });
                 }
             }
-            Input::CredentialsFailed { attempt, auth, message } => {
+            Input::CredentialsFailed { attempt, status, message } => {
                 if attempt == self.attempt && self.phase == Phase::Credentials {
                     self.phase = Phase::None;
-                    if auth {
-                        self.on_auth_failure(now, message, None);
-                    } else {
-                        self.emit_error(Error::new(ErrorKind::TicketFailed, message));
-                        self.retry(now, None);
-                    }
+                    self.on_credentials_failed(now, status, message);
                 }
             }
             Input::SocketOpened { attempt } => {
@@ -370,6 +372,31 @@ impl<P: Clone> Machine<P> {
             }
         }
         self.stream.on_connection_lost();
+    }
+
+    /// 401 or 403 from the ticket URL: the token was refused, which fresh credentials may fix
+    /// once. Anything else: retried with backoff.
+    fn on_credentials_failed(&mut self, now: u64, status: Option<u16>, message: String) {
+        match status {
+            Some(code @ (401 | 403)) => {
+                let code = frames::u64_to_string(u64::from(code));
+                self.on_auth_failure(
+                    now,
+                    frames::concat(&["the ticket URL refused the token (HTTP ", &code, ")"]),
+                    None,
+                )
+            }
+            Some(code) => {
+                let code = frames::u64_to_string(u64::from(code));
+                let e = Error::new(ErrorKind::TicketFailed, frames::concat(&["the ticket URL answered HTTP ", &code]));
+                self.emit_error(e);
+                self.retry(now, None);
+            }
+            None => {
+                self.emit_error(Error::new(ErrorKind::TicketFailed, message));
+                self.retry(now, None);
+            }
+        }
     }
 
     fn on_auth_failure(&mut self, now: u64, message: String, close_code: Option<u16>) {

@@ -63,6 +63,7 @@ impl<K: Ord, V> VecMap<K, V> {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -88,10 +89,6 @@ impl<K: Ord, V> VecMap<K, V> {
     /// Keeps the entries whose value passes `keep`.
     pub fn retain_values(&mut self, mut keep: impl FnMut(&V) -> bool) {
         self.entries.retain(|(_, v)| keep(v));
-    }
-
-    pub fn clear(&mut self) {
-        self.entries.clear();
     }
 }
 
