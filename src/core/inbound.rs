@@ -6,6 +6,7 @@ use alloc::string::String;
 use super::frames;
 use super::machine::{Machine, Pending, PendingKind};
 use super::outbox::{Origin, Queued};
+use super::phase::Phase;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
@@ -14,8 +15,10 @@ const RATE_LIMITED: &str = "rate_limited";
 
 impl<P: Clone> Machine<P> {
     pub(super) fn on_frame(&mut self, now: u64, inbound: Inbound<P>) {
-        self.last_received = now;
-        self.probe_deadline = None;
+        if let Phase::Open(open) = &mut self.phase {
+            open.last_received = now;
+            open.probe_deadline = None;
+        }
         if self.auth_failures > 0 {
             self.auth_failures = 0; // the server spoke to us: the credentials were good
         }
@@ -102,10 +105,12 @@ impl<P: Clone> Machine<P> {
     }
 
     pub(super) fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
-        self.welcomed = true;
         self.expect_welcome = true;
-        if heartbeat_ms > 0 {
-            self.heartbeat_ms = heartbeat_ms;
+        if let Phase::Open(open) = &mut self.phase {
+            open.welcomed = true;
+            if heartbeat_ms > 0 {
+                open.heartbeat_ms = heartbeat_ms;
+            }
         }
         match self.stream.on_welcome(epoch, seq) {
             OnWelcome::Nothing => {}

@@ -9,6 +9,7 @@ use super::backoff::Random;
 use super::config::Config;
 use super::frames;
 use super::outbox::Origin;
+use super::phase::{Open, Phase};
 use super::rooms::Rooms;
 use super::sender::Sender;
 use super::stream::Stream;
@@ -37,15 +38,6 @@ pub(super) struct Pending {
     pub(super) sent: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// No attempt in flight.
-    None,
-    Credentials,
-    Socket,
-    Open,
-}
-
 pub struct Machine<P> {
     pub(super) cfg: Config,
     pub(super) rng: Box<dyn Random>,
@@ -53,23 +45,12 @@ pub struct Machine<P> {
     pub(super) phase: Phase,
     /// The generation of the current attempt; inputs of older ones are ignored.
     pub(super) attempt: u32,
-    /// Deadline of the current attempt's credentials and socket phases.
-    pub(super) attempt_deadline: Option<u64>,
     /// Consecutive failed attempts (drives the backoff and `max_attempts`).
     pub(super) failures: u32,
     pub(super) auth_failures: u32,
-    pub(super) reconnect_at: Option<u64>,
-    /// The server asked to wait (1013): neither online nor visible shortens the wait.
-    pub(super) server_hold: bool,
     pub(super) online: bool,
-    pub(super) open_since: Option<u64>,
-    pub(super) stable: bool,
-    pub(super) heartbeat_ms: u64,
-    pub(super) last_received: u64,
     /// This server has sent a `welcome` before: after a reconnect, wait for the next one.
     pub(super) expect_welcome: bool,
-    pub(super) welcomed: bool,
-    pub(super) probe_deadline: Option<u64>,
     pub(super) rooms: Rooms,
     pub(super) sender: Sender,
     pub(super) stream: Stream<P>,
@@ -88,26 +69,17 @@ impl<P: Clone> Machine<P> {
         let next_id = (rng.next_unit() * 9e15) as u64;
         Machine {
             next_id,
-            heartbeat_ms: cfg.default_heartbeat_ms,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
             cfg,
             rng,
             state: State::Idle,
-            phase: Phase::None,
+            phase: Phase::IDLE,
             attempt: 0,
-            attempt_deadline: None,
             failures: 0,
             auth_failures: 0,
-            reconnect_at: None,
-            server_hold: false,
             online: true,
-            open_since: None,
-            stable: false,
-            last_received: 0,
             expect_welcome: false,
-            welcomed: false,
-            probe_deadline: None,
             rooms: Rooms::default(),
             pending: VecMap::new(),
             scheduled: None,
@@ -184,49 +156,49 @@ impl<P: Clone> Machine<P> {
             }
             Input::Close => self.close(),
             Input::CredentialsReady { attempt } => {
-                if attempt == self.attempt && self.phase == Phase::Credentials {
-                    self.phase = Phase::Socket;
+                if let (true, Phase::Credentials { deadline }) = (attempt == self.attempt, &self.phase) {
+                    self.phase = Phase::Socket { deadline: *deadline };
                     self.push(Action::OpenSocket { attempt });
                 }
             }
             Input::CredentialsFailed { attempt, status, message } => {
-                if attempt == self.attempt && self.phase == Phase::Credentials {
-                    self.phase = Phase::None;
+                if attempt == self.attempt && matches!(self.phase, Phase::Credentials { .. }) {
+                    self.phase = Phase::IDLE;
                     self.on_credentials_failed(now, status, message);
                 }
             }
             Input::SocketOpened { attempt } => {
-                if attempt == self.attempt && self.phase == Phase::Socket {
+                if attempt == self.attempt && matches!(self.phase, Phase::Socket { .. }) {
                     self.on_open(now);
                 }
             }
             Input::SocketRefused { attempt, message } => {
-                if attempt == self.attempt && self.phase == Phase::Socket {
-                    self.phase = Phase::None;
+                if attempt == self.attempt && matches!(self.phase, Phase::Socket { .. }) {
+                    self.phase = Phase::IDLE;
                     self.fail(Error::new(ErrorKind::BadUrl, message));
                 }
             }
             Input::SocketClosed { attempt, code, reason } => {
-                if attempt == self.attempt && matches!(self.phase, Phase::Socket | Phase::Open) {
+                if attempt == self.attempt && self.phase.has_socket() {
                     self.on_socket_closed(now, code, reason);
                 }
             }
             Input::Frame { attempt, inbound } => {
-                if attempt == self.attempt && self.phase == Phase::Open {
+                if attempt == self.attempt && self.phase.is_open() {
                     self.on_frame(now, inbound);
                 }
             }
             Input::BadFrame { attempt, message } => {
-                if attempt == self.attempt && self.phase == Phase::Open {
-                    self.last_received = now;
+                if let (true, Phase::Open(open)) = (attempt == self.attempt, &mut self.phase) {
+                    open.last_received = now;
                     self.emit_error(Error::new(ErrorKind::BadFrame, message));
                 }
             }
             Input::Tick => {}
             Input::Offline => {
                 self.online = false;
-                if self.phase == Phase::None && self.reconnect_at.is_some() && !self.server_hold {
-                    self.reconnect_at = None; // paused until online
+                if let Phase::Waiting { retry_at, server_hold: false } = &mut self.phase {
+                    *retry_at = None; // paused until online
                 }
             }
             Input::Online => {
@@ -249,22 +221,12 @@ impl<P: Clone> Machine<P> {
 
     pub(super) fn start_attempt(&mut self, now: u64) {
         self.attempt = self.attempt.wrapping_add(1);
-        self.phase = Phase::Credentials;
-        self.reconnect_at = None;
-        self.server_hold = false;
-        self.attempt_deadline = Some(now.saturating_add(self.cfg.connect_timeout_ms));
+        self.phase = Phase::Credentials { deadline: now.saturating_add(self.cfg.connect_timeout_ms) };
         self.push(Action::FetchCredentials { attempt: self.attempt });
     }
 
     fn on_open(&mut self, now: u64) {
-        self.phase = Phase::Open;
-        self.attempt_deadline = None;
-        self.open_since = Some(now);
-        self.stable = false;
-        self.last_received = now;
-        self.welcomed = false;
-        self.probe_deadline = None;
-        self.heartbeat_ms = self.cfg.default_heartbeat_ms;
+        self.phase = Phase::Open(Open::new(now, self.cfg.default_heartbeat_ms, self.cfg.stable_after_ms));
         if self.expect_welcome {
             // The welcome decides the resume, which must go before anything else.
             self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
@@ -338,11 +300,8 @@ impl<P: Clone> Machine<P> {
 
     /// Common to every way a connection ends: forget what belonged to it.
     pub(super) fn connection_lost(&mut self) {
-        let was_open = self.phase == Phase::Open;
-        self.phase = Phase::None;
-        self.attempt_deadline = None;
-        self.open_since = None;
-        self.probe_deadline = None;
+        let was_open = self.phase.is_open();
+        self.phase = Phase::IDLE;
         self.sender.on_connection_lost();
         if !was_open {
             return;
@@ -431,34 +390,29 @@ impl<P: Clone> Machine<P> {
         self.failures = self.failures.saturating_add(1);
         self.set_state(State::Reconnecting);
         self.push(Action::Emit(Event::Retry { attempt: self.failures, delay_ms: delay }));
-        self.server_hold = min_ms.is_some();
-        self.reconnect_at = if self.online || self.server_hold { Some(now.saturating_add(delay)) } else { None };
+        let server_hold = min_ms.is_some();
+        let retry_at = (self.online || server_hold).then(|| now.saturating_add(delay));
+        self.phase = Phase::Waiting { retry_at, server_hold };
     }
 
     /// Online or visible again: check a live connection at once, retry a waiting one now
     /// (unless the server asked to wait).
     fn wake_up(&mut self, now: u64) {
-        match self.phase {
-            Phase::Open => {
-                if now >= self.liveness_deadline() {
-                    self.drop_dead(now);
-                } else if self.welcomed && self.probe_deadline.is_none() {
-                    self.probe_deadline = Some(now.saturating_add(self.cfg.probe_timeout_ms));
-                    // The server counts it: the sender paces around it; its `pong` carries the id.
-                    let id = self.next_id();
-                    self.push(Action::Send(frames::ping(&id)));
-                    self.sender.record(Some(id), now);
-                }
+        let (grace, probe_ms) = (self.cfg.heartbeat_grace_ms, self.cfg.probe_timeout_ms);
+        match &mut self.phase {
+            Phase::Open(open) if now >= open.liveness_deadline(grace) => self.drop_dead(now),
+            Phase::Open(open) if open.welcomed && open.probe_deadline.is_none() => {
+                open.probe_deadline = Some(now.saturating_add(probe_ms));
+                // The server counts it: the sender paces around it; its `pong` carries the id.
+                let id = self.next_id();
+                self.push(Action::Send(frames::ping(&id)));
+                self.sender.record(Some(id), now);
             }
-            Phase::None if self.state == State::Reconnecting && self.online && !self.server_hold => {
+            Phase::Waiting { server_hold: false, .. } if self.state == State::Reconnecting && self.online => {
                 self.start_attempt(now)
             }
             _ => {}
         }
-    }
-
-    pub(super) fn liveness_deadline(&self) -> u64 {
-        self.last_received.saturating_add(self.heartbeat_ms).saturating_add(self.cfg.heartbeat_grace_ms)
     }
 
     /// Drops a connection that stopped answering, without waiting for its close event.
@@ -469,7 +423,7 @@ impl<P: Clone> Machine<P> {
     }
 
     fn close(&mut self) {
-        if matches!(self.phase, Phase::Socket | Phase::Open) {
+        if self.phase.has_socket() {
             self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Client closed" });
         }
         self.shut_down(None);
@@ -477,17 +431,14 @@ impl<P: Clone> Machine<P> {
 
     /// Ends in `closed` with a fatal error.
     pub(super) fn fail(&mut self, error: Error) {
-        if matches!(self.phase, Phase::Socket | Phase::Open) {
+        if self.phase.has_socket() {
             self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Client closed" });
         }
         self.shut_down(Some(error));
     }
 
     fn shut_down(&mut self, error: Option<Error>) {
-        self.phase = Phase::None;
-        self.reconnect_at = None;
-        self.attempt_deadline = None;
-        self.probe_deadline = None;
+        self.phase = Phase::IDLE;
         let ids: Vec<String> = self.pending.keys().cloned().collect();
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {

@@ -16,6 +16,7 @@ mod inbound;
 pub(crate) mod machine;
 pub(crate) mod outbox;
 mod outgoing;
+mod phase;
 pub(crate) mod rooms;
 pub(crate) mod sender;
 pub(crate) mod stream;

@@ -4,7 +4,7 @@
 use alloc::string::String;
 
 use super::frames;
-use super::machine::{Machine, Pending, PendingKind, Phase};
+use super::machine::{Machine, Pending, PendingKind};
 use super::outbox::{Origin, Queued};
 use super::types::{Action, Error, ErrorKind};
 use crate::protocol::is_valid_room_name;
@@ -43,7 +43,7 @@ impl<P: Clone> Machine<P> {
 
     /// Sends what the sender lets through on an open connection.
     pub(super) fn pump(&mut self, now: u64) {
-        if self.phase != Phase::Open {
+        if !self.phase.is_open() {
             return;
         }
         for item in self.sender.pump(now) {
@@ -62,7 +62,7 @@ impl<P: Clone> Machine<P> {
         }
         self.rooms.want(&room);
         let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-        let open = self.phase == Phase::Open;
+        let open = self.phase.is_open();
         self.pending.insert(id.clone(), Pending { kind: PendingKind::Join(room.clone()), deadline, sent: false });
         if open {
             self.sender.push_control(frames::join(&id, &room), Some(id), false);
@@ -77,7 +77,7 @@ impl<P: Clone> Machine<P> {
             self.sender.remove_id(&wid);
             self.settle_err(wid, Error::new(ErrorKind::Closed, "left the room before it was joined"));
         }
-        if self.phase == Phase::Open {
+        if self.phase.is_open() {
             let deadline = now.saturating_add(self.cfg.request_timeout_ms);
             self.pending.insert(id.clone(), Pending { kind: PendingKind::Leave, deadline, sent: false });
             self.sender.push_control(frames::leave(&id, &room), Some(id), false);
