@@ -1,11 +1,9 @@
 //! Time: attempts, stability, liveness, probes, retries and deadlines due at `now`, and the
 //! one wake-up the shell is asked to schedule.
 
-use alloc::string::String;
-use alloc::vec::Vec;
-
-use super::machine::{Machine, Pending, PendingKind, CLOSE_LIVENESS};
+use super::machine::{Machine, CLOSE_LIVENESS};
 use super::phase::Phase;
+use super::requests::Expired;
 use super::types::{Action, Error, ErrorKind, State};
 
 impl<P: Clone> Machine<P> {
@@ -38,29 +36,19 @@ impl<P: Clone> Machine<P> {
         if matches!(self.phase, Phase::Waiting { retry_at: Some(t), .. } if now >= t) {
             self.start_attempt(now);
         }
-        let expired: Vec<String> =
-            self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect();
-        for id in expired {
-            let Some(p) = self.pending.remove(&id) else { continue };
-            match p.kind {
-                // The re-join frame stays queued: the room is still wanted.
-                PendingKind::Rejoin(_) => {}
-                PendingKind::Join(room) => {
-                    // The app hears of the delay; the room stays wanted (until `leave`) and its
-                    // join still goes out, its reply now the machine's.
-                    let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending
-                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
-                    self.settle_err(
-                        id,
-                        Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
-                    );
-                }
-                PendingKind::Resume => {
+        for (id, expired) in self.requests.expire(now, self.cfg.request_timeout_ms) {
+            match expired {
+                // The app hears of the delay; the room stays wanted (until `leave`) and its join
+                // still goes out, its reply now the machine's.
+                Expired::Join => self.settle_err(
+                    id,
+                    Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
+                ),
+                Expired::Resume => {
                     let out = self.stream.on_resumed(false);
                     self.apply_outcome(out);
                 }
-                PendingKind::Request | PendingKind::Leave => {
+                Expired::Dropped => {
                     self.sender.remove_id(&id);
                     self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
                 }
@@ -92,7 +80,7 @@ impl<P: Clone> Machine<P> {
                 consider(self.sender.next_deadline());
             }
         }
-        consider(self.pending.values().map(|p| p.deadline).min());
+        consider(self.requests.next_deadline());
         consider(self.sender.outbox().next_deadline());
         next
     }

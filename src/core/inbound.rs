@@ -4,9 +4,10 @@
 use alloc::string::String;
 
 use super::frames;
-use super::machine::{Machine, Pending, PendingKind};
+use super::machine::Machine;
 use super::outbox::{Origin, Queued};
 use super::phase::Phase;
+use super::requests::{Kind, Replied};
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
@@ -33,9 +34,7 @@ impl<P: Clone> Machine<P> {
             let rate_limited = matches!(&kind, InKind::Error { code, .. } if code == RATE_LIMITED);
             match self.sender.on_answer(fid, rate_limited, now, self.cfg.throttle_ms) {
                 Answered::Requeued(_) => {
-                    if let Some(p) = self.pending.get_mut(fid) {
-                        p.sent = matches!(p.kind, PendingKind::Rejoin(_) | PendingKind::Resume);
-                    }
+                    self.requests.requeued(fid);
                     return;
                 }
                 Answered::Done(Queued { origin: Origin::Send { ack }, .. }) => {
@@ -58,7 +57,7 @@ impl<P: Clone> Machine<P> {
                 return;
             }
             InKind::Resumed { complete } => {
-                self.pending.retain_values(|p| p.kind != PendingKind::Resume);
+                self.requests.resumed();
                 let out = self.stream.on_resumed(complete);
                 self.apply_outcome(out);
                 return;
@@ -73,23 +72,15 @@ impl<P: Clone> Machine<P> {
             other => other,
         };
         if let Some(id) = id.as_deref() {
-            if let Some(p) = self.pending.remove(id) {
-                let is_app_join = matches!(p.kind, PendingKind::Join(_));
-                match p.kind {
-                    PendingKind::Rejoin(room) | PendingKind::Join(room) => {
-                        // One reply answers every join of that room still waiting.
-                        while let Some(other) = self.waiting_join(&room) {
-                            self.pending.remove(&other);
-                            self.push(Action::Settle { id: other, result: Ok(Some(msg.clone())) });
-                        }
-                        if is_app_join {
-                            self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) });
-                        }
+            match self.requests.reply(id) {
+                Some(Replied::Settle(ids)) => {
+                    for id in ids {
+                        self.push(Action::Settle { id, result: Ok(Some(msg.clone())) });
                     }
-                    PendingKind::Resume => {}
-                    _ => self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) }),
+                    return;
                 }
-                return;
+                Some(Replied::Own) => return,
+                None => {}
             }
         }
         if matches!(kind, InKind::Pong) {
@@ -117,7 +108,7 @@ impl<P: Clone> Machine<P> {
             OnWelcome::Resume { epoch, since } => {
                 let rid = self.next_id();
                 let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                self.pending.insert(rid.clone(), Pending { kind: PendingKind::Resume, deadline, sent: true });
+                self.requests.add(rid.clone(), Kind::Resume, deadline, true);
                 self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
             }
             OnWelcome::Resync { reason, deliver } => {
@@ -138,7 +129,7 @@ impl<P: Clone> Machine<P> {
         }
         let kind = if code == RATE_LIMITED { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
         let error = Error::new(kind, message);
-        let Some((id, p)) = id.and_then(|id| self.pending.remove(id).map(|p| (String::from(id), p))) else {
+        let Some((id, kind)) = id.and_then(|id| self.requests.remove(id).map(|k| (String::from(id), k))) else {
             let error = match id {
                 Some(id) => error.with_id(id),
                 None => error,
@@ -147,17 +138,17 @@ impl<P: Clone> Machine<P> {
             return;
         };
         let error = error.with_id(&id);
-        match p.kind {
-            PendingKind::Join(room) => {
+        match kind {
+            Kind::Join(room) => {
                 self.rooms.unwant(&room);
                 self.settle_err(id, error);
             }
-            PendingKind::Rejoin(room) => {
+            Kind::Rejoin(room) => {
                 // A room the app wanted can no longer be joined: say so, once.
                 self.rooms.unwant(&room);
                 self.emit_error(error);
             }
-            PendingKind::Resume => {
+            Kind::Resume => {
                 // The server could not replay: the app must reload.
                 let out = self.stream.on_resumed(false);
                 self.apply_outcome(out);

@@ -10,33 +10,15 @@ use super::config::Config;
 use super::frames;
 use super::outbox::Origin;
 use super::phase::{Open, Phase};
+use super::requests::{Kind, Requests};
 use super::rooms::Rooms;
 use super::sender::Sender;
 use super::stream::Stream;
 use super::types::{Action, Error, ErrorKind, Event, Input, State};
-use super::vecmap::VecMap;
 use crate::protocol::{CloseCode, REASON_REPLACED};
 
 /// Close code the client sends when it drops a connection it believes dead.
 pub const CLOSE_LIVENESS: u16 = CloseCode::Liveness.as_u16();
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum PendingKind {
-    Request,
-    Join(String),
-    Leave,
-    /// A re-join the machine sent itself after a reconnect: its reply is not the app's.
-    Rejoin(String),
-    /// The machine's own `resume`.
-    Resume,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Pending {
-    pub(super) kind: PendingKind,
-    pub(super) deadline: u64,
-    pub(super) sent: bool,
-}
 
 pub struct Machine<P> {
     pub(super) cfg: Config,
@@ -54,7 +36,7 @@ pub struct Machine<P> {
     pub(super) rooms: Rooms,
     pub(super) sender: Sender,
     pub(super) stream: Stream<P>,
-    pub(super) pending: VecMap<String, Pending>,
+    pub(super) requests: Requests,
     /// The last id given. It starts at a random point below 2⁵³, so ids stay unique across
     /// clients (and page loads) and a server can drop a frame sent twice (before and after a
     /// cut) by its id.
@@ -81,7 +63,7 @@ impl<P: Clone> Machine<P> {
             online: true,
             expect_welcome: false,
             rooms: Rooms::default(),
-            pending: VecMap::new(),
+            requests: Requests::default(),
             scheduled: None,
             send_refused: false,
             actions: Vec::new(),
@@ -209,7 +191,7 @@ impl<P: Clone> Machine<P> {
             Input::Send { id, text, ack } => self.queue_app(now, text, id, Origin::Send { ack }),
             Input::Request { id, text, timeout_ms } => {
                 let deadline = now.saturating_add(timeout_ms.unwrap_or(self.cfg.request_timeout_ms));
-                self.pending.insert(id.clone(), Pending { kind: PendingKind::Request, deadline, sent: false });
+                self.requests.add(id.clone(), Kind::Request, deadline, false);
                 self.queue_app(now, text, id, Origin::Request);
             }
             Input::Join { room, id } => self.join(now, room, id),
@@ -234,31 +216,19 @@ impl<P: Clone> Machine<P> {
         // Every wanted room, again: with the app's own id when a join of it is waiting.
         let rooms: Vec<String> = self.rooms.iter().map(String::from).collect();
         for room in rooms {
-            let waiting = self.waiting_join(&room);
-            let id = match waiting {
+            let id = match self.requests.waiting_join(&room) {
                 Some(id) => id,
                 None => {
                     let id = self.next_id();
                     let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending
-                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room.clone()), deadline, sent: false });
+                    self.requests.add(id.clone(), Kind::Rejoin(room.clone()), deadline, false);
                     id
                 }
             };
-            if let Some(p) = self.pending.get_mut(&id) {
-                p.sent = true;
-            }
+            self.requests.mark_sent(&id);
             self.sender.push_control(frames::join(&id, &room), Some(id), false);
         }
         self.set_state(State::Open);
-    }
-
-    /// The id of an application `join` of `room` not sent yet.
-    pub(super) fn waiting_join(&self, room: &str) -> Option<String> {
-        self.pending
-            .iter()
-            .find(|(_, p)| !p.sent && matches!(&p.kind, PendingKind::Join(r) if r == room))
-            .map(|(id, _)| id.clone())
     }
 
     fn on_socket_closed(&mut self, now: u64, code: u16, reason: String) {
@@ -306,29 +276,8 @@ impl<P: Clone> Machine<P> {
         if !was_open {
             return;
         }
-        let lost: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.sent || matches!(p.kind, PendingKind::Leave))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in lost {
-            if let Some(p) = self.pending.remove(&id) {
-                match p.kind {
-                    PendingKind::Rejoin(_) | PendingKind::Resume => {}
-                    PendingKind::Join(room) => {
-                        // The room stays wanted: it is joined again on the next open.
-                        self.pending
-                            .insert(id, Pending { kind: PendingKind::Join(room), deadline: p.deadline, sent: false });
-                    }
-                    // A closed connection is in no room: the leave is done.
-                    PendingKind::Leave => self.push(Action::Settle { id, result: Ok(None) }),
-                    _ => self.settle_err(
-                        id,
-                        Error::new(ErrorKind::Disconnected, "the connection was lost before the reply"),
-                    ),
-                }
-            }
+        for (id, result) in self.requests.connection_lost() {
+            self.push(Action::Settle { id, result: result.map(|()| None) });
         }
         self.stream.on_connection_lost();
     }
@@ -439,13 +388,8 @@ impl<P: Clone> Machine<P> {
 
     fn shut_down(&mut self, error: Option<Error>) {
         self.phase = Phase::IDLE;
-        let ids: Vec<String> = self.pending.keys().cloned().collect();
-        for id in ids {
-            if let Some(p) = self.pending.remove(&id) {
-                if !matches!(p.kind, PendingKind::Rejoin(_) | PendingKind::Resume) {
-                    self.settle_err(id, Error::new(ErrorKind::Closed, "the client is closed"));
-                }
-            }
+        for id in self.requests.close() {
+            self.settle_err(id, Error::new(ErrorKind::Closed, "the client is closed"));
         }
         // The shell rejects every promise still pending (`{ack: true}` sends included) on close.
         self.sender.clear();

@@ -17,6 +17,7 @@ pub(crate) mod machine;
 pub(crate) mod outbox;
 mod outgoing;
 mod phase;
+mod requests;
 pub(crate) mod rooms;
 pub(crate) mod sender;
 pub(crate) mod stream;

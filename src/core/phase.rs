@@ -9,11 +9,18 @@ pub(super) enum Phase {
     /// No attempt in flight (idle, closed, or between attempts). `retry_at`: when the next attempt
     /// starts (`None`: none scheduled, or paused while offline). `server_hold`: the server asked
     /// to wait (1013), so neither online nor visible shortens the wait.
-    Waiting { retry_at: Option<u64>, server_hold: bool },
+    Waiting {
+        retry_at: Option<u64>,
+        server_hold: bool,
+    },
     /// Getting credentials; the attempt is abandoned at `deadline`.
-    Credentials { deadline: u64 },
+    Credentials {
+        deadline: u64,
+    },
     /// Opening the socket; the attempt is abandoned at `deadline`.
-    Socket { deadline: u64 },
+    Socket {
+        deadline: u64,
+    },
     Open(Open),
 }
 
