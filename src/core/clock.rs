@@ -36,7 +36,9 @@ impl<P: Clone> Machine<P> {
         if matches!(self.phase, Phase::Waiting { retry_at: Some(t), .. } if now >= t) {
             self.start_attempt(now);
         }
-        for (id, expired) in self.requests.expire(now, self.cfg.request_timeout_ms) {
+        for id in self.requests.due(now) {
+            let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
+            let Some(expired) = self.requests.expire(&id, rejoin_deadline) else { continue };
             match expired {
                 // The app hears of the delay; the room stays wanted (until `leave`) and its join
                 // still goes out, its reply now the machine's.

@@ -7,7 +7,7 @@ use super::frames;
 use super::machine::Machine;
 use super::outbox::{Origin, Queued};
 use super::phase::Phase;
-use super::requests::{Kind, Replied};
+use super::requests::Kind;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
@@ -72,15 +72,9 @@ impl<P: Clone> Machine<P> {
             other => other,
         };
         if let Some(id) = id.as_deref() {
-            match self.requests.reply(id) {
-                Some(Replied::Settle(ids)) => {
-                    for id in ids {
-                        self.push(Action::Settle { id, result: Ok(Some(msg.clone())) });
-                    }
-                    return;
-                }
-                Some(Replied::Own) => return,
-                None => {}
+            let actions = &mut self.actions;
+            if self.requests.reply(id, |id| actions.push(Action::Settle { id, result: Ok(Some(msg.clone())) })) {
+                return;
             }
         }
         if matches!(kind, InKind::Pong) {

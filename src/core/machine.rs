@@ -276,9 +276,8 @@ impl<P: Clone> Machine<P> {
         if !was_open {
             return;
         }
-        for (id, result) in self.requests.connection_lost() {
-            self.push(Action::Settle { id, result: result.map(|()| None) });
-        }
+        let actions = &mut self.actions;
+        self.requests.connection_lost(|id, result| actions.push(Action::Settle { id, result: result.map(|()| None) }));
         self.stream.on_connection_lost();
     }
 
@@ -388,9 +387,11 @@ impl<P: Clone> Machine<P> {
 
     fn shut_down(&mut self, error: Option<Error>) {
         self.phase = Phase::IDLE;
-        for id in self.requests.close() {
-            self.settle_err(id, Error::new(ErrorKind::Closed, "the client is closed"));
-        }
+        let actions = &mut self.actions;
+        self.requests.close(|id| {
+            let result = Err(Error::new(ErrorKind::Closed, "the client is closed"));
+            actions.push(Action::Settle { id, result });
+        });
         // The shell rejects every promise still pending (`{ack: true}` sends included) on close.
         self.sender.clear();
         if let Some(e) = error {

@@ -46,14 +46,6 @@ pub(super) enum Expired {
     Dropped,
 }
 
-/// What a reply settles.
-pub(super) enum Replied {
-    /// These application promises, with the reply.
-    Settle(Vec<String>),
-    /// Nothing of the application's: the machine's own frame.
-    Own,
-}
-
 #[derive(Debug, Default)]
 pub(super) struct Requests {
     table: VecMap<String, Pending>,
@@ -97,84 +89,82 @@ impl Requests {
         self.table.retain_values(|p| p.kind != Kind::Resume);
     }
 
-    /// A reply (not an error) to `id`: a join's answers every join of that room still waiting.
-    pub(super) fn reply(&mut self, id: &str) -> Option<Replied> {
-        let kind = self.remove(id)?;
-        Some(match kind {
-            Kind::Join(ref room) | Kind::Rejoin(ref room) => {
-                let mut ids = Vec::new();
-                while let Some(other) = self.waiting_join(room) {
-                    self.table.remove(&other);
-                    ids.push(other);
-                }
-                if matches!(kind, Kind::Join(_)) {
-                    ids.push(String::from(id));
-                }
-                Replied::Settle(ids)
+    /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
+    /// application id it answers: a join's answers every join of that room still waiting.
+    pub(super) fn reply(&mut self, id: &str, mut settle: impl FnMut(String)) -> bool {
+        let Some(kind) = self.remove(id) else { return false };
+        if let Kind::Join(room) | Kind::Rejoin(room) = &kind {
+            while let Some(other) = self.waiting_join(room) {
+                self.table.remove(&other);
+                settle(other);
             }
-            Kind::Resume => Replied::Own,
-            Kind::Request | Kind::Leave => Replied::Settle(alloc::vec![String::from(id)]),
-        })
+        }
+        if matches!(kind, Kind::Join(_) | Kind::Request | Kind::Leave) {
+            settle(String::from(id));
+        }
+        true
     }
 
-    /// A connection that was open is lost: what was sent is answered never. Requests reject with
-    /// `disconnected`; a leave is done (a closed connection is in no room); a join waits for the
-    /// next connection; the machine's own frames are forgotten (sent again on the next open).
-    /// Returns the settlements: `Ok` for a leave, `Err` for a request.
-    pub(super) fn connection_lost(&mut self) -> Vec<(String, Result<(), Error>)> {
+    /// A connection that was open is lost: what was sent is answered never. A request rejects
+    /// with `disconnected` (`settle` gets an `Err`); a leave is done (a closed connection is in no
+    /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
+    /// (sent again on the next open).
+    pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(String, Result<(), Error>)) {
         let lost: Vec<String> = self
             .table
             .iter()
             .filter(|(_, p)| p.sent || matches!(p.kind, Kind::Leave))
             .map(|(id, _)| id.clone())
             .collect();
-        let mut settle = Vec::new();
         for id in lost {
             let Some(p) = self.table.get_mut(&id) else { continue };
             match p.kind {
                 Kind::Join(_) => p.sent = false,
                 Kind::Leave => {
                     self.table.remove(&id);
-                    settle.push((id, Ok(())));
+                    settle(id, Ok(()));
                 }
                 Kind::Request => {
                     self.table.remove(&id);
-                    let e = Error::new(ErrorKind::Disconnected, "the connection was lost before the reply");
-                    settle.push((id, Err(e)));
+                    settle(id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")));
                 }
                 Kind::Rejoin(_) | Kind::Resume => {
                     self.table.remove(&id);
                 }
             }
         }
-        settle
     }
 
-    /// Everything due at `now`. An application join becomes the machine's own, due again after
-    /// `rejoin_ms`; the others are forgotten.
-    pub(super) fn expire(&mut self, now: u64, rejoin_ms: u64) -> Vec<(String, Expired)> {
-        let due: Vec<String> = self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect();
-        let mut out = Vec::new();
-        for id in due {
-            let Some(p) = self.table.remove(&id) else { continue };
-            match p.kind {
-                // The re-join frame stays queued: the room is still wanted.
-                Kind::Rejoin(_) => {}
-                Kind::Join(room) => {
-                    let deadline = now.saturating_add(rejoin_ms);
-                    self.table.insert(id.clone(), Pending { kind: Kind::Rejoin(room), deadline, sent: p.sent });
-                    out.push((id, Expired::Join));
-                }
-                Kind::Resume => out.push((id, Expired::Resume)),
-                Kind::Request | Kind::Leave => out.push((id, Expired::Dropped)),
+    /// The ids whose deadline is at or before `now`, for [`Requests::expire`].
+    pub(super) fn due(&self, now: u64) -> Vec<String> {
+        self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// `id`'s deadline passed. An application join becomes the machine's own, due again at
+    /// `rejoin_deadline`; the others are forgotten. `None`: nothing to do (a re-join: its frame
+    /// stays queued, the room is still wanted).
+    pub(super) fn expire(&mut self, id: &str, rejoin_deadline: u64) -> Option<Expired> {
+        let p = self.table.remove(id)?;
+        match p.kind {
+            Kind::Rejoin(_) => None,
+            Kind::Join(room) => {
+                let rejoin = Pending { kind: Kind::Rejoin(room), deadline: rejoin_deadline, sent: p.sent };
+                self.table.insert(String::from(id), rejoin);
+                Some(Expired::Join)
+            }
+            Kind::Resume => Some(Expired::Resume),
+            Kind::Request | Kind::Leave => Some(Expired::Dropped),
+        }
+    }
+
+    /// `close()`: forgets everything; `closed` gets each application id, to reject.
+    pub(super) fn close(&mut self, mut closed: impl FnMut(String)) {
+        let ids: Vec<String> = self.table.iter().map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            if self.table.remove(&id).is_some_and(|p| !p.kind.is_own()) {
+                closed(id);
             }
         }
-        out
-    }
-
-    /// `close()`: forgets everything; returns the application's ids, to reject with `closed`.
-    pub(super) fn close(&mut self) -> Vec<String> {
-        self.table.take_all().into_iter().filter(|(_, p)| !p.kind.is_own()).map(|(id, _)| id).collect()
     }
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
@@ -185,6 +175,12 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn closed(r: &mut Requests) -> Vec<String> {
+        let mut ids = Vec::new();
+        r.close(|id| ids.push(id));
+        ids
+    }
 
     fn table() -> Requests {
         let mut r = Requests::default();
@@ -199,11 +195,11 @@ mod tests {
     #[test]
     fn a_cut_settles_requests_and_leaves_and_keeps_joins_waiting() {
         let mut r = table();
-        let settled = r.connection_lost();
-        let ids: Vec<(&str, bool)> = settled.iter().map(|(id, res)| (id.as_str(), res.is_ok())).collect();
-        assert_eq!(ids, [("leave", true), ("req", false)]);
+        let mut settled = Vec::new();
+        r.connection_lost(|id, res| settled.push((id, res.is_ok())));
+        assert_eq!(settled, [("leave".into(), true), ("req".into(), false)]);
         assert_eq!(r.waiting_join("a").as_deref(), Some("join"), "sent again on the next open");
-        assert_eq!(r.close(), ["join"], "the machine's own frames were forgotten");
+        assert_eq!(closed(&mut r), ["join"], "the machine's own frames were forgotten");
     }
 
     #[test]
@@ -212,18 +208,24 @@ mod tests {
         r.add("1".into(), Kind::Join("a".into()), 100, true);
         r.add("2".into(), Kind::Join("a".into()), 100, false);
         r.add("3".into(), Kind::Join("b".into()), 100, false);
-        let Some(Replied::Settle(ids)) = r.reply("1") else { panic!("a join settles") };
+        let mut ids = Vec::new();
+        assert!(r.reply("1", |id| ids.push(id)));
         assert_eq!(ids, ["2", "1"]);
-        assert!(r.reply("1").is_none(), "once");
-        assert_eq!(r.close(), ["3"]);
+        assert!(!r.reply("1", |_| panic!("once")));
+        assert_eq!(closed(&mut r), ["3"]);
     }
 
     #[test]
     fn deadlines_turn_an_app_join_into_the_machines_own() {
         let mut r = table();
-        let due: Vec<String> = r.expire(100, 50).into_iter().map(|(id, _)| id).collect();
-        assert_eq!(due, ["join", "leave", "req", "resume"]);
+        let due = r.due(100);
+        assert_eq!(due, ["join", "leave", "rejoin", "req", "resume"]);
+        let kinds: Vec<Option<Expired>> = due.iter().map(|id| r.expire(id, 150)).collect();
+        assert!(matches!(
+            kinds.as_slice(),
+            [Some(Expired::Join), Some(Expired::Dropped), None, Some(Expired::Dropped), Some(Expired::Resume)]
+        ));
         assert_eq!(r.next_deadline(), Some(150), "the join, now a re-join");
-        assert!(r.close().is_empty(), "nothing left of the app's");
+        assert!(closed(&mut r).is_empty(), "nothing left of the app's");
     }
 }
