@@ -58,6 +58,8 @@ pub struct Classified {
 
 /// The `bad_frame` message for text that is not JSON (the shell's parser says so).
 pub const NOT_JSON: &str = "the server sent a frame that is not JSON";
+/// The `bad_frame` message for a binary frame: the protocol has text frames only.
+pub const BINARY: &str = "the server sent a binary frame";
 const NOT_OBJECT: &str = "the server sent a frame that is not a JSON object";
 const NO_TYPE: &str = "the server sent a frame with no `type`";
 /// The code of a server error that names none.

@@ -216,7 +216,7 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
             Ok(inbound) => Input::Frame { attempt, inbound },
             Err(message) => Input::BadFrame { attempt, message: message.into() },
         },
-        SocketEvent::Binary => Input::BadFrame { attempt, message: "the server sent a binary frame".into() },
+        SocketEvent::Binary => Input::BadFrame { attempt, message: crate::core::classify::BINARY.into() },
         SocketEvent::Close { code, reason } => {
             let sock = shared.update(|d| d.socket.take()).flatten();
             defer_drop(sock);
