@@ -11,8 +11,12 @@ use super::requests::Kind;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
+use crate::protocol::ErrorCode;
 
-const RATE_LIMITED: &str = "rate_limited";
+/// The server's refusal by its rate limit: the one server code the client acts on.
+fn is_rate_limited(code: &str) -> bool {
+    code == ErrorCode::RateLimited.as_str()
+}
 
 impl<P: Clone> Machine<P> {
     pub(super) fn on_frame(&mut self, now: u64, inbound: Inbound<P>) {
@@ -31,7 +35,7 @@ impl<P: Clone> Machine<P> {
         if let Some(fid) = id.as_deref() {
             // The answer to a frame sent from here: done, or refused by the rate limit and
             // queued again (nothing to report: it goes out again after the window).
-            let rate_limited = matches!(&kind, InKind::Error { code, .. } if code == RATE_LIMITED);
+            let rate_limited = matches!(&kind, InKind::Error { code, .. } if is_rate_limited(code));
             match self.sender.on_answer(fid, rate_limited, now, self.cfg.throttle_ms) {
                 Answered::Requeued(_) => {
                     self.requests.requeued(fid);
@@ -118,10 +122,11 @@ impl<P: Clone> Machine<P> {
     /// An error that is not the answer to a frame still queued here: a request's or join's
     /// refusal for good, a refusal of a frame this client no longer tracks, or none at all.
     pub(super) fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
-        if code == RATE_LIMITED {
+        let rate_limited = is_rate_limited(&code);
+        if rate_limited {
             self.sender.throttle(now, self.cfg.throttle_ms);
         }
-        let kind = if code == RATE_LIMITED { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
+        let kind = if rate_limited { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
         let error = Error::new(kind, message);
         let Some((id, kind)) = id.and_then(|id| self.requests.remove(id).map(|k| (String::from(id), k))) else {
             let error = match id {

@@ -745,6 +745,9 @@ fn a_bad_frame_is_reported_and_counts_as_life() {
     assert!(s.advance(40_000).iter().all(|a| !matches!(a, Action::CloseSocket { .. })), "it was a frame: alive");
     let out = s.text(r#"{"error": "Rate limit exceeded"}"#);
     assert_eq!(error_codes(&out), ["rate_limited"], "a legacy refusal nobody can match is reported");
+    let a = s.attempt;
+    let out = s.feed(Input::BadFrame { attempt: a, message: classify::BINARY.into() });
+    assert_eq!(error_codes(&out), ["bad_frame"], "a binary frame (the shell sees it, the core names it)");
 }
 
 // ---- the credentials outcome and the configuration (decided here, not in the shell) ----------
