@@ -166,6 +166,3 @@ export class Client {
  * with a `never` default: the compiler checks the switch is exhaustive.
  */
 export function isKnownMessage(message: ServerMessage | UnknownMessage): message is ServerMessage;
-
-/** Browser resources (sockets, timers, lifecycle listeners) held by all clients together. */
-export function liveHandles(): number;

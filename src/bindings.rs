@@ -8,7 +8,8 @@ use wasm_bindgen::JsCast;
 
 use crate::core::frames::{concat, with_id};
 use crate::core::Input;
-use crate::web::driver::{dispatch, live_handles, Driver, Shared, SharedExt};
+use crate::protocol::is_app_kind;
+use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
 use crate::web::options::Options;
 use crate::web::parse::{get, set};
 
@@ -139,7 +140,7 @@ impl Client {
         let shared = self.shared.clone();
         let registered = id.clone();
         let promise = Promise::new(&mut |resolve, reject| {
-            shared.update(|d| d.add_promise(registered.clone(), resolve, reject));
+            shared.update(|d| d.add_promise(registered.clone(), js_settler(resolve, reject)));
         });
         dispatch(&self.shared, input);
         promise
@@ -164,18 +165,17 @@ fn frame_text(message: &JsValue) -> Result<String, JsValue> {
 }
 
 /// Browser resources (sockets, timers, lifecycle listener sets) held by every client together.
-/// After every client is closed it returns to 0: the leak tests read it.
+/// After every client is closed it returns to 0: the browser leak tests read it. Test
+/// instrumentation: only with the `test-hooks` feature, and then exported to JS as `liveHandles`.
+#[cfg(feature = "test-hooks")]
 #[wasm_bindgen(js_name = liveHandles, skip_typescript)]
 pub fn live_handles_js() -> usize {
-    live_handles()
+    crate::web::driver::live_handles()
 }
 
-/// The message types `ServerMessage` in the TypeScript declarations names: what the
-/// `message` event can carry (errors go to the `error` event, replies to their promise).
-const KNOWN: [&str; 5] = ["new_notification", "notification_read", "all_read", "task_update", "room_message"];
-
-/// True for a message of a type this version knows (a TypeScript type guard).
+/// True for a message of a type this version knows (a TypeScript type guard). The types are
+/// `protocol::SERVER_TYPES`' room and user-stream ones.
 #[wasm_bindgen(js_name = isKnownMessage, skip_typescript)]
 pub fn is_known_message(message: &JsValue) -> bool {
-    get(message, "type").as_string().is_some_and(|t| KNOWN.contains(&t.as_str()))
+    get(message, "type").as_string().is_some_and(|t| is_app_kind(&t))
 }

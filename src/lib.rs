@@ -2,7 +2,8 @@
 //!
 //! - [`protocol`]: the wire types, shared with the fixture server; compiles natively.
 //! - [`core`]: the sans-IO connection machine (backoff, close-code policy, liveness, outbox,
-//!   rooms, resume); compiles natively and is tested there.
+//!   rooms, resume, what each frame means, the checks on a configuration); compiles natively and
+//!   is tested there. Its configuration and error types are re-exported here.
 //! - `web` and `bindings` (wasm32 only): the browser shell and the JavaScript API.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
@@ -10,6 +11,11 @@ extern crate alloc;
 
 pub mod core;
 pub mod protocol;
+
+pub use crate::core::{Config, ConfigError, Error, ErrorKind, Event, State};
+
+#[cfg(test)]
+mod contract;
 
 #[cfg(target_arch = "wasm32")]
 pub mod bindings;

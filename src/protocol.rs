@@ -109,40 +109,47 @@ pub struct TaskUpdate<D> {
     pub task: D,
 }
 
-/// The error codes a server sends in an `error` message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// The frame was not a JSON object.
-    BadJson,
-    /// The `type` is not one the server handles.
-    UnknownType,
-    /// The payload lacks a field or has a wrong one (a bad room name, say).
-    BadPayload,
-    /// Over the rate limit: the message was refused.
-    RateLimited,
-    /// A `room_message` to a room this connection has not joined.
-    NotMember,
-    /// The connection is in as many rooms as it may be.
-    RoomLimit,
-    /// Not allowed for this user.
-    Forbidden,
+/// The server's error codes: one table, from which the enum and its wire names are made.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal;)*) => {
+        /// The error codes a server sends in an `error` message. The client keeps them apart from
+        /// its own (`core::ErrorKind::Server`), and as strings: codes added later still parse.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name),*];
+
+            /// The code as it stands on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $code,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The code as it stands on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadJson => "bad_json",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::BadPayload => "bad_payload",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::NotMember => "not_member",
-            ErrorCode::RoomLimit => "room_limit",
-            ErrorCode::Forbidden => "forbidden",
-        }
-    }
+error_codes! {
+    /// The frame was not a JSON object.
+    BadJson = "bad_json";
+    /// The `type` is not one the server handles.
+    UnknownType = "unknown_type";
+    /// The payload lacks a field or has a wrong one (a bad room name, say).
+    BadPayload = "bad_payload";
+    /// Over the rate limit: the message was refused.
+    RateLimited = "rate_limited";
+    /// A `room_message` to a room this connection has not joined.
+    NotMember = "not_member";
+    /// The connection is in as many rooms as it may be.
+    RoomLimit = "room_limit";
+    /// Not allowed for this user.
+    Forbidden = "forbidden";
 }
 
 /// The payload of `error`. `code` stays a string so that codes added later still parse.
@@ -194,13 +201,10 @@ pub enum ServerMessage<D> {
     },
 }
 
-/// What decoding a payload can fail with: the payload did not fit the shape its `type` names.
-pub type DecodeResult<T, E> = core::result::Result<T, E>;
-
 impl<D: DeserializeOwned> ClientMessage<D> {
     /// Decodes the payload of a client frame whose envelope `type` is `kind`.
     /// A `kind` this protocol does not name becomes [`ClientMessage::Custom`].
-    pub fn decode<'de, Z: Deserializer<'de>>(kind: &str, payload: Z) -> DecodeResult<Self, Z::Error> {
+    pub fn decode<'de, Z: Deserializer<'de>>(kind: &str, payload: Z) -> Result<Self, Z::Error> {
         Ok(match kind {
             "pong" => {
                 IgnoredAny::deserialize(payload)?;
@@ -237,7 +241,7 @@ impl<D> ClientMessage<D> {
 impl<D: DeserializeOwned> ServerMessage<D> {
     /// Decodes the payload of a server frame whose envelope `type` is `kind`.
     /// A `kind` this version does not know becomes [`ServerMessage::Unknown`], never an error.
-    pub fn decode<'de, Z: Deserializer<'de>>(kind: &str, payload: Z) -> DecodeResult<Self, Z::Error> {
+    pub fn decode<'de, Z: Deserializer<'de>>(kind: &str, payload: Z) -> Result<Self, Z::Error> {
         Ok(match kind {
             "welcome" => ServerMessage::Welcome(Welcome::deserialize(payload)?),
             "ping" => {
@@ -289,17 +293,55 @@ impl<D> ServerMessage<D> {
             ServerMessage::Unknown { kind, .. } => kind,
         }
     }
+}
 
-    /// True for the user-stream types, which carry a `seq` and are replayed by `resume`.
-    pub fn is_user_stream(&self) -> bool {
-        is_user_stream_kind(self.kind())
-    }
+/// Who a server message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The client's own business: `welcome`, `ping`, `pong`, `resumed`.
+    Client,
+    /// The answer to a frame the client sent (`joined`, `left`, `ack`, `error`): it settles
+    /// that frame's promise, or is reported as an error.
+    Reply,
+    /// Delivered to the application's `message` event: room messages.
+    Room,
+    /// Delivered to the application too, with a `seq`, and replayed by `resume`.
+    UserStream,
+}
+
+/// Every message type a server sends, in the order of [`ServerMessage`]: the one list of them
+/// (`bindings.d.ts` names the same; the contract test compares them).
+pub const SERVER_TYPES: [(&str, Audience); 13] = [
+    ("welcome", Audience::Client),
+    ("ping", Audience::Client),
+    ("pong", Audience::Client),
+    ("joined", Audience::Reply),
+    ("left", Audience::Reply),
+    ("room_message", Audience::Room),
+    ("ack", Audience::Reply),
+    ("error", Audience::Reply),
+    ("resumed", Audience::Client),
+    ("new_notification", Audience::UserStream),
+    ("notification_read", Audience::UserStream),
+    ("all_read", Audience::UserStream),
+    ("task_update", Audience::UserStream),
+];
+
+/// Who a message of type `kind` is for; `None` for a type this version does not know.
+pub fn audience(kind: &str) -> Option<Audience> {
+    SERVER_TYPES.iter().find(|(t, _)| *t == kind).map(|(_, a)| *a)
 }
 
 /// True for the user-stream message types: `new_notification`, `notification_read`,
 /// `all_read` and `task_update`.
 pub fn is_user_stream_kind(kind: &str) -> bool {
-    matches!(kind, "new_notification" | "notification_read" | "all_read" | "task_update")
+    audience(kind) == Some(Audience::UserStream)
+}
+
+/// True for the types the application's `message` event delivers and this version knows (room
+/// messages and the user stream).
+pub fn is_app_kind(kind: &str) -> bool {
+    matches!(audience(kind), Some(Audience::Room | Audience::UserStream))
 }
 
 /// Serializes the payload of a message alone (the `payload` field of its envelope).
@@ -380,80 +422,63 @@ macro_rules! frame_serialize {
 frame_serialize!(ServerMessage);
 frame_serialize!(ClientMessage);
 
-/// The envelope of a frame with its payload left for a second step.
-/// `P` is whatever holds "some JSON" for the caller (`serde_json::Value`, say).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Envelope<P> {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default = "Option::default")]
-    pub payload: Option<P>,
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub seq: Option<u64>,
+/// The close codes: one table, from which the enum and both conversions are made.
+macro_rules! close_codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal;)*) => {
+        /// WebSocket close codes the protocol uses, as an enum rather than bare integers.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum CloseCode {
+            $($(#[$doc])* $name,)*
+            /// Any other code.
+            Other(u16),
+        }
+
+        impl CloseCode {
+            /// Every named code, in table order.
+            pub const ALL: &'static [CloseCode] = &[$(CloseCode::$name),*];
+
+            pub fn from_u16(code: u16) -> Self {
+                match code {
+                    $($code => CloseCode::$name,)*
+                    other => CloseCode::Other(other),
+                }
+            }
+
+            pub const fn as_u16(self) -> u16 {
+                match self {
+                    $(CloseCode::$name => $code,)*
+                    CloseCode::Other(code) => code,
+                }
+            }
+        }
+    };
 }
 
-/// WebSocket close codes the protocol uses, as an enum rather than bare integers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CloseCode {
+close_codes! {
     /// 1000: closed on purpose (by the client, or replaced by a newer connection).
-    Normal,
+    Normal = 1000;
     /// 1001: pong timeout, idle timeout or server shutdown.
-    GoingAway,
+    GoingAway = 1001;
     /// 1003: a binary frame.
-    Unsupported,
+    Unsupported = 1003;
     /// 1006: the connection was lost without a close frame (never sent on the wire).
-    Abnormal,
+    Abnormal = 1006;
     /// 1007: a text frame that is not UTF-8.
-    InvalidPayload,
+    InvalidPayload = 1007;
     /// 1008: a policy violation: too many refused messages, or a client too slow to read.
-    Policy,
+    Policy = 1008;
     /// 1009: a message over the size limit.
-    TooBig,
+    TooBig = 1009;
     /// 1011: a server fault.
-    ServerError,
+    ServerError = 1011;
     /// 1013: too many connections (global or per user): try again later.
-    TryAgainLater,
+    TryAgainLater = 1013;
+    /// 4000: sent by the client when it drops a connection it believes dead (no frame for
+    /// heartbeat + grace, a failed probe) or an attempt that took too long.
+    Liveness = 4000;
     /// 4001: bad, missing, expired or reused credentials.
-    Unauthorized,
-    /// Any other code.
-    Other(u16),
-}
-
-impl CloseCode {
-    pub fn from_u16(code: u16) -> Self {
-        match code {
-            1000 => CloseCode::Normal,
-            1001 => CloseCode::GoingAway,
-            1003 => CloseCode::Unsupported,
-            1006 => CloseCode::Abnormal,
-            1007 => CloseCode::InvalidPayload,
-            1008 => CloseCode::Policy,
-            1009 => CloseCode::TooBig,
-            1011 => CloseCode::ServerError,
-            1013 => CloseCode::TryAgainLater,
-            4001 => CloseCode::Unauthorized,
-            other => CloseCode::Other(other),
-        }
-    }
-
-    pub fn as_u16(self) -> u16 {
-        match self {
-            CloseCode::Normal => 1000,
-            CloseCode::GoingAway => 1001,
-            CloseCode::Unsupported => 1003,
-            CloseCode::Abnormal => 1006,
-            CloseCode::InvalidPayload => 1007,
-            CloseCode::Policy => 1008,
-            CloseCode::TooBig => 1009,
-            CloseCode::ServerError => 1011,
-            CloseCode::TryAgainLater => 1013,
-            CloseCode::Unauthorized => 4001,
-            CloseCode::Other(code) => code,
-        }
-    }
+    Unauthorized = 4001;
 }
 
 impl From<u16> for CloseCode {

@@ -3,6 +3,8 @@
 //! time: RESOCK_FIXTURE_URL (the fixture) and RESOCK_SUPERVISOR_URL (kill and restart it).
 //! The tests drive the JavaScript API (`resock::bindings::Client`) exactly as a page would.
 #![cfg(target_arch = "wasm32")]
+#[cfg(not(feature = "test-hooks"))]
+compile_error!("the browser tests read live handles: run them with `--features test-hooks`");
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -599,13 +601,13 @@ async fn a_listener_that_sends_when_open_goes_after_the_room_join() {
 #[wasm_bindgen_test]
 async fn the_rust_api_connects_joins_sends_and_decodes_typed_messages() {
     use resock::protocol::{ClientMessage, RoomSend, ServerMessage};
-    use resock::web::client::{Client as RustClient, ClientOptions};
+    use resock::web::{Client as RustClient, ClientOptions};
     let _serial = serial().await;
     let user = uid("rust");
     let mut options = ClientOptions::new(ws_url());
     options.ticket_url = Some(format!("{FIXTURE}/ws/ticket"));
     options.token = Some(dev_token(&user, None).await);
-    let client = RustClient::new(options);
+    let client = RustClient::new(options).expect("valid options");
     let got: Rc<RefCell<Vec<ServerMessage<serde_json::Value>>>> = Rc::default();
     let bad: Rc<RefCell<Vec<String>>> = Rc::default();
     let (g, b) = (got.clone(), bad.clone());
@@ -613,7 +615,8 @@ async fn the_rust_api_connects_joins_sends_and_decodes_typed_messages() {
     client.connect();
     wait_for("open", 5000, || client.state() == resock::core::State::Open).await;
     let room = uid("rustroom");
-    client.join(&room).await.expect("joined");
+    let joined = client.join(&room).await.expect("joined");
+    assert_eq!((joined.room.as_str(), joined.members), (room.as_str(), 1), "join gives the typed Joined");
     // Another client in the room sends; this one decodes a typed RoomMessage.
     let (other, _) = Rig::with_ticket(&uid("peer")).await;
     other.open().await;

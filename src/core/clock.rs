@@ -1,10 +1,9 @@
 //! Time: attempts, stability, liveness, probes, retries and deadlines due at `now`, and the
 //! one wake-up the shell is asked to schedule.
 
-use alloc::string::String;
-use alloc::vec::Vec;
-
-use super::machine::{Machine, Pending, PendingKind, Phase, CLOSE_LIVENESS};
+use super::machine::{Machine, CLOSE_LIVENESS};
+use super::phase::Phase;
+use super::requests::Expired;
 use super::types::{Action, Error, ErrorKind, State};
 
 impl<P: Clone> Machine<P> {
@@ -13,53 +12,45 @@ impl<P: Clone> Machine<P> {
         if self.state == State::Closed {
             return;
         }
-        if matches!(self.phase, Phase::Credentials | Phase::Socket) && self.attempt_deadline.is_some_and(|t| now >= t) {
-            if self.phase == Phase::Socket {
+        if self.phase.attempt_deadline().is_some_and(|t| now >= t) {
+            if self.phase.has_socket() {
                 self.push(Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Connect timeout" });
             }
             self.connection_lost();
             self.emit_error(Error::new(ErrorKind::ConnectTimeout, "the attempt took longer than connectTimeoutMs"));
             self.retry(now, None);
         }
-        if let (Some(since), false) = (self.open_since, self.stable) {
-            if now >= since.saturating_add(self.cfg.stable_after_ms) {
-                self.stable = true;
+        if let Phase::Open(open) = &mut self.phase {
+            if open.stable_at.is_some_and(|t| now >= t) {
+                open.stable_at = None;
                 self.failures = 0;
                 self.auth_failures = 0;
             }
         }
-        if self.phase == Phase::Open {
-            let probe_failed = self.probe_deadline.is_some_and(|t| now >= t);
-            if probe_failed || now >= self.liveness_deadline() {
+        let grace = self.cfg.heartbeat_grace_ms;
+        if let Phase::Open(open) = &self.phase {
+            if open.probe_deadline.is_some_and(|t| now >= t) || now >= open.liveness_deadline(grace) {
                 self.drop_dead(now);
             }
         }
-        if self.phase == Phase::None && self.reconnect_at.is_some_and(|t| now >= t) {
+        if matches!(self.phase, Phase::Waiting { retry_at: Some(t), .. } if now >= t) {
             self.start_attempt(now);
         }
-        let expired: Vec<String> =
-            self.pending.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect();
-        for id in expired {
-            let Some(p) = self.pending.remove(&id) else { continue };
-            match p.kind {
-                // The re-join frame stays queued: the room is still wanted.
-                PendingKind::Rejoin(_) => {}
-                PendingKind::Join(room) => {
-                    // The app hears of the delay; the room stays wanted (until `leave`) and its
-                    // join still goes out, its reply now the machine's.
-                    let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending
-                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room), deadline, sent: p.sent });
-                    self.settle_err(
-                        id,
-                        Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
-                    );
-                }
-                PendingKind::Resume => {
+        for id in self.requests.due(now) {
+            let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
+            let Some(expired) = self.requests.expire(&id, rejoin_deadline) else { continue };
+            match expired {
+                // The app hears of the delay; the room stays wanted (until `leave`) and its join
+                // still goes out, its reply now the machine's.
+                Expired::Join => self.settle_err(
+                    id,
+                    Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
+                ),
+                Expired::Resume => {
                     let out = self.stream.on_resumed(false);
                     self.apply_outcome(out);
                 }
-                PendingKind::Request | PendingKind::Leave => {
+                Expired::Dropped => {
                     self.sender.remove_id(&id);
                     self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
                 }
@@ -81,17 +72,17 @@ impl<P: Clone> Machine<P> {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        consider(self.reconnect_at);
-        consider(self.attempt_deadline);
-        if self.phase == Phase::Open {
-            consider(Some(self.liveness_deadline()));
-            consider(self.probe_deadline);
-            if !self.stable {
-                consider(self.open_since.map(|s| s.saturating_add(self.cfg.stable_after_ms)));
+        match &self.phase {
+            Phase::Waiting { retry_at, .. } => consider(*retry_at),
+            Phase::Credentials { deadline } | Phase::Socket { deadline } => consider(Some(*deadline)),
+            Phase::Open(open) => {
+                consider(Some(open.liveness_deadline(self.cfg.heartbeat_grace_ms)));
+                consider(open.probe_deadline);
+                consider(open.stable_at);
+                consider(self.sender.next_deadline());
             }
-            consider(self.sender.next_deadline());
         }
-        consider(self.pending.values().map(|p| p.deadline).min());
+        consider(self.requests.next_deadline());
         consider(self.sender.outbox().next_deadline());
         next
     }

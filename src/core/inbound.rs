@@ -4,18 +4,26 @@
 use alloc::string::String;
 
 use super::frames;
-use super::machine::{Machine, Pending, PendingKind};
+use super::machine::Machine;
 use super::outbox::{Origin, Queued};
+use super::phase::Phase;
+use super::requests::Kind;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
+use crate::protocol::ErrorCode;
 
-const RATE_LIMITED: &str = "rate_limited";
+/// The server's refusal by its rate limit: the one server code the client acts on.
+fn is_rate_limited(code: &str) -> bool {
+    code == ErrorCode::RateLimited.as_str()
+}
 
 impl<P: Clone> Machine<P> {
     pub(super) fn on_frame(&mut self, now: u64, inbound: Inbound<P>) {
-        self.last_received = now;
-        self.probe_deadline = None;
+        if let Phase::Open(open) = &mut self.phase {
+            open.last_received = now;
+            open.probe_deadline = None;
+        }
         if self.auth_failures > 0 {
             self.auth_failures = 0; // the server spoke to us: the credentials were good
         }
@@ -27,12 +35,10 @@ impl<P: Clone> Machine<P> {
         if let Some(fid) = id.as_deref() {
             // The answer to a frame sent from here: done, or refused by the rate limit and
             // queued again (nothing to report: it goes out again after the window).
-            let rate_limited = matches!(&kind, InKind::Error { code, .. } if code == RATE_LIMITED);
+            let rate_limited = matches!(&kind, InKind::Error { code, .. } if is_rate_limited(code));
             match self.sender.on_answer(fid, rate_limited, now, self.cfg.throttle_ms) {
                 Answered::Requeued(_) => {
-                    if let Some(p) = self.pending.get_mut(fid) {
-                        p.sent = matches!(p.kind, PendingKind::Rejoin(_) | PendingKind::Resume);
-                    }
+                    self.requests.requeued(fid);
                     return;
                 }
                 Answered::Done(Queued { origin: Origin::Send { ack }, .. }) => {
@@ -55,7 +61,7 @@ impl<P: Clone> Machine<P> {
                 return;
             }
             InKind::Resumed { complete } => {
-                self.pending.retain_values(|p| p.kind != PendingKind::Resume);
+                self.requests.resumed();
                 let out = self.stream.on_resumed(complete);
                 self.apply_outcome(out);
                 return;
@@ -70,22 +76,8 @@ impl<P: Clone> Machine<P> {
             other => other,
         };
         if let Some(id) = id.as_deref() {
-            if let Some(p) = self.pending.remove(id) {
-                let is_app_join = matches!(p.kind, PendingKind::Join(_));
-                match p.kind {
-                    PendingKind::Rejoin(room) | PendingKind::Join(room) => {
-                        // One reply answers every join of that room still waiting.
-                        while let Some(other) = self.waiting_join(&room) {
-                            self.pending.remove(&other);
-                            self.push(Action::Settle { id: other, result: Ok(Some(msg.clone())) });
-                        }
-                        if is_app_join {
-                            self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) });
-                        }
-                    }
-                    PendingKind::Resume => {}
-                    _ => self.push(Action::Settle { id: String::from(id), result: Ok(Some(msg)) }),
-                }
+            let actions = &mut self.actions;
+            if self.requests.reply(id, |id| actions.push(Action::Settle { id, result: Ok(Some(msg.clone())) })) {
                 return;
             }
         }
@@ -102,17 +94,19 @@ impl<P: Clone> Machine<P> {
     }
 
     pub(super) fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
-        self.welcomed = true;
         self.expect_welcome = true;
-        if heartbeat_ms > 0 {
-            self.heartbeat_ms = heartbeat_ms;
+        if let Phase::Open(open) = &mut self.phase {
+            open.welcomed = true;
+            if heartbeat_ms > 0 {
+                open.heartbeat_ms = heartbeat_ms;
+            }
         }
         match self.stream.on_welcome(epoch, seq) {
             OnWelcome::Nothing => {}
             OnWelcome::Resume { epoch, since } => {
                 let rid = self.next_id();
                 let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                self.pending.insert(rid.clone(), Pending { kind: PendingKind::Resume, deadline, sent: true });
+                self.requests.add(rid.clone(), Kind::Resume, deadline, true);
                 self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
             }
             OnWelcome::Resync { reason, deliver } => {
@@ -128,12 +122,13 @@ impl<P: Clone> Machine<P> {
     /// An error that is not the answer to a frame still queued here: a request's or join's
     /// refusal for good, a refusal of a frame this client no longer tracks, or none at all.
     pub(super) fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
-        if code == RATE_LIMITED {
+        let rate_limited = is_rate_limited(&code);
+        if rate_limited {
             self.sender.throttle(now, self.cfg.throttle_ms);
         }
-        let kind = if code == RATE_LIMITED { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
+        let kind = if rate_limited { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
         let error = Error::new(kind, message);
-        let Some((id, p)) = id.and_then(|id| self.pending.remove(id).map(|p| (String::from(id), p))) else {
+        let Some((id, kind)) = id.and_then(|id| self.requests.remove(id).map(|k| (String::from(id), k))) else {
             let error = match id {
                 Some(id) => error.with_id(id),
                 None => error,
@@ -142,17 +137,17 @@ impl<P: Clone> Machine<P> {
             return;
         };
         let error = error.with_id(&id);
-        match p.kind {
-            PendingKind::Join(room) => {
+        match kind {
+            Kind::Join(room) => {
                 self.rooms.unwant(&room);
                 self.settle_err(id, error);
             }
-            PendingKind::Rejoin(room) => {
+            Kind::Rejoin(room) => {
                 // A room the app wanted can no longer be joined: say so, once.
                 self.rooms.unwant(&room);
                 self.emit_error(error);
             }
-            PendingKind::Resume => {
+            Kind::Resume => {
                 // The server could not replay: the app must reload.
                 let out = self.stream.on_resumed(false);
                 self.apply_outcome(out);

@@ -6,44 +6,19 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::backoff::Random;
+use super::config::Config;
 use super::frames;
 use super::outbox::Origin;
+use super::phase::{Open, Phase};
+use super::requests::{Kind, Requests};
 use super::rooms::Rooms;
 use super::sender::Sender;
 use super::stream::Stream;
-use super::types::{Action, Config, Error, ErrorKind, Event, Input, State};
-use super::vecmap::VecMap;
+use super::types::{Action, Error, ErrorKind, Event, Input, State};
 use crate::protocol::{CloseCode, REASON_REPLACED};
 
 /// Close code the client sends when it drops a connection it believes dead.
-pub const CLOSE_LIVENESS: u16 = 4000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum PendingKind {
-    Request,
-    Join(String),
-    Leave,
-    /// A re-join the machine sent itself after a reconnect: its reply is not the app's.
-    Rejoin(String),
-    /// The machine's own `resume`.
-    Resume,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Pending {
-    pub(super) kind: PendingKind,
-    pub(super) deadline: u64,
-    pub(super) sent: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// No attempt in flight.
-    None,
-    Credentials,
-    Socket,
-    Open,
-}
+pub const CLOSE_LIVENESS: u16 = CloseCode::Liveness.as_u16();
 
 pub struct Machine<P> {
     pub(super) cfg: Config,
@@ -52,27 +27,16 @@ pub struct Machine<P> {
     pub(super) phase: Phase,
     /// The generation of the current attempt; inputs of older ones are ignored.
     pub(super) attempt: u32,
-    /// Deadline of the current attempt's credentials and socket phases.
-    pub(super) attempt_deadline: Option<u64>,
     /// Consecutive failed attempts (drives the backoff and `max_attempts`).
     pub(super) failures: u32,
     pub(super) auth_failures: u32,
-    pub(super) reconnect_at: Option<u64>,
-    /// The server asked to wait (1013): neither online nor visible shortens the wait.
-    pub(super) server_hold: bool,
     pub(super) online: bool,
-    pub(super) open_since: Option<u64>,
-    pub(super) stable: bool,
-    pub(super) heartbeat_ms: u64,
-    pub(super) last_received: u64,
     /// This server has sent a `welcome` before: after a reconnect, wait for the next one.
     pub(super) expect_welcome: bool,
-    pub(super) welcomed: bool,
-    pub(super) probe_deadline: Option<u64>,
     pub(super) rooms: Rooms,
     pub(super) sender: Sender,
     pub(super) stream: Stream<P>,
-    pub(super) pending: VecMap<String, Pending>,
+    pub(super) requests: Requests,
     /// The last id given. It starts at a random point below 2⁵³, so ids stay unique across
     /// clients (and page loads) and a server can drop a frame sent twice (before and after a
     /// cut) by its id.
@@ -87,28 +51,19 @@ impl<P: Clone> Machine<P> {
         let next_id = (rng.next_unit() * 9e15) as u64;
         Machine {
             next_id,
-            heartbeat_ms: cfg.default_heartbeat_ms,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
             cfg,
             rng,
             state: State::Idle,
-            phase: Phase::None,
+            phase: Phase::IDLE,
             attempt: 0,
-            attempt_deadline: None,
             failures: 0,
             auth_failures: 0,
-            reconnect_at: None,
-            server_hold: false,
             online: true,
-            open_since: None,
-            stable: false,
-            last_received: 0,
             expect_welcome: false,
-            welcomed: false,
-            probe_deadline: None,
             rooms: Rooms::default(),
-            pending: VecMap::new(),
+            requests: Requests::default(),
             scheduled: None,
             send_refused: false,
             actions: Vec::new(),
@@ -119,6 +74,7 @@ impl<P: Clone> Machine<P> {
         self.state
     }
 
+    #[cfg(test)]
     /// The rooms the application wants.
     pub fn rooms(&self) -> impl Iterator<Item = &str> {
         self.rooms.iter()
@@ -128,10 +84,7 @@ impl<P: Clone> Machine<P> {
         self.sender.outbox().len()
     }
 
-    pub fn outbox_bytes(&self) -> usize {
-        self.sender.outbox().bytes()
-    }
-
+    #[cfg(test)]
     /// The last user-stream seq delivered, and its epoch.
     pub fn stream_position(&self) -> (Option<&str>, u64) {
         (self.stream.epoch(), self.stream.last_seq())
@@ -148,6 +101,14 @@ impl<P: Clone> Machine<P> {
         frames::u64_to_string(self.next_id)
     }
 
+    /// True for an action decided earlier that must not start now: a listener closed the client
+    /// while the shell was still performing the actions decided before (credentials or a socket
+    /// for an attempt that will never be used).
+    pub fn is_stale(&self, action: &Action<P>) -> bool {
+        self.state == State::Closed && matches!(action, Action::FetchCredentials { .. } | Action::OpenSocket { .. })
+    }
+
+    #[cfg(test)]
     /// Application frames sent on the current connection and not answered yet.
     pub fn in_flight(&self) -> usize {
         self.sender.in_flight()
@@ -177,54 +138,49 @@ impl<P: Clone> Machine<P> {
             }
             Input::Close => self.close(),
             Input::CredentialsReady { attempt } => {
-                if attempt == self.attempt && self.phase == Phase::Credentials {
-                    self.phase = Phase::Socket;
+                if let (true, Phase::Credentials { deadline }) = (attempt == self.attempt, &self.phase) {
+                    self.phase = Phase::Socket { deadline: *deadline };
                     self.push(Action::OpenSocket { attempt });
                 }
             }
-            Input::CredentialsFailed { attempt, auth, message } => {
-                if attempt == self.attempt && self.phase == Phase::Credentials {
-                    self.phase = Phase::None;
-                    if auth {
-                        self.on_auth_failure(now, message, None);
-                    } else {
-                        self.emit_error(Error::new(ErrorKind::TicketFailed, message));
-                        self.retry(now, None);
-                    }
+            Input::CredentialsFailed { attempt, status, message } => {
+                if attempt == self.attempt && matches!(self.phase, Phase::Credentials { .. }) {
+                    self.phase = Phase::IDLE;
+                    self.on_credentials_failed(now, status, message);
                 }
             }
             Input::SocketOpened { attempt } => {
-                if attempt == self.attempt && self.phase == Phase::Socket {
+                if attempt == self.attempt && matches!(self.phase, Phase::Socket { .. }) {
                     self.on_open(now);
                 }
             }
             Input::SocketRefused { attempt, message } => {
-                if attempt == self.attempt && self.phase == Phase::Socket {
-                    self.phase = Phase::None;
+                if attempt == self.attempt && matches!(self.phase, Phase::Socket { .. }) {
+                    self.phase = Phase::IDLE;
                     self.fail(Error::new(ErrorKind::BadUrl, message));
                 }
             }
             Input::SocketClosed { attempt, code, reason } => {
-                if attempt == self.attempt && matches!(self.phase, Phase::Socket | Phase::Open) {
+                if attempt == self.attempt && self.phase.has_socket() {
                     self.on_socket_closed(now, code, reason);
                 }
             }
             Input::Frame { attempt, inbound } => {
-                if attempt == self.attempt && self.phase == Phase::Open {
+                if attempt == self.attempt && self.phase.is_open() {
                     self.on_frame(now, inbound);
                 }
             }
             Input::BadFrame { attempt, message } => {
-                if attempt == self.attempt && self.phase == Phase::Open {
-                    self.last_received = now;
+                if let (true, Phase::Open(open)) = (attempt == self.attempt, &mut self.phase) {
+                    open.last_received = now;
                     self.emit_error(Error::new(ErrorKind::BadFrame, message));
                 }
             }
             Input::Tick => {}
             Input::Offline => {
                 self.online = false;
-                if self.phase == Phase::None && self.reconnect_at.is_some() && !self.server_hold {
-                    self.reconnect_at = None; // paused until online
+                if let Phase::Waiting { retry_at, server_hold: false } = &mut self.phase {
+                    *retry_at = None; // paused until online
                 }
             }
             Input::Online => {
@@ -235,7 +191,7 @@ impl<P: Clone> Machine<P> {
             Input::Send { id, text, ack } => self.queue_app(now, text, id, Origin::Send { ack }),
             Input::Request { id, text, timeout_ms } => {
                 let deadline = now.saturating_add(timeout_ms.unwrap_or(self.cfg.request_timeout_ms));
-                self.pending.insert(id.clone(), Pending { kind: PendingKind::Request, deadline, sent: false });
+                self.requests.add(id.clone(), Kind::Request, deadline, false);
                 self.queue_app(now, text, id, Origin::Request);
             }
             Input::Join { room, id } => self.join(now, room, id),
@@ -247,22 +203,12 @@ impl<P: Clone> Machine<P> {
 
     pub(super) fn start_attempt(&mut self, now: u64) {
         self.attempt = self.attempt.wrapping_add(1);
-        self.phase = Phase::Credentials;
-        self.reconnect_at = None;
-        self.server_hold = false;
-        self.attempt_deadline = Some(now.saturating_add(self.cfg.connect_timeout_ms));
+        self.phase = Phase::Credentials { deadline: now.saturating_add(self.cfg.connect_timeout_ms) };
         self.push(Action::FetchCredentials { attempt: self.attempt });
     }
 
     fn on_open(&mut self, now: u64) {
-        self.phase = Phase::Open;
-        self.attempt_deadline = None;
-        self.open_since = Some(now);
-        self.stable = false;
-        self.last_received = now;
-        self.welcomed = false;
-        self.probe_deadline = None;
-        self.heartbeat_ms = self.cfg.default_heartbeat_ms;
+        self.phase = Phase::Open(Open::new(now, self.cfg.default_heartbeat_ms, self.cfg.stable_after_ms));
         if self.expect_welcome {
             // The welcome decides the resume, which must go before anything else.
             self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
@@ -270,31 +216,19 @@ impl<P: Clone> Machine<P> {
         // Every wanted room, again: with the app's own id when a join of it is waiting.
         let rooms: Vec<String> = self.rooms.iter().map(String::from).collect();
         for room in rooms {
-            let waiting = self.waiting_join(&room);
-            let id = match waiting {
+            let id = match self.requests.waiting_join(&room) {
                 Some(id) => id,
                 None => {
                     let id = self.next_id();
                     let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.pending
-                        .insert(id.clone(), Pending { kind: PendingKind::Rejoin(room.clone()), deadline, sent: false });
+                    self.requests.add(id.clone(), Kind::Rejoin(room.clone()), deadline, false);
                     id
                 }
             };
-            if let Some(p) = self.pending.get_mut(&id) {
-                p.sent = true;
-            }
+            self.requests.mark_sent(&id);
             self.sender.push_control(frames::join(&id, &room), Some(id), false);
         }
         self.set_state(State::Open);
-    }
-
-    /// The id of an application `join` of `room` not sent yet.
-    pub(super) fn waiting_join(&self, room: &str) -> Option<String> {
-        self.pending
-            .iter()
-            .find(|(_, p)| !p.sent && matches!(&p.kind, PendingKind::Join(r) if r == room))
-            .map(|(id, _)| id.clone())
     }
 
     fn on_socket_closed(&mut self, now: u64, code: u16, reason: String) {
@@ -336,40 +270,40 @@ impl<P: Clone> Machine<P> {
 
     /// Common to every way a connection ends: forget what belonged to it.
     pub(super) fn connection_lost(&mut self) {
-        let was_open = self.phase == Phase::Open;
-        self.phase = Phase::None;
-        self.attempt_deadline = None;
-        self.open_since = None;
-        self.probe_deadline = None;
+        let was_open = self.phase.is_open();
+        self.phase = Phase::IDLE;
         self.sender.on_connection_lost();
         if !was_open {
             return;
         }
-        let lost: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.sent || matches!(p.kind, PendingKind::Leave))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in lost {
-            if let Some(p) = self.pending.remove(&id) {
-                match p.kind {
-                    PendingKind::Rejoin(_) | PendingKind::Resume => {}
-                    PendingKind::Join(room) => {
-                        // The room stays wanted: it is joined again on the next open.
-                        self.pending
-                            .insert(id, Pending { kind: PendingKind::Join(room), deadline: p.deadline, sent: false });
-                    }
-                    // A closed connection is in no room: the leave is done.
-                    PendingKind::Leave => self.push(Action::Settle { id, result: Ok(None) }),
-                    _ => self.settle_err(
-                        id,
-                        Error::new(ErrorKind::Disconnected, "the connection was lost before the reply"),
-                    ),
-                }
+        let actions = &mut self.actions;
+        self.requests.connection_lost(|id, result| actions.push(Action::Settle { id, result: result.map(|()| None) }));
+        self.stream.on_connection_lost();
+    }
+
+    /// 401 or 403 from the ticket URL: the token was refused, which fresh credentials may fix
+    /// once. Anything else: retried with backoff.
+    fn on_credentials_failed(&mut self, now: u64, status: Option<u16>, message: String) {
+        match status {
+            Some(code @ (401 | 403)) => {
+                let code = frames::u64_to_string(u64::from(code));
+                self.on_auth_failure(
+                    now,
+                    frames::concat(&["the ticket URL refused the token (HTTP ", &code, ")"]),
+                    None,
+                )
+            }
+            Some(code) => {
+                let code = frames::u64_to_string(u64::from(code));
+                let e = Error::new(ErrorKind::TicketFailed, frames::concat(&["the ticket URL answered HTTP ", &code]));
+                self.emit_error(e);
+                self.retry(now, None);
+            }
+            None => {
+                self.emit_error(Error::new(ErrorKind::TicketFailed, message));
+                self.retry(now, None);
             }
         }
-        self.stream.on_connection_lost();
     }
 
     fn on_auth_failure(&mut self, now: u64, message: String, close_code: Option<u16>) {
@@ -404,34 +338,29 @@ impl<P: Clone> Machine<P> {
         self.failures = self.failures.saturating_add(1);
         self.set_state(State::Reconnecting);
         self.push(Action::Emit(Event::Retry { attempt: self.failures, delay_ms: delay }));
-        self.server_hold = min_ms.is_some();
-        self.reconnect_at = if self.online || self.server_hold { Some(now.saturating_add(delay)) } else { None };
+        let server_hold = min_ms.is_some();
+        let retry_at = (self.online || server_hold).then(|| now.saturating_add(delay));
+        self.phase = Phase::Waiting { retry_at, server_hold };
     }
 
     /// Online or visible again: check a live connection at once, retry a waiting one now
     /// (unless the server asked to wait).
     fn wake_up(&mut self, now: u64) {
-        match self.phase {
-            Phase::Open => {
-                if now >= self.liveness_deadline() {
-                    self.drop_dead(now);
-                } else if self.welcomed && self.probe_deadline.is_none() {
-                    self.probe_deadline = Some(now.saturating_add(self.cfg.probe_timeout_ms));
-                    // The server counts it: the sender paces around it; its `pong` carries the id.
-                    let id = self.next_id();
-                    self.push(Action::Send(frames::ping(&id)));
-                    self.sender.record(Some(id), now);
-                }
+        let (grace, probe_ms) = (self.cfg.heartbeat_grace_ms, self.cfg.probe_timeout_ms);
+        match &mut self.phase {
+            Phase::Open(open) if now >= open.liveness_deadline(grace) => self.drop_dead(now),
+            Phase::Open(open) if open.welcomed && open.probe_deadline.is_none() => {
+                open.probe_deadline = Some(now.saturating_add(probe_ms));
+                // The server counts it: the sender paces around it; its `pong` carries the id.
+                let id = self.next_id();
+                self.push(Action::Send(frames::ping(&id)));
+                self.sender.record(Some(id), now);
             }
-            Phase::None if self.state == State::Reconnecting && self.online && !self.server_hold => {
+            Phase::Waiting { server_hold: false, .. } if self.state == State::Reconnecting && self.online => {
                 self.start_attempt(now)
             }
             _ => {}
         }
-    }
-
-    pub(super) fn liveness_deadline(&self) -> u64 {
-        self.last_received.saturating_add(self.heartbeat_ms).saturating_add(self.cfg.heartbeat_grace_ms)
     }
 
     /// Drops a connection that stopped answering, without waiting for its close event.
@@ -442,7 +371,7 @@ impl<P: Clone> Machine<P> {
     }
 
     fn close(&mut self) {
-        if matches!(self.phase, Phase::Socket | Phase::Open) {
+        if self.phase.has_socket() {
             self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Client closed" });
         }
         self.shut_down(None);
@@ -450,25 +379,19 @@ impl<P: Clone> Machine<P> {
 
     /// Ends in `closed` with a fatal error.
     pub(super) fn fail(&mut self, error: Error) {
-        if matches!(self.phase, Phase::Socket | Phase::Open) {
+        if self.phase.has_socket() {
             self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Client closed" });
         }
         self.shut_down(Some(error));
     }
 
     fn shut_down(&mut self, error: Option<Error>) {
-        self.phase = Phase::None;
-        self.reconnect_at = None;
-        self.attempt_deadline = None;
-        self.probe_deadline = None;
-        let ids: Vec<String> = self.pending.keys().cloned().collect();
-        for id in ids {
-            if let Some(p) = self.pending.remove(&id) {
-                if !matches!(p.kind, PendingKind::Rejoin(_) | PendingKind::Resume) {
-                    self.settle_err(id, Error::new(ErrorKind::Closed, "the client is closed"));
-                }
-            }
-        }
+        self.phase = Phase::IDLE;
+        let actions = &mut self.actions;
+        self.requests.close(|id| {
+            let result = Err(Error::new(ErrorKind::Closed, "the client is closed"));
+            actions.push(Action::Settle { id, result });
+        });
         // The shell rejects every promise still pending (`{ack: true}` sends included) on close.
         self.sender.clear();
         if let Some(e) = error {

@@ -1,32 +1,50 @@
 //! The sans-IO core: every decision about the connection (when to reconnect, which close
-//! codes stop, when a connection is dead, what is replayed, what a full outbox refuses) as
-//! plain data in, plain actions out. No `web_sys`, no clock, no randomness of its own.
+//! codes stop, when a connection is dead, what is replayed, what a full outbox refuses, what a
+//! frame from the server means, whether a configuration holds) as plain data in, plain
+//! actions out. No `web_sys`, no clock, no randomness of its own. `docs/ARCHITECTURE.md` maps it.
+//!
+//! Its modules are the crate's own; what the Rust API shows is re-exported here. Dead code is
+//! checked where the core is used: the wasm32 build (the shell) and the tests.
+#![cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code, unused_imports))]
 
-pub mod backoff;
+pub(crate) mod backoff;
+pub(crate) mod classify;
 mod clock;
-pub mod frames;
+pub(crate) mod config;
+pub(crate) mod frames;
 mod inbound;
-pub mod machine;
-pub mod outbox;
+pub(crate) mod machine;
+pub(crate) mod outbox;
 mod outgoing;
-pub mod rooms;
-pub mod sender;
-pub mod stream;
-pub mod types;
-pub mod vecmap;
+mod phase;
+mod requests;
+pub(crate) mod rooms;
+pub(crate) mod sender;
+pub(crate) mod stream;
+pub(crate) mod types;
+pub(crate) mod vecmap;
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod delivery;
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod proptests;
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod testkit;
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests;
 
-pub use backoff::{Backoff, Random};
-pub use machine::{Machine, CLOSE_LIVENESS};
+pub use backoff::Backoff;
+pub use config::{Config, ConfigError};
 pub use outbox::OutboxLimits;
 pub use sender::SendRate;
 pub use stream::ResyncReason;
-pub use types::{Action, Config, Error, ErrorKind, Event, InKind, Inbound, Input, State};
+pub use types::{Error, ErrorKind, Event, State};
+
+#[cfg(test)]
+pub(crate) use backoff::Random;
+pub(crate) use machine::Machine;
+#[cfg(test)]
+pub(crate) use machine::CLOSE_LIVENESS;
+#[cfg(test)]
+pub(crate) use types::InKind;
+pub(crate) use types::{Action, Inbound, Input};

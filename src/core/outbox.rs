@@ -69,10 +69,7 @@ impl Outbox {
         self.queue.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -81,6 +78,7 @@ impl Outbox {
         self.limits
     }
 
+    #[cfg(test)]
     /// Queues a frame at the back, or refuses it when it would pass either bound.
     pub fn push(&mut self, item: Queued) -> Result<(), Refused> {
         self.push_beside(item, 0, 0)

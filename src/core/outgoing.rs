@@ -4,8 +4,9 @@
 use alloc::string::String;
 
 use super::frames;
-use super::machine::{Machine, Pending, PendingKind, Phase};
+use super::machine::Machine;
 use super::outbox::{Origin, Queued};
+use super::requests::Kind;
 use super::types::{Action, Error, ErrorKind};
 use crate::protocol::is_valid_room_name;
 
@@ -33,7 +34,7 @@ impl<P: Clone> Machine<P> {
         let error = error.with_id(&id);
         match origin {
             Origin::Request => {
-                self.pending.remove(&id);
+                self.requests.remove(&id);
                 self.settle_err(id, error);
             }
             Origin::Send { ack: true } => self.settle_err(id, error),
@@ -43,12 +44,12 @@ impl<P: Clone> Machine<P> {
 
     /// Sends what the sender lets through on an open connection.
     pub(super) fn pump(&mut self, now: u64) {
-        if self.phase != Phase::Open {
+        if !self.phase.is_open() {
             return;
         }
         for item in self.sender.pump(now) {
-            if let Some(p) = item.id.as_deref().and_then(|id| self.pending.get_mut(id)) {
-                p.sent = true;
+            if let Some(id) = item.id.as_deref() {
+                self.requests.mark_sent(id);
             }
             self.push(Action::Send(item.text));
         }
@@ -62,8 +63,8 @@ impl<P: Clone> Machine<P> {
         }
         self.rooms.want(&room);
         let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-        let open = self.phase == Phase::Open;
-        self.pending.insert(id.clone(), Pending { kind: PendingKind::Join(room.clone()), deadline, sent: false });
+        let open = self.phase.is_open();
+        self.requests.add(id.clone(), Kind::Join(room.clone()), deadline, false);
         if open {
             self.sender.push_control(frames::join(&id, &room), Some(id), false);
         }
@@ -72,14 +73,14 @@ impl<P: Clone> Machine<P> {
     pub(super) fn leave(&mut self, now: u64, room: String, id: String) {
         self.rooms.unwant(&room);
         // A join of that room still waiting for a connection will never happen now.
-        while let Some(wid) = self.waiting_join(&room) {
-            self.pending.remove(&wid);
+        while let Some(wid) = self.requests.waiting_join(&room) {
+            self.requests.remove(&wid);
             self.sender.remove_id(&wid);
             self.settle_err(wid, Error::new(ErrorKind::Closed, "left the room before it was joined"));
         }
-        if self.phase == Phase::Open {
+        if self.phase.is_open() {
             let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-            self.pending.insert(id.clone(), Pending { kind: PendingKind::Leave, deadline, sent: false });
+            self.requests.add(id.clone(), Kind::Leave, deadline, false);
             self.sender.push_control(frames::leave(&id, &room), Some(id), false);
         } else {
             // Not connected: not in the room, and it will not be joined again.

@@ -34,12 +34,9 @@ impl Rooms {
         self.wanted.iter().map(String::as_str)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.wanted.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.wanted.is_empty()
     }
 }
 

@@ -100,6 +100,7 @@ impl Sender {
         self.control.len() + self.outbox.len()
     }
 
+    #[cfg(test)]
     /// Frames sent on this connection and not answered yet.
     pub fn in_flight(&self) -> usize {
         self.inflight.len()
@@ -138,10 +139,6 @@ impl Sender {
 
     pub fn release(&mut self) {
         self.held_until = None;
-    }
-
-    pub fn is_held(&self) -> bool {
-        self.held_until.is_some()
     }
 
     /// A connection ended: its own frames (resume, re-joins) are void; every `send` not

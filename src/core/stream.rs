@@ -18,6 +18,8 @@ pub enum ResyncReason {
 }
 
 impl ResyncReason {
+    pub const ALL: [ResyncReason; 3] = [ResyncReason::NewEpoch, ResyncReason::Incomplete, ResyncReason::Gap];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ResyncReason::NewEpoch => "new_epoch",
@@ -77,12 +79,9 @@ impl<P> Stream<P> {
         self.epoch.as_deref()
     }
 
+    #[cfg(test)]
     pub fn last_seq(&self) -> u64 {
         self.last
-    }
-
-    pub fn is_resuming(&self) -> bool {
-        self.resuming
     }
 
     /// The connection ended. Messages held ahead of a gap stay held: the next connection's

@@ -7,7 +7,48 @@ use alloc::vec::Vec;
 
 use serde_json::{json, Value};
 
+use super::classify::{classify, Fix, JsonView};
 use super::*;
+
+/// The native twin of the shell's view over `JsValue` (`src/web/parse.rs`).
+impl JsonView for Value {
+    fn is_object(&self) -> bool {
+        self.is_object()
+    }
+    fn str(&self, key: &str) -> Option<String> {
+        self.get(key)?.as_str().map(String::from)
+    }
+    fn u64(&self, key: &str) -> Option<u64> {
+        let f = self.get(key)?.as_f64()?;
+        (f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_991.0).then_some(f as u64)
+    }
+    fn bool(&self, key: &str) -> Option<bool> {
+        self.get(key)?.as_bool()
+    }
+    fn object(&self, key: &str) -> Option<Value> {
+        self.get(key).filter(|v| v.is_object()).cloned()
+    }
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| !v.is_null())
+    }
+}
+
+/// What the shell does with a text frame, natively: parse, classify, apply the fix. `Err` is the
+/// `bad_frame` message.
+pub(super) fn parse(text: &str) -> Result<Inbound<Value>, &'static str> {
+    let mut msg: Value = serde_json::from_str(text).map_err(|_| classify::NOT_JSON)?;
+    let c = classify(&msg)?;
+    match c.fix {
+        Fix::None => {}
+        Fix::EmptyPayload => msg["payload"] = json!({}),
+        Fix::PayloadFromData => msg["payload"] = msg["data"].clone(),
+        Fix::LegacyError { code, message } => {
+            msg["type"] = json!("error");
+            msg["payload"] = json!({"code": code, "message": message});
+        }
+    }
+    Ok(Inbound { kind: c.kind, id: c.id, seq: c.seq, msg })
+}
 
 /// A tiny deterministic PRNG (xorshift64*).
 pub(super) fn rng(seed: u64) -> Box<dyn Random> {
@@ -82,6 +123,24 @@ impl Sim {
         let a = self.attempt;
         let inbound = Inbound { kind, id: id.map(String::from), seq, msg };
         self.feed(Input::Frame { attempt: a, inbound })
+    }
+
+    /// A text frame from the server, through the same classification the shell uses.
+    pub(super) fn text(&mut self, text: &str) -> Vec<Action<Value>> {
+        let a = self.attempt;
+        match parse(text) {
+            Ok(inbound) => self.feed(Input::Frame { attempt: a, inbound }),
+            Err(message) => self.feed(Input::BadFrame { attempt: a, message: message.into() }),
+        }
+    }
+
+    /// Drops the connection with `code` and opens the next attempt when it is due: the
+    /// close-wait-reopen sequence of reconnect tests. Returns what the reopen did.
+    pub(super) fn reconnect(&mut self, code: u16) -> Vec<Action<Value>> {
+        let out = self.closed(code, "");
+        let delay = retry_delay(&out).expect("a retry is scheduled");
+        self.advance(delay);
+        self.reopen()
     }
 
     pub(super) fn welcome(&mut self, epoch: &str, seq: u64) -> Vec<Action<Value>> {

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use serde_json::{json, Value};
 
+use super::config::ConfigError;
 use super::testkit::*;
 use super::*;
 
@@ -103,9 +104,9 @@ fn one_4001_retries_at_once_with_fresh_credentials_and_two_stop() {
 fn ticket_url_auth_failures_count_like_4001() {
     let mut s = Sim::new(Config::default());
     s.feed(Input::Connect);
-    let out = s.feed(Input::CredentialsFailed { attempt: 1, auth: true, message: "401".into() });
+    let out = s.feed(Input::CredentialsFailed { attempt: 1, status: Some(401), message: String::new() });
     assert_eq!(fetches(&out), 1);
-    let out = s.feed(Input::CredentialsFailed { attempt: 2, auth: true, message: "401".into() });
+    let out = s.feed(Input::CredentialsFailed { attempt: 2, status: Some(401), message: String::new() });
     assert_eq!(error_codes(&out), ["auth_failed"]);
     assert_eq!(s.m.state(), State::Closed);
 }
@@ -125,7 +126,7 @@ fn a_frame_from_the_server_resets_the_auth_failure_count() {
 fn ticket_network_failures_retry_with_backoff() {
     let mut s = Sim::new(Config::default());
     s.feed(Input::Connect);
-    let out = s.feed(Input::CredentialsFailed { attempt: 1, auth: false, message: "fetch failed".into() });
+    let out = s.feed(Input::CredentialsFailed { attempt: 1, status: None, message: "fetch failed".into() });
     assert_eq!(error_codes(&out), ["ticket_failed"]);
     assert!(retry_delay(&out).is_some());
     assert_eq!(s.m.state(), State::Reconnecting);
@@ -139,7 +140,7 @@ fn backoff_grows_then_resets_once_a_connection_stayed_open() {
     let mut ceilings = Vec::new();
     for n in 0..8u32 {
         let a = s.attempt;
-        let out = s.feed(Input::CredentialsFailed { attempt: a, auth: false, message: String::new() });
+        let out = s.feed(Input::CredentialsFailed { attempt: a, status: None, message: String::new() });
         let d = retry_delay(&out).unwrap();
         assert!(d <= cfg.backoff.ceiling(n), "attempt {n}: {d}");
         ceilings.push(cfg.backoff.ceiling(n));
@@ -158,11 +159,11 @@ fn max_attempts_gives_up() {
     s.feed(Input::Connect);
     for _ in 0..2 {
         let a = s.attempt;
-        let out = s.feed(Input::CredentialsFailed { attempt: a, auth: false, message: String::new() });
+        let out = s.feed(Input::CredentialsFailed { attempt: a, status: None, message: String::new() });
         s.advance(retry_delay(&out).unwrap());
     }
     let a = s.attempt;
-    let out = s.feed(Input::CredentialsFailed { attempt: a, auth: false, message: String::new() });
+    let out = s.feed(Input::CredentialsFailed { attempt: a, status: None, message: String::new() });
     assert!(error_codes(&out).contains(&"max_attempts".to_string()));
     assert_eq!(s.m.state(), State::Closed);
 }
@@ -333,9 +334,7 @@ fn a_rate_limited_resume_goes_out_again_after_the_window() {
     let mut s = Sim::new(Config::default());
     s.open();
     s.welcome("e", 0);
-    let out = s.closed(1006, "");
-    s.advance(retry_delay(&out).unwrap());
-    s.reopen();
+    s.reconnect(1006);
     let out = s.welcome("e", 4);
     let first = sends(&out)[0].clone();
     let rid = first["id"].as_str().unwrap().to_owned();
@@ -399,9 +398,7 @@ fn wanted_rooms_are_joined_again_after_every_reconnect() {
         assert!(out.iter().any(|a| matches!(a, Action::Settle { result: Ok(Some(_)), .. })));
     }
     for _ in 0..3 {
-        let out = s.closed(1006, "");
-        s.advance(retry_delay(&out).unwrap());
-        let out = s.reopen();
+        let out = s.reconnect(1006);
         let joined: Vec<Value> =
             sends(&out).into_iter().filter(|f| f["type"] == "join").map(|f| f["payload"]["room"].clone()).collect();
         assert_eq!(joined, [json!("a"), json!("b")]);
@@ -414,9 +411,7 @@ fn wanted_rooms_are_joined_again_after_every_reconnect() {
     }
     let id = s.m.next_id();
     s.feed(Input::Leave { room: "a".into(), id });
-    let out = s.closed(1006, "");
-    s.advance(retry_delay(&out).unwrap());
-    let joined: Vec<Value> = sends(&s.reopen()).into_iter().map(|f| f["payload"]["room"].clone()).collect();
+    let joined: Vec<Value> = sends(&s.reconnect(1006)).into_iter().map(|f| f["payload"]["room"].clone()).collect();
     assert_eq!(joined, [json!("b")]);
 }
 
@@ -489,9 +484,7 @@ fn resume_after_reconnect_delivers_each_missed_seq_once_in_order() {
     s.welcome("e", 0);
     s.note(1);
     s.note(2);
-    let out = s.closed(1001, "");
-    s.advance(retry_delay(&out).unwrap());
-    s.reopen();
+    s.reconnect(1001);
     let out = s.welcome("e", 5);
     let resume = sends(&out);
     assert_eq!(resume[0]["type"], "resume");
@@ -511,15 +504,11 @@ fn a_new_epoch_or_an_incomplete_resume_reports_resync() {
     let mut s = Sim::new(Config::default());
     s.open();
     s.welcome("e1", 3);
-    let out = s.closed(1006, "");
-    s.advance(retry_delay(&out).unwrap());
-    s.reopen();
+    s.reconnect(1006);
     let out = s.welcome("e2", 0);
     assert!(events(&out).contains(&Event::Resync(ResyncReason::NewEpoch)));
     s.note(1);
-    let out = s.closed(1006, "");
-    s.advance(retry_delay(&out).unwrap());
-    s.reopen();
+    s.reconnect(1006);
     s.welcome("e2", 9);
     let out = s.frame(InKind::Resumed { complete: false }, None, None, json!({}));
     assert!(events(&out).contains(&Event::Resync(ResyncReason::Incomplete)));
@@ -553,10 +542,24 @@ fn close_ends_everything() {
 }
 
 #[test]
-fn error_codes_map_back_to_their_kinds() {
-    for kind in [ErrorKind::AuthFailed, ErrorKind::Timeout, ErrorKind::BadUrl, ErrorKind::Server("not_member".into())] {
-        assert_eq!(ErrorKind::from_code(kind.code()), kind);
+fn every_error_code_maps_back_to_its_kind_and_codes_are_unique() {
+    assert_eq!(ErrorKind::ALL.len(), 21);
+    for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+        assert_eq!(ErrorKind::from_code(kind.code()).as_ref(), Some(kind));
+        assert!(ErrorKind::ALL.iter().skip(i + 1).all(|k| k.code() != kind.code()), "{} twice", kind.code());
     }
+    // A server's code stays the server's, even one that reads like the SDK's own.
+    assert_eq!(ErrorKind::from_code("not_member"), None);
+    assert_eq!(ErrorKind::Server("timeout".into()).code(), "timeout");
+    assert_ne!(ErrorKind::Server("timeout".into()), ErrorKind::Timeout);
+}
+
+#[test]
+fn errors_display_their_code_message_close_code_and_id() {
+    let e = Error::new(ErrorKind::PolicyViolation, "Rate limit exceeded").with_close(1008).with_id("7");
+    assert_eq!(e.to_string(), "policy_violation: Rate limit exceeded (close code 1008) (frame 7)");
+    let boxed: Box<dyn std::error::Error> = Box::new(Error::new(ErrorKind::Timeout, "no reply in time"));
+    assert_eq!(boxed.to_string(), "timeout: no reply in time");
 }
 
 // ---- delivery of the application's frames (issue 13) -------------------------------------------
@@ -658,4 +661,165 @@ fn rate_limited_requests_leaves_and_joins_are_sent_again() {
     }
     let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
     assert_eq!(ids(&out), [join.clone(), leave, req], "the machine's own frames first, then the outbox");
+}
+
+// ---- what a frame means (decided in core::classify; the shell only parses) --------------------
+
+fn kind_of(text: &str) -> Result<InKind, &'static str> {
+    testkit::parse(text).map(|i| i.kind)
+}
+
+#[test]
+fn legacy_error_frames_map_to_typed_errors() {
+    let i = testkit::parse(r#"{"error": "Rate limit exceeded"}"#).unwrap();
+    assert_eq!(i.kind, InKind::Error { code: "rate_limited".into(), message: "Rate limit exceeded".into() });
+    assert_eq!(
+        i.msg,
+        json!({"error": "Rate limit exceeded", "type": "error", "payload": {"code": "rate_limited", "message": "Rate limit exceeded"}})
+    );
+    assert_eq!(
+        kind_of(r#"{"error": "too many RATE LIMIT hits"}"#).unwrap(),
+        InKind::Error { code: "rate_limited".into(), message: "too many RATE LIMIT hits".into() }
+    );
+    assert_eq!(
+        kind_of(r#"{"error": "boom"}"#).unwrap(),
+        InKind::Error { code: "server_error".into(), message: "boom".into() }
+    );
+    let i = testkit::parse(r#"{"type": "error", "data": {"code": "not_member", "message": "join first"}}"#).unwrap();
+    assert_eq!(i.kind, InKind::Error { code: "not_member".into(), message: "join first".into() });
+    assert_eq!(i.msg["payload"], json!({"code": "not_member", "message": "join first"}));
+}
+
+#[test]
+fn an_error_without_code_or_message_gets_the_defaults() {
+    let i = testkit::parse(r#"{"type": "error"}"#).unwrap();
+    assert_eq!(i.kind, InKind::Error { code: "server_error".into(), message: String::new() });
+    assert_eq!(i.msg["payload"], json!({}));
+    assert_eq!(
+        kind_of(r#"{"type": "error", "payload": {"code": "x"}}"#).unwrap(),
+        InKind::Error { code: "x".into(), message: String::new() }
+    );
+}
+
+#[test]
+fn a_welcome_counts_only_whole() {
+    let whole = r#"{"type": "welcome", "payload": {"user_id": "u", "connection_id": "c1", "heartbeat_ms": 500, "epoch": "e", "seq": 3}}"#;
+    assert_eq!(kind_of(whole).unwrap(), InKind::Welcome { heartbeat_ms: 500, epoch: "e".into(), seq: 3 });
+    for partial in [
+        r#"{"type": "welcome", "payload": {"heartbeat_ms": 500, "seq": 3}}"#,
+        r#"{"type": "welcome", "payload": {"heartbeat_ms": 500, "epoch": "e", "seq": -1}}"#,
+        r#"{"type": "welcome", "payload": {"heartbeat_ms": 1.5, "epoch": "e", "seq": 3}}"#,
+        r#"{"type": "welcome"}"#,
+    ] {
+        assert_eq!(kind_of(partial).unwrap(), InKind::Other, "{partial}");
+    }
+}
+
+#[test]
+fn envelopes_payload_defaults_and_bad_frames() {
+    let i = testkit::parse(r#"{"type": "joined", "id": "4", "seq": 2, "payload": null}"#).unwrap();
+    assert_eq!((i.kind, i.id.as_deref(), i.seq), (InKind::Other, Some("4"), Some(2)));
+    assert_eq!(i.msg["payload"], json!({}));
+    let i = testkit::parse(r#"{"type": "x", "id": 4, "seq": "2"}"#).unwrap();
+    assert_eq!((i.id, i.seq), (None, None), "an id that is not a string, a seq that is not a number: ignored");
+    assert_eq!(kind_of(r#"{"type": "resumed", "payload": {}}"#).unwrap(), InKind::Resumed { complete: false });
+    assert_eq!(
+        kind_of(r#"{"type": "resumed", "payload": {"complete": true}}"#).unwrap(),
+        InKind::Resumed { complete: true }
+    );
+    assert_eq!(kind_of(r#"{"type": "ping"}"#).unwrap(), InKind::Ping);
+    assert_eq!(kind_of("not json"), Err(classify::NOT_JSON));
+    for bad in ["[1]", "\"x\"", "null", "{}", r#"{"type": 5}"#] {
+        assert!(kind_of(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_bad_frame_is_reported_and_counts_as_life() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    s.advance(40_000);
+    let out = s.text("[1, 2]");
+    assert_eq!(error_codes(&out), ["bad_frame"]);
+    assert_eq!(s.m.state(), State::Open);
+    assert!(s.advance(40_000).iter().all(|a| !matches!(a, Action::CloseSocket { .. })), "it was a frame: alive");
+    let out = s.text(r#"{"error": "Rate limit exceeded"}"#);
+    assert_eq!(error_codes(&out), ["rate_limited"], "a legacy refusal nobody can match is reported");
+    let a = s.attempt;
+    let out = s.feed(Input::BadFrame { attempt: a, message: classify::BINARY.into() });
+    assert_eq!(error_codes(&out), ["bad_frame"], "a binary frame (the shell sees it, the core names it)");
+}
+
+// ---- the credentials outcome and the configuration (decided here, not in the shell) ----------
+
+#[test]
+fn the_ticket_urls_http_status_decides() {
+    // 403 like 401: fresh credentials at once, then auth_failed.
+    let mut s = Sim::new(Config::default());
+    s.feed(Input::Connect);
+    let out = s.feed(Input::CredentialsFailed { attempt: 1, status: Some(403), message: String::new() });
+    assert_eq!((fetches(&out), error_codes(&out).len()), (1, 0));
+    let out = s.feed(Input::CredentialsFailed { attempt: 2, status: Some(403), message: String::new() });
+    assert_eq!(error_codes(&out), ["auth_failed"]);
+    // Any other status: retried with backoff, and said.
+    for status in [500, 429, 404] {
+        let mut s = Sim::new(Config::default());
+        s.feed(Input::Connect);
+        let out = s.feed(Input::CredentialsFailed { attempt: 1, status: Some(status), message: String::new() });
+        let e = events(&out).into_iter().find_map(|e| if let Event::Error(e) = e { Some(e) } else { None }).unwrap();
+        assert_eq!(e.kind, ErrorKind::TicketFailed);
+        assert_eq!(e.message, ["the ticket URL answered HTTP ", &status.to_string()].concat());
+        assert!(retry_delay(&out).is_some());
+    }
+}
+
+#[test]
+fn config_validate_refuses_what_the_machine_cannot_follow() {
+    assert_eq!(Config::default().validate(), Ok(()));
+    let c = Config { backoff: Backoff { initial_ms: 500, max_ms: 100 }, ..Config::default() };
+    assert!(c.validate().unwrap_err().0.contains("maxDelayMs"));
+    let mut c = Config { send_rate: Some(SendRate { max: 0, window_ms: 1000 }), ..Config::default() };
+    assert!(c.validate().unwrap_err().0.contains("sendRate"));
+    c.send_rate = Some(SendRate { max: 3, window_ms: 0 });
+    assert!(c.validate().is_err());
+    c.send_rate = None;
+    assert_eq!(c.validate(), Ok(()));
+    assert_eq!(ConfigError("x".into()).to_string(), "resock: x");
+}
+
+#[test]
+fn urls_need_their_schemes() {
+    use super::config::check_urls;
+    assert_eq!(check_urls("ws://h/ws", None), Ok(()));
+    assert_eq!(check_urls("WSS://h/ws", Some("https://h/t")), Ok(()));
+    assert!(check_urls("http://h/ws", None).unwrap_err().0.starts_with("url must be"));
+    assert!(check_urls("ws://", None).is_err());
+    assert!(check_urls("ws://h", Some("ws://h/t")).unwrap_err().0.starts_with("ticketUrl must be"));
+}
+
+#[test]
+fn actions_decided_before_close_are_stale_after_it() {
+    let mut s = Sim::new(Config::default());
+    let out = s.feed(Input::Connect);
+    let fetch = out.iter().find(|a| matches!(a, Action::FetchCredentials { .. })).unwrap().clone();
+    assert!(!s.m.is_stale(&fetch));
+    s.feed(Input::Close);
+    assert!(s.m.is_stale(&fetch));
+    assert!(s.m.is_stale(&Action::OpenSocket { attempt: 1 }));
+    assert!(!s.m.is_stale(&Action::Send(String::new())), "only attempts are dropped");
+}
+
+#[test]
+fn send_refused_tells_the_shell_when_a_send_was_not_queued() {
+    let cfg = Config { outbox: OutboxLimits { max_messages: 1, max_bytes: 1_000 }, ..Config::default() };
+    let mut s = Sim::new(cfg);
+    s.send(r#"{"type":"a"}"#);
+    assert!(!s.m.send_refused());
+    s.send(r#"{"type":"b"}"#);
+    assert!(s.m.send_refused(), "outbox full");
+    s.feed(Input::Tick);
+    assert!(!s.m.send_refused(), "it is about the last input only");
+    s.feed(Input::Close);
+    s.send(r#"{"type":"c"}"#);
+    assert!(s.m.send_refused(), "closed");
 }

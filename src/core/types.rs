@@ -2,64 +2,7 @@
 
 use alloc::string::String;
 
-use super::backoff::Backoff;
-use super::outbox::OutboxLimits;
-use super::sender::SendRate;
 use super::stream::ResyncReason;
-
-/// Every knob of the connection policy, with the defaults of `SDK-API.md`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub backoff: Backoff,
-    /// Consecutive failed attempts before giving up; `None` retries forever.
-    pub max_attempts: Option<u32>,
-    /// Added to the heartbeat interval: nothing received for `heartbeat + grace` means dead.
-    pub heartbeat_grace_ms: u64,
-    /// The heartbeat assumed until (or unless) a `welcome` names one.
-    pub default_heartbeat_ms: u64,
-    /// How long `request`, `join` and `leave` wait for their reply.
-    pub request_timeout_ms: u64,
-    /// How long a liveness probe (sent when the page comes back) waits for any frame.
-    pub probe_timeout_ms: u64,
-    /// A connection open this long resets the backoff and the auth-failure count.
-    pub stable_after_ms: u64,
-    /// How long sends are held back after the server answered `rate_limited`.
-    pub throttle_ms: u64,
-    pub outbox: OutboxLimits,
-    /// Drop (and report) a queued frame still unsent after this long; `None` keeps it.
-    pub outbox_ttl_ms: Option<u64>,
-    /// User-stream messages held ahead of a gap while a resume fills it.
-    pub max_ahead: usize,
-    /// At most `max` frames reach the server per window (its rate limit, or under it), clocked by
-    /// the server's answers; `None` sends without pacing.
-    pub send_rate: Option<SendRate>,
-    /// How long an attempt may take to get credentials and open the socket.
-    pub connect_timeout_ms: u64,
-    /// After a reconnect to a server that sent a `welcome` before, how long to wait for the new
-    /// one (which decides the resume) before sending anything.
-    pub welcome_timeout_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            backoff: Backoff::default(),
-            max_attempts: None,
-            heartbeat_grace_ms: 15_000,
-            default_heartbeat_ms: 30_000,
-            request_timeout_ms: 10_000,
-            probe_timeout_ms: 5_000,
-            stable_after_ms: 5_000,
-            throttle_ms: 1_000,
-            outbox: OutboxLimits::default(),
-            outbox_ttl_ms: None,
-            max_ahead: 1_000,
-            send_rate: Some(SendRate::default()),
-            connect_timeout_ms: 10_000,
-            welcome_timeout_ms: 2_000,
-        }
-    }
-}
 
 /// The connection state the application sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +19,8 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 5] = [State::Idle, State::Connecting, State::Open, State::Reconnecting, State::Closed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Idle => "idle",
@@ -87,128 +32,96 @@ impl State {
     }
 }
 
-/// What went wrong, as the application sees it. Each says whether the client keeps going.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
+/// The SDK's own error kinds: one table, from which the enum, its codes and its fatality are
+/// made (`bindings.d.ts` lists the same codes; the contract test compares them).
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $name:ident = $code:literal, $fatal:literal;)*) => {
+        /// What went wrong, as the application sees it. Each says whether the client keeps going.
+        /// The server's own codes stay apart, in [`ErrorKind::Server`]: a server code that reads
+        /// like one of the SDK's (`"timeout"`) is still the server's.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $($(#[$doc])* $name,)*
+            /// An `error` message from the server, with its code (`not_member`, `room_limit`, ...).
+            Server(String),
+        }
+
+        impl ErrorKind {
+            /// Every kind of the SDK's own (all but [`ErrorKind::Server`]), in table order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$name),*];
+
+            /// The `code` of the error event in JavaScript.
+            pub fn code(&self) -> &str {
+                match self {
+                    $(ErrorKind::$name => $code,)*
+                    ErrorKind::Server(code) => code,
+                }
+            }
+
+            /// True when the client ends in `closed` because of it.
+            pub fn is_fatal(&self) -> bool {
+                match self {
+                    $(ErrorKind::$name => $fatal,)*
+                    ErrorKind::Server(_) => false,
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
     /// Two authentication failures in a row (close 4001, or 401/403 from the ticket URL). Fatal.
-    AuthFailed,
+    AuthFailed = "auth_failed", true;
     /// Another connection of the same user replaced this one (1000 "Replaced..."). Fatal.
-    Replaced,
+    Replaced = "replaced", true;
     /// The server closed normally (1000). Fatal: the client stays closed.
-    ServerClosed,
+    ServerClosed = "server_closed", true;
     /// The server refused a binary frame (1003). Fatal.
-    Unsupported,
+    Unsupported = "unsupported_data", true;
     /// The server saw invalid UTF-8 (1007). Fatal.
-    InvalidPayload,
+    InvalidPayload = "invalid_payload", true;
     /// A message over the server's size limit (1009). Fatal.
-    MessageTooBig,
+    MessageTooBig = "message_too_big", true;
     /// A policy close (1008: too many refused messages, or too slow to read). Retried.
-    PolicyViolation,
+    PolicyViolation = "policy_violation", false;
     /// The server failed (1011). Retried.
-    ServerError,
+    ServerError = "server_error", false;
     /// The server is full (1013). Retried after the maximum delay.
-    TryAgainLater,
+    TryAgainLater = "try_again_later", false;
     /// `maxAttempts` reconnect attempts in a row failed. Fatal.
-    MaxAttempts,
+    MaxAttempts = "max_attempts", true;
     /// An attempt took longer than `connect_timeout_ms`. Retried.
-    ConnectTimeout,
+    ConnectTimeout = "connect_timeout", false;
     /// The browser refused to open a socket to the URL. Fatal.
-    BadUrl,
+    BadUrl = "bad_url", true;
     /// The ticket URL could not be reached or answered badly (not 401/403). Retried.
-    TicketFailed,
+    TicketFailed = "ticket_failed", false;
     /// The server refused a frame over its rate limit that the client did not send (or no longer
     /// tracks); sends are held back a while. A frame the client sent is sent again instead.
-    RateLimited,
+    RateLimited = "rate_limited", false;
     /// The outbox is full: the message was not queued.
-    OutboxFull,
+    OutboxFull = "outbox_full", false;
     /// A queued message passed `outbox_ttl_ms` before it could be sent.
-    Expired,
+    Expired = "expired", false;
     /// A request got no reply in time.
-    Timeout,
+    Timeout = "timeout", false;
     /// The connection was lost before a request's reply came.
-    Disconnected,
+    Disconnected = "disconnected", false;
     /// The client is closed: nothing more can be sent.
-    Closed,
+    Closed = "closed", false;
     /// A room name that is not 1-64 characters of `[A-Za-z0-9_.:-]`.
-    BadRoom,
+    BadRoom = "bad_room", false;
     /// A frame from the server that is not a JSON object with a `type`.
-    BadFrame,
-    /// An `error` message from the server, with its code (`not_member`, `room_limit`, ...).
-    Server(String),
+    BadFrame = "bad_frame", false;
 }
 
 impl ErrorKind {
-    /// The `code` of the error event in JavaScript.
-    pub fn code(&self) -> &str {
-        match self {
-            ErrorKind::AuthFailed => "auth_failed",
-            ErrorKind::Replaced => "replaced",
-            ErrorKind::ServerClosed => "server_closed",
-            ErrorKind::Unsupported => "unsupported_data",
-            ErrorKind::InvalidPayload => "invalid_payload",
-            ErrorKind::MessageTooBig => "message_too_big",
-            ErrorKind::PolicyViolation => "policy_violation",
-            ErrorKind::ServerError => "server_error",
-            ErrorKind::TryAgainLater => "try_again_later",
-            ErrorKind::MaxAttempts => "max_attempts",
-            ErrorKind::ConnectTimeout => "connect_timeout",
-            ErrorKind::BadUrl => "bad_url",
-            ErrorKind::TicketFailed => "ticket_failed",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::OutboxFull => "outbox_full",
-            ErrorKind::Expired => "expired",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Disconnected => "disconnected",
-            ErrorKind::Closed => "closed",
-            ErrorKind::BadRoom => "bad_room",
-            ErrorKind::BadFrame => "bad_frame",
-            ErrorKind::Server(code) => code,
-        }
-    }
-
-    /// The kind an error `code` names (the inverse of [`ErrorKind::code`]); any other code is
-    /// the server's.
-    pub fn from_code(code: &str) -> ErrorKind {
-        match code {
-            "auth_failed" => ErrorKind::AuthFailed,
-            "replaced" => ErrorKind::Replaced,
-            "server_closed" => ErrorKind::ServerClosed,
-            "unsupported_data" => ErrorKind::Unsupported,
-            "invalid_payload" => ErrorKind::InvalidPayload,
-            "message_too_big" => ErrorKind::MessageTooBig,
-            "policy_violation" => ErrorKind::PolicyViolation,
-            "server_error" => ErrorKind::ServerError,
-            "try_again_later" => ErrorKind::TryAgainLater,
-            "max_attempts" => ErrorKind::MaxAttempts,
-            "connect_timeout" => ErrorKind::ConnectTimeout,
-            "bad_url" => ErrorKind::BadUrl,
-            "ticket_failed" => ErrorKind::TicketFailed,
-            "rate_limited" => ErrorKind::RateLimited,
-            "outbox_full" => ErrorKind::OutboxFull,
-            "expired" => ErrorKind::Expired,
-            "timeout" => ErrorKind::Timeout,
-            "disconnected" => ErrorKind::Disconnected,
-            "closed" => ErrorKind::Closed,
-            "bad_room" => ErrorKind::BadRoom,
-            "bad_frame" => ErrorKind::BadFrame,
-            other => ErrorKind::Server(other.into()),
-        }
-    }
-
-    /// True when the client ends in `closed` because of it.
-    pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            ErrorKind::AuthFailed
-                | ErrorKind::Replaced
-                | ErrorKind::ServerClosed
-                | ErrorKind::Unsupported
-                | ErrorKind::InvalidPayload
-                | ErrorKind::MessageTooBig
-                | ErrorKind::MaxAttempts
-                | ErrorKind::BadUrl
-        )
+    /// The SDK kind an error `code` names (the inverse of [`ErrorKind::code`] over
+    /// [`ErrorKind::ALL`]); `None` for any other code. A server's code is never turned into one
+    /// of these: it stays [`ErrorKind::Server`].
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.iter().find(|k| k.code() == code).cloned()
     }
 }
 
@@ -237,6 +150,23 @@ impl Error {
         self
     }
 }
+
+/// `code: message`, then the close code and the frame id when there are. (Rust API only: the
+/// JavaScript API builds its own objects, so `core::fmt` stays out of the package.)
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)?;
+        if let Some(code) = self.close_code {
+            write!(f, " (close code {code})")?;
+        }
+        if let Some(id) = &self.id {
+            write!(f, " (frame {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for Error {}
 
 /// A parsed frame from the server. `P` is the whole message as the application will see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,6 +198,9 @@ pub enum InKind {
     Other,
 }
 
+/// The event names of the JavaScript API's `on()`, in the order of [`Event::name`].
+pub const EVENT_NAMES: [&str; 5] = ["message", "state", "error", "resync", "retry"];
+
 /// Events for the application.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<P> {
@@ -283,6 +216,19 @@ pub enum Event<P> {
     },
 }
 
+impl<P> Event<P> {
+    /// Its name in [`EVENT_NAMES`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Message(_) => "message",
+            Event::State(_) => "state",
+            Event::Error(_) => "error",
+            Event::Resync(_) => "resync",
+            Event::Retry { .. } => "retry",
+        }
+    }
+}
+
 /// Inputs: what happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input<P> {
@@ -294,10 +240,11 @@ pub enum Input<P> {
     CredentialsReady {
         attempt: u32,
     },
-    /// Getting credentials failed; `auth` when the ticket URL answered 401 or 403.
+    /// Getting credentials failed: the ticket URL answered `status` (not a 2xx), or `message`
+    /// says what else went wrong (no answer, no ticket in it, the token provider threw).
     CredentialsFailed {
         attempt: u32,
-        auth: bool,
+        status: Option<u16>,
         message: String,
     },
     SocketOpened {

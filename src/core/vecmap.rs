@@ -63,6 +63,7 @@ impl<K: Ord, V> VecMap<K, V> {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -70,10 +71,6 @@ impl<K: Ord, V> VecMap<K, V> {
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.entries.iter().map(|(k, _)| k)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
@@ -89,10 +86,6 @@ impl<K: Ord, V> VecMap<K, V> {
     pub fn retain_values(&mut self, mut keep: impl FnMut(&V) -> bool) {
         self.entries.retain(|(_, v)| keep(v));
     }
-
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
 }
 
 #[cfg(test)]
@@ -106,7 +99,7 @@ mod tests {
         assert_eq!(m.insert(1, "a"), None);
         assert_eq!(m.insert(2, "b"), None);
         assert_eq!(m.insert(2, "B"), Some("b"));
-        assert_eq!(m.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(m.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [1, 2, 3]);
         assert!(m.contains_key(&1));
         *m.get_mut(&3).unwrap() = "C";
         assert_eq!(m.remove(&1), Some("a"));

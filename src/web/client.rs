@@ -1,23 +1,28 @@
 //! The same client for Rust front ends compiled to wasm32 (Leptos, Yew, Dioxus): typed
-//! messages through serde, callbacks, and futures for `join` and `request`.
+//! messages through serde, callbacks, and Rust futures (a oneshot channel, no JS promise) for
+//! `join`, `leave`, `request` and `send_acked`, which fail with the core's [`Error`] whole.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::JsFuture;
 
 use super::driver::{dispatch, Driver, RustListener, Shared, SharedExt};
+use super::oneshot;
 use super::options::{Options, TokenSource};
 use super::parse::get;
-use crate::core::{Config, Error, ErrorKind, Event, Input, State};
-use crate::protocol::{ClientMessage, Frame, ServerMessage};
+use crate::core::config::check_urls;
+use crate::core::{Config, ConfigError, Error, ErrorKind, Event, Input, State};
+use crate::protocol::{ClientMessage, Frame, Joined, ServerMessage};
 
 /// Options for [`Client::new`]: the socket URL, an optional ticket URL and token, and the
-/// connection policy.
+/// connection policy. Start from [`ClientOptions::new`] and set what differs: fields may be
+/// added.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientOptions {
     pub url: String,
     pub ticket_url: Option<String>,
@@ -52,23 +57,19 @@ pub struct Client {
     shared: Shared,
 }
 
-fn error_from_js(e: &JsValue) -> Error {
-    let code = get(e, "code").as_string().unwrap_or_default();
-    let message = get(e, "message").as_string().unwrap_or_default();
-    let mut error = Error::new(ErrorKind::from_code(&code), message);
-    error.id = get(e, "id").as_string();
-    error
-}
-
 impl Client {
-    pub fn new(options: ClientOptions) -> Self {
+    /// Checks the options with the same rules as the JavaScript API (`ConfigError` says what to
+    /// fix). Does not connect.
+    pub fn new(options: ClientOptions) -> Result<Self, ConfigError> {
+        check_urls(&options.url, options.ticket_url.as_deref())?;
+        options.config.validate()?;
         let opts = Options {
             url: options.url,
             ticket_url: options.ticket_url,
             token: options.token.map_or(TokenSource::None, TokenSource::Fixed),
             config: options.config,
         };
-        Client { shared: Driver::new(opts) }
+        Ok(Client { shared: Driver::new(opts) })
     }
 
     /// Every event, as the core emits it.
@@ -112,7 +113,7 @@ impl Client {
     /// Serializes and sends (or queues) a message with a fresh id, which it returns. A refusal
     /// for good comes as an `error` event carrying that id.
     pub fn send<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<String, Error> {
-        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        let id = self.next_id();
         let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
         dispatch(&self.shared, Input::Send { id: id.clone(), text, ack: false });
         Ok(id)
@@ -121,20 +122,24 @@ impl Client {
     /// Sends like [`Client::send`] and waits for the server's answer (`ack`), or the error that
     /// refused it for good. Refusals by the rate limit and cuts are not errors: it goes again.
     pub async fn send_acked<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<JsValue, Error> {
-        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        let id = self.next_id();
         let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
-        self.pending_with(id, move |id| Input::Send { id, text, ack: true }).await
+        reply(self.pending(id.clone(), Input::Send { id, text, ack: true }).await)
     }
 
-    /// Joins a room (and again after every reconnect).
-    pub async fn join(&self, room: &str) -> Result<JsValue, Error> {
-        let room = room.to_owned();
-        self.pending(move |id| Input::Join { room, id }).await
+    /// Joins a room (and again after every reconnect until [`Client::leave`]): the server's
+    /// `joined`, typed.
+    pub async fn join(&self, room: &str) -> Result<Joined, Error> {
+        let id = self.next_id();
+        let msg = reply(self.pending(id.clone(), Input::Join { room: room.to_owned(), id }).await)?;
+        Joined::deserialize(serde_wasm_bindgen::Deserializer::from(get(&msg, "payload")))
+            .map_err(|e| Error::new(ErrorKind::BadFrame, e.to_string()))
     }
 
-    pub async fn leave(&self, room: &str) -> Result<JsValue, Error> {
-        let room = room.to_owned();
-        self.pending(move |id| Input::Leave { room, id }).await
+    /// Leaves a room and stops re-joining it.
+    pub async fn leave(&self, room: &str) -> Result<(), Error> {
+        let id = self.next_id();
+        self.pending(id.clone(), Input::Leave { room: room.to_owned(), id }).await.map(|_| ())
     }
 
     /// Sends a request and waits for the reply with the same id.
@@ -143,25 +148,27 @@ impl Client {
         message: &ClientMessage<D>,
         timeout_ms: Option<u64>,
     ) -> Result<JsValue, Error> {
-        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
+        let id = self.next_id();
         let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
-        self.pending_with(id, move |id| Input::Request { id, text, timeout_ms }).await
+        reply(self.pending(id.clone(), Input::Request { id, text, timeout_ms }).await)
     }
 
-    async fn pending(&self, input: impl FnOnce(String) -> Input<JsValue>) -> Result<JsValue, Error> {
-        let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
-        self.pending_with(id, input).await
+    fn next_id(&self) -> String {
+        self.shared.update(|d| d.machine.next_id()).unwrap_or_default()
     }
 
-    async fn pending_with(&self, id: String, input: impl FnOnce(String) -> Input<JsValue>) -> Result<JsValue, Error> {
-        let shared = self.shared.clone();
-        let key = id.clone();
-        let promise = js_sys::Promise::new(&mut |resolve, reject| {
-            shared.update(|d| d.add_promise(key.clone(), resolve, reject));
-        });
-        dispatch(&self.shared, input(id));
-        JsFuture::from(promise).await.map_err(|e| error_from_js(&e))
+    /// Registers a oneshot channel for `id`'s outcome, feeds `input`, and waits.
+    async fn pending(&self, id: String, input: Input<JsValue>) -> Result<Option<JsValue>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.update(|d| d.add_promise(id, Box::new(move |result| tx.send(result))));
+        dispatch(&self.shared, input);
+        rx.await.unwrap_or_else(|| Err(Error::new(ErrorKind::Closed, "the client was freed")))
     }
+}
+
+/// A reply that must carry a message.
+fn reply(result: Result<Option<JsValue>, Error>) -> Result<JsValue, Error> {
+    result?.ok_or_else(|| Error::new(ErrorKind::BadFrame, "no reply message"))
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {

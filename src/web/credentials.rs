@@ -10,15 +10,15 @@ use super::options::{Options, TokenSource};
 use super::parse::get;
 use crate::core::frames::concat;
 
-/// Why credentials could not be had. `auth` when retrying with the same provider cannot help
-/// (the ticket URL answered 401 or 403).
-pub struct CredentialError {
-    pub auth: bool,
+/// Why credentials could not be had: the ticket URL's HTTP status when it answered with one that
+/// is not a 2xx (the core decides what it means), or what else went wrong.
+pub(crate) struct CredentialError {
+    pub status: Option<u16>,
     pub message: String,
 }
 
-fn failed(auth: bool, message: impl Into<String>) -> CredentialError {
-    CredentialError { auth, message: message.into() }
+fn failed(message: impl Into<String>) -> CredentialError {
+    CredentialError { status: None, message: message.into() }
 }
 
 fn js_message(e: &JsValue) -> String {
@@ -32,16 +32,16 @@ async fn token(source: &TokenSource) -> Result<Option<String>, CredentialError> 
         TokenSource::Provider(f) => {
             let mut v = f
                 .call0(&JsValue::NULL)
-                .map_err(|e| failed(false, concat(&["the token provider threw: ", &js_message(&e)])))?;
+                .map_err(|e| failed(concat(&["the token provider threw: ", &js_message(&e)])))?;
             if let Some(p) = v.dyn_ref::<Promise>() {
                 v = JsFuture::from(p.clone())
                     .await
-                    .map_err(|e| failed(false, concat(&["the token provider rejected: ", &js_message(&e)])))?;
+                    .map_err(|e| failed(concat(&["the token provider rejected: ", &js_message(&e)])))?;
             }
             match v.as_string() {
                 Some(t) => Ok(Some(t)),
                 None if v.is_null() || v.is_undefined() => Ok(None),
-                None => Err(failed(false, "the token provider must return a string")),
+                None => Err(failed("the token provider must return a string")),
             }
         }
     }
@@ -76,28 +76,19 @@ async fn fetch_ticket(ticket_url: &str, token: Option<&str>) -> Result<String, C
     let global = js_sys::global();
     let response = call_await(&global, "fetch", &js_sys::Array::of2(&JsValue::from_str(ticket_url), &init))
         .await
-        .map_err(|e| failed(false, concat(&["the ticket request failed: ", &js_message(&e)])))?;
-    let status = get(&response, "status").as_f64().unwrap_or(0.0) as u16;
-    if status == 401 || status == 403 {
-        return Err(failed(
-            true,
-            concat(&["the ticket URL refused the token (HTTP ", if status == 401 { "401" } else { "403" }, ")"]),
-        ));
-    }
-    if !(200..300).contains(&status) {
-        return Err(failed(
-            false,
-            concat(&["the ticket URL answered HTTP ", &crate::core::frames::u64_to_string(u64::from(status))]),
-        ));
+        .map_err(|e| failed(concat(&["the ticket request failed: ", &js_message(&e)])))?;
+    if !get(&response, "ok").is_truthy() {
+        let status = get(&response, "status").as_f64().unwrap_or(0.0) as u16;
+        return Err(CredentialError { status: Some(status), message: String::new() });
     }
     let body = call_await(&response, "json", &js_sys::Array::new())
         .await
-        .map_err(|_| failed(false, "the ticket URL did not answer JSON"))?;
-    get(&body, "ticket").as_string().ok_or_else(|| failed(false, "the ticket URL's answer has no string `ticket`"))
+        .map_err(|_| failed("the ticket URL did not answer JSON"))?;
+    get(&body, "ticket").as_string().ok_or_else(|| failed("the ticket URL's answer has no string `ticket`"))
 }
 
 /// The URL to open for one attempt.
-pub async fn socket_url(opts: &Options) -> Result<String, CredentialError> {
+pub(crate) async fn socket_url(opts: &Options) -> Result<String, CredentialError> {
     let token = token(&opts.token).await?;
     match (&opts.ticket_url, token) {
         (Some(ticket_url), token) => {

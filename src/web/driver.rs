@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
+#[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gloo_timers::callback::Timeout;
@@ -15,8 +16,9 @@ use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
 use super::parse::{parse, set};
 use super::socket::{Socket, SocketEvent};
+use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
-use crate::core::{Action, Error, Event, Input, Machine, State};
+use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
 
 pub type Shared = Rc<RefCell<Driver>>;
 
@@ -37,33 +39,49 @@ impl SharedExt for RefCell<Driver> {
 }
 
 /// Browser resources alive across every client: sockets, timers, lifecycle listener sets.
-/// The leak test reads it: after clients close it returns to where it was.
+/// The leak tests read it (feature `test-hooks`): after clients close it returns to where it was.
+#[cfg(feature = "test-hooks")]
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-pub fn live_handles() -> usize {
+#[cfg(feature = "test-hooks")]
+pub(crate) fn live_handles() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
-/// Counts one live browser resource for as long as it is held.
-pub struct Counted<T>(T);
+/// Holds one live browser resource; with `test-hooks`, counts it for as long as it is held.
+pub(crate) struct Counted<T>(T);
 
 impl<T> Counted<T> {
     fn new(t: T) -> Self {
+        #[cfg(feature = "test-hooks")]
         LIVE.fetch_add(1, Ordering::Relaxed);
         Counted(t)
     }
 }
 
+#[cfg(feature = "test-hooks")]
 impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The event names `on()` accepts.
-pub const EVENTS: [&str; 5] = ["message", "state", "error", "resync", "retry"];
+pub(crate) type RustListener = Rc<RefCell<dyn FnMut(&Event<JsValue>)>>;
 
-pub type RustListener = Rc<RefCell<dyn FnMut(&Event<JsValue>)>>;
+/// Receives the outcome of one frame's reply, exactly once: a JS promise's `resolve` / `reject`
+/// (JavaScript API), or a oneshot channel (Rust API).
+pub(crate) type Settler = Box<dyn FnOnce(Result<Option<JsValue>, Error>)>;
+
+/// Settles a JS promise: resolves with the reply (or nothing), rejects with an `Error`.
+pub(crate) fn js_settler(resolve: Function, reject: Function) -> Settler {
+    Box::new(move |result| {
+        let _ = match result {
+            Ok(Some(msg)) => resolve.call1(&JsValue::NULL, &msg),
+            Ok(None) => resolve.call0(&JsValue::NULL),
+            Err(e) => reject.call1(&JsValue::NULL, &error_object(&e)),
+        };
+    })
+}
 
 pub struct Driver {
     pub machine: Machine<JsValue>,
@@ -72,11 +90,11 @@ pub struct Driver {
     socket_url: Option<(u32, String)>,
     timer: Option<Counted<Timeout>>,
     lifecycle: Option<Counted<Lifecycle>>,
-    /// One JS `Set` of listener functions per event name, in the order of [`EVENTS`].
+    /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
     js_listeners: [Set; 5],
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
-    promises: VecMap<String, (Function, Function)>,
+    promises: VecMap<String, Settler>,
     /// Actions not performed yet. A listener that calls the client while actions are being
     /// performed adds its own after them: side effects keep the machine's order.
     queue: Vec<Action<JsValue>>,
@@ -86,9 +104,8 @@ pub struct Driver {
 impl Drop for Driver {
     /// A client freed without `close()`: its promises are rejected, not left pending.
     fn drop(&mut self) {
-        for (_, (_, reject)) in self.promises.take_all() {
-            let e = Error::new(crate::core::ErrorKind::Closed, "the client was freed");
-            let _ = reject.call1(&JsValue::NULL, &error_object(&e));
+        for (_, settle) in self.promises.take_all() {
+            settle(Err(Error::new(ErrorKind::Closed, "the client was freed")));
         }
     }
 }
@@ -133,7 +150,7 @@ impl Driver {
 
     /// The listener set of an event name, if it is one.
     pub fn listeners(&self, event: &str) -> Option<&Set> {
-        EVENTS.iter().position(|e| *e == event).and_then(|i| self.js_listeners.get(i))
+        EVENT_NAMES.iter().position(|e| *e == event).and_then(|i| self.js_listeners.get(i))
     }
 
     pub fn add_rust_listener(&mut self, f: RustListener) -> u64 {
@@ -146,8 +163,8 @@ impl Driver {
         self.rust_listeners.retain(|(i, _)| *i != id);
     }
 
-    pub fn add_promise(&mut self, id: String, resolve: Function, reject: Function) {
-        self.promises.insert(id, (resolve, reject));
+    pub(crate) fn add_promise(&mut self, id: String, settle: Settler) {
+        self.promises.insert(id, settle);
     }
 }
 
@@ -199,7 +216,7 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
             Ok(inbound) => Input::Frame { attempt, inbound },
             Err(message) => Input::BadFrame { attempt, message: message.into() },
         },
-        SocketEvent::Binary => Input::BadFrame { attempt, message: "the server sent a binary frame".into() },
+        SocketEvent::Binary => Input::BadFrame { attempt, message: crate::core::classify::BINARY.into() },
         SocketEvent::Close { code, reason } => {
             let sock = shared.update(|d| d.socket.take()).flatten();
             defer_drop(sock);
@@ -210,10 +227,10 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
 }
 
 fn perform(shared: &Shared, action: Action<JsValue>) {
-    let closed = shared.read(|d| d.machine.state() == State::Closed).unwrap_or(true);
+    if shared.read(|d| d.machine.is_stale(&action)).unwrap_or(true) {
+        return;
+    }
     match action {
-        // A listener closed the client after these were decided: do not start them.
-        Action::FetchCredentials { .. } | Action::OpenSocket { .. } if closed => {}
         Action::FetchCredentials { attempt } => {
             let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
             let weak = Rc::downgrade(shared);
@@ -225,7 +242,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                         shared.update(|d| d.socket_url = Some((attempt, url)));
                         Input::CredentialsReady { attempt }
                     }
-                    Err(e) => Input::CredentialsFailed { attempt, auth: e.auth, message: e.message },
+                    Err(e) => Input::CredentialsFailed { attempt, status: e.status, message: e.message },
                 };
                 dispatch(&shared, input);
             });
@@ -275,13 +292,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         }
         Action::Emit(event) => emit(shared, &event),
         Action::Settle { id, result } => {
-            let promise = shared.update(|d| d.promises.remove(&id)).flatten();
-            if let Some((resolve, reject)) = promise {
-                let _ = match result {
-                    Ok(Some(msg)) => resolve.call1(&JsValue::NULL, &msg),
-                    Ok(None) => resolve.call0(&JsValue::NULL),
-                    Err(e) => reject.call1(&JsValue::NULL, &error_object(&e)),
-                };
+            if let Some(settle) = shared.update(|d| d.promises.remove(&id)).flatten() {
+                settle(result);
             }
         }
     }
@@ -299,9 +311,8 @@ fn release(shared: &Shared) {
             d.promises.take_all()
         })
         .unwrap_or_default();
-    for (_, (_, reject)) in promises {
-        let e = Error::new(crate::core::ErrorKind::Closed, "the client is closed");
-        let _ = reject.call1(&JsValue::NULL, &error_object(&e));
+    for (_, settle) in promises {
+        settle(Err(Error::new(ErrorKind::Closed, "the client is closed")));
     }
 }
 
@@ -333,27 +344,27 @@ pub fn error_object(e: &Error) -> JsValue {
 }
 
 /// The event's name and the value JS listeners get.
-pub fn event_value(event: &Event<JsValue>) -> (&'static str, JsValue) {
+fn event_value(event: &Event<JsValue>) -> JsValue {
     match event {
-        Event::State(s) => ("state", JsValue::from_str(s.as_str())),
-        Event::Message(m) => ("message", m.clone()),
-        Event::Error(e) => ("error", error_value(e)),
+        Event::State(s) => JsValue::from_str(s.as_str()),
+        Event::Message(m) => m.clone(),
+        Event::Error(e) => error_value(e),
         Event::Resync(r) => {
             let o = Object::new();
             set(&o, "reason", &JsValue::from_str(r.as_str()));
-            ("resync", o.into())
+            o.into()
         }
         Event::Retry { attempt, delay_ms } => {
             let o = Object::new();
             set(&o, "attempt", &JsValue::from(*attempt));
             set(&o, "delayMs", &JsValue::from(*delay_ms as f64));
-            ("retry", o.into())
+            o.into()
         }
     }
 }
 
 fn emit(shared: &Shared, event: &Event<JsValue>) {
-    let (name, value) = event_value(event);
+    let (name, value) = (event.name(), event_value(event));
     let Some((js, rust)) = shared.read(|d| {
         let js = d.listeners(name).map(|s| Array::from(s)).unwrap_or_default();
         (js, d.rust_listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<RustListener>>())

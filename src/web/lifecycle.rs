@@ -49,15 +49,6 @@ impl Lifecycle {
         }
         Lifecycle { listeners }
     }
-
-    /// How many listeners are registered (for the leak tests).
-    pub fn len(&self) -> usize {
-        self.listeners.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.listeners.is_empty()
-    }
 }
 
 impl Drop for Lifecycle {

@@ -1,12 +1,13 @@
 //! The browser shell: the only code that touches `web_sys` / `js_sys`. It performs what the
 //! core decides and feeds events back; it holds no policy.
 
-pub mod client;
-pub mod credentials;
-pub mod driver;
-pub mod lifecycle;
-pub mod options;
-pub mod parse;
-pub mod socket;
+pub(crate) mod client;
+pub(crate) mod credentials;
+pub(crate) mod driver;
+pub(crate) mod lifecycle;
+pub(crate) mod oneshot;
+pub(crate) mod options;
+pub(crate) mod parse;
+pub(crate) mod socket;
 
-pub use client::Client;
+pub use client::{Client, ClientOptions, Subscription};

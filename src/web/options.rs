@@ -4,6 +4,7 @@
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::core::config::{check_urls, ConfigError};
 use crate::core::frames::concat;
 use crate::core::{Backoff, Config, OutboxLimits};
 
@@ -25,6 +26,10 @@ pub struct Options {
 
 fn type_error(msg: &str) -> JsValue {
     js_sys::TypeError::new(msg).into()
+}
+
+fn refused(e: ConfigError) -> JsValue {
+    type_error(&concat(&["resock: ", &e.0]))
 }
 
 fn get(obj: &JsValue, key: &str) -> JsValue {
@@ -51,41 +56,14 @@ fn string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
     v.as_string().map(Some).ok_or_else(|| type_error(&concat(&["resock: option ", key, " must be a string"])))
 }
 
-/// An absolute URL with one of two schemes (checked without the platform's `URL`, to stay small;
-/// the browser refuses anything else when the socket opens, which is reported then).
-fn check_url(url: &str, what: &str, schemes: [&str; 2]) -> Result<(), JsValue> {
-    let ok = schemes.iter().any(|scheme| {
-        url.len() > scheme.len() + 3
-            && url.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme))
-            && url.get(scheme.len()..scheme.len() + 3) == Some("://")
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(type_error(&concat(&[
-            "resock: ",
-            what,
-            " must be an absolute ",
-            schemes[0],
-            ":// or ",
-            schemes[1],
-            ":// URL, got ",
-            url,
-        ])))
-    }
-}
-
 impl Options {
     pub fn from_js(opts: &JsValue) -> Result<Options, JsValue> {
         if !opts.is_object() {
             return Err(type_error("resock: new Client(options) needs an options object with a url"));
         }
         let url = string(opts, "url")?.ok_or_else(|| type_error("resock: option url is required"))?;
-        check_url(&url, "url", ["ws", "wss"])?;
         let ticket_url = string(opts, "ticketUrl")?;
-        if let Some(t) = &ticket_url {
-            check_url(t, "ticketUrl", ["http", "https"])?;
-        }
+        check_urls(&url, ticket_url.as_deref()).map_err(refused)?;
         let token = match get(opts, "token") {
             v if v.is_undefined() || v.is_null() => TokenSource::None,
             v if v.is_function() => TokenSource::Provider(v.unchecked_into()),
@@ -102,9 +80,6 @@ impl Options {
                 initial_ms: number(&reconnect, "initialDelayMs", "reconnect.initialDelayMs")?.unwrap_or(b.initial_ms),
                 max_ms: number(&reconnect, "maxDelayMs", "reconnect.maxDelayMs")?.unwrap_or(b.max_ms),
             };
-            if b.max_ms < b.initial_ms {
-                return Err(type_error("resock: reconnect.maxDelayMs must be at least reconnect.initialDelayMs"));
-            }
             config.max_attempts = number(&reconnect, "maxAttempts", "reconnect.maxAttempts")?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         } else if !reconnect.is_undefined() {
@@ -126,11 +101,6 @@ impl Options {
             let d = config.send_rate.unwrap_or_default();
             let max = number(&rate, "max", "sendRate.max")?.map_or(d.max, |n| u32::try_from(n).unwrap_or(u32::MAX));
             let window_ms = number(&rate, "windowMs", "sendRate.windowMs")?.unwrap_or(d.window_ms);
-            if max == 0 || window_ms == 0 {
-                return Err(type_error(
-                    "resock: sendRate.max and sendRate.windowMs must be above 0 (or sendRate: null)",
-                ));
-            }
             config.send_rate = Some(crate::core::SendRate { max, window_ms });
         } else if !rate.is_undefined() {
             return Err(type_error("resock: option sendRate must be {max, windowMs} or null"));
@@ -145,6 +115,7 @@ impl Options {
             };
             config.outbox_ttl_ms = number(&outbox, "ttlMs", "outbox.ttlMs")?;
         }
+        config.validate().map_err(refused)?;
         Ok(Options { url, ticket_url, token, config })
     }
 }

@@ -6,6 +6,8 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+use crate::protocol::CloseCode;
+
 /// One closure type for every handler: each distinct type adds glue to the package.
 type Handler = Closure<dyn FnMut(JsValue)>;
 
@@ -78,7 +80,7 @@ impl Drop for Socket {
         self.ws.set_onerror(None);
         let state = self.ws.ready_state();
         if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
-            let _ = self.ws.close_with_code_and_reason(1000, "Client closed");
+            let _ = self.ws.close_with_code_and_reason(CloseCode::Normal.as_u16(), "Client closed");
         }
     }
 }

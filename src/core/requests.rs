@@ -1,0 +1,231 @@
+//! The frames waiting for their one reply: the application's requests, joins and leaves, and the
+//! machine's own re-joins and resume. One table, and every rule of its life in one place: what a
+//! reply settles, what a cut does to each kind, what a deadline does, what `close()` settles.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::types::{Error, ErrorKind};
+use super::vecmap::VecMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    Request,
+    Join(String),
+    Leave,
+    /// A re-join the machine sent itself after a reconnect (or a join whose app promise timed
+    /// out): its reply is not the app's.
+    Rejoin(String),
+    /// The machine's own `resume`.
+    Resume,
+}
+
+impl Kind {
+    /// The machine's own: no application promise waits for it.
+    fn is_own(&self) -> bool {
+        matches!(self, Kind::Rejoin(_) | Kind::Resume)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    kind: Kind,
+    deadline: u64,
+    /// Sent on the current connection (not just queued).
+    sent: bool,
+}
+
+/// What a pending frame's deadline calls for.
+pub(super) enum Expired {
+    /// An application join: its promise rejects with `timeout`; the room stays wanted and its
+    /// join is now the machine's own.
+    Join,
+    /// The resume got no answer: the stream must resync.
+    Resume,
+    /// A request or leave: it rejects with `timeout`, and its frame is dropped if still queued.
+    Dropped,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Requests {
+    table: VecMap<String, Pending>,
+}
+
+impl Requests {
+    /// Waits for `id`'s reply until `deadline`. `sent`: already on the wire.
+    pub(super) fn add(&mut self, id: String, kind: Kind, deadline: u64, sent: bool) {
+        self.table.insert(id, Pending { kind, deadline, sent });
+    }
+
+    /// The id of an application `join` of `room` not sent yet.
+    pub(super) fn waiting_join(&self, room: &str) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room))
+            .map(|(id, _)| id.clone())
+    }
+
+    pub(super) fn mark_sent(&mut self, id: &str) {
+        if let Some(p) = self.table.get_mut(id) {
+            p.sent = true;
+        }
+    }
+
+    /// The frame was refused by the rate limit and queued again: the app's wait for it to go out
+    /// again (the machine's own stay counted as sent: they go first).
+    pub(super) fn requeued(&mut self, id: &str) {
+        if let Some(p) = self.table.get_mut(id) {
+            p.sent = p.kind.is_own();
+        }
+    }
+
+    /// Forgets `id` (refused before it went out), returning its kind.
+    pub(super) fn remove(&mut self, id: &str) -> Option<Kind> {
+        self.table.remove(id).map(|p| p.kind)
+    }
+
+    /// The `resumed` came (it answers the resume whatever its id).
+    pub(super) fn resumed(&mut self) {
+        self.table.retain_values(|p| p.kind != Kind::Resume);
+    }
+
+    /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
+    /// application id it answers: a join's answers every join of that room still waiting.
+    pub(super) fn reply(&mut self, id: &str, mut settle: impl FnMut(String)) -> bool {
+        let Some(kind) = self.remove(id) else { return false };
+        if let Kind::Join(room) | Kind::Rejoin(room) = &kind {
+            while let Some(other) = self.waiting_join(room) {
+                self.table.remove(&other);
+                settle(other);
+            }
+        }
+        if matches!(kind, Kind::Join(_) | Kind::Request | Kind::Leave) {
+            settle(String::from(id));
+        }
+        true
+    }
+
+    /// A connection that was open is lost: what was sent is answered never. A request rejects
+    /// with `disconnected` (`settle` gets an `Err`); a leave is done (a closed connection is in no
+    /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
+    /// (sent again on the next open).
+    pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(String, Result<(), Error>)) {
+        let lost: Vec<String> = self
+            .table
+            .iter()
+            .filter(|(_, p)| p.sent || matches!(p.kind, Kind::Leave))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            let Some(p) = self.table.get_mut(&id) else { continue };
+            match p.kind {
+                Kind::Join(_) => p.sent = false,
+                Kind::Leave => {
+                    self.table.remove(&id);
+                    settle(id, Ok(()));
+                }
+                Kind::Request => {
+                    self.table.remove(&id);
+                    settle(id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")));
+                }
+                Kind::Rejoin(_) | Kind::Resume => {
+                    self.table.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// The ids whose deadline is at or before `now`, for [`Requests::expire`].
+    pub(super) fn due(&self, now: u64) -> Vec<String> {
+        self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// `id`'s deadline passed. An application join becomes the machine's own, due again at
+    /// `rejoin_deadline`; the others are forgotten. `None`: nothing to do (a re-join: its frame
+    /// stays queued, the room is still wanted).
+    pub(super) fn expire(&mut self, id: &str, rejoin_deadline: u64) -> Option<Expired> {
+        let p = self.table.remove(id)?;
+        match p.kind {
+            Kind::Rejoin(_) => None,
+            Kind::Join(room) => {
+                let rejoin = Pending { kind: Kind::Rejoin(room), deadline: rejoin_deadline, sent: p.sent };
+                self.table.insert(String::from(id), rejoin);
+                Some(Expired::Join)
+            }
+            Kind::Resume => Some(Expired::Resume),
+            Kind::Request | Kind::Leave => Some(Expired::Dropped),
+        }
+    }
+
+    /// `close()`: forgets everything; `closed` gets each application id, to reject.
+    pub(super) fn close(&mut self, mut closed: impl FnMut(String)) {
+        let ids: Vec<String> = self.table.iter().map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            if self.table.remove(&id).is_some_and(|p| !p.kind.is_own()) {
+                closed(id);
+            }
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        self.table.values().map(|p| p.deadline).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(r: &mut Requests) -> Vec<String> {
+        let mut ids = Vec::new();
+        r.close(|id| ids.push(id));
+        ids
+    }
+
+    fn table() -> Requests {
+        let mut r = Requests::default();
+        r.add("req".into(), Kind::Request, 100, true);
+        r.add("join".into(), Kind::Join("a".into()), 100, true);
+        r.add("leave".into(), Kind::Leave, 100, false);
+        r.add("rejoin".into(), Kind::Rejoin("b".into()), 100, true);
+        r.add("resume".into(), Kind::Resume, 100, true);
+        r
+    }
+
+    #[test]
+    fn a_cut_settles_requests_and_leaves_and_keeps_joins_waiting() {
+        let mut r = table();
+        let mut settled = Vec::new();
+        r.connection_lost(|id, res| settled.push((id, res.is_ok())));
+        assert_eq!(settled, [("leave".into(), true), ("req".into(), false)]);
+        assert_eq!(r.waiting_join("a").as_deref(), Some("join"), "sent again on the next open");
+        assert_eq!(closed(&mut r), ["join"], "the machine's own frames were forgotten");
+    }
+
+    #[test]
+    fn one_joined_answers_every_join_of_the_room_still_waiting() {
+        let mut r = Requests::default();
+        r.add("1".into(), Kind::Join("a".into()), 100, true);
+        r.add("2".into(), Kind::Join("a".into()), 100, false);
+        r.add("3".into(), Kind::Join("b".into()), 100, false);
+        let mut ids = Vec::new();
+        assert!(r.reply("1", |id| ids.push(id)));
+        assert_eq!(ids, ["2", "1"]);
+        assert!(!r.reply("1", |_| panic!("once")));
+        assert_eq!(closed(&mut r), ["3"]);
+    }
+
+    #[test]
+    fn deadlines_turn_an_app_join_into_the_machines_own() {
+        let mut r = table();
+        let due = r.due(100);
+        assert_eq!(due, ["join", "leave", "rejoin", "req", "resume"]);
+        let kinds: Vec<Option<Expired>> = due.iter().map(|id| r.expire(id, 150)).collect();
+        assert!(matches!(
+            kinds.as_slice(),
+            [Some(Expired::Join), Some(Expired::Dropped), None, Some(Expired::Dropped), Some(Expired::Resume)]
+        ));
+        assert_eq!(r.next_deadline(), Some(150), "the join, now a re-join");
+        assert!(closed(&mut r).is_empty(), "nothing left of the app's");
+    }
+}
