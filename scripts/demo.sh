@@ -6,6 +6,10 @@
 # scripts/demo.sh --redis: the same demo from two fixture instances sharing a redis-server,
 # behind nginx (deploy/nginx.conf) on RESOCK_ADDR; instances on the two ports after it, Redis on
 # the third. Kill one instance (its PID is printed) and the page reconnects to the other.
+#
+# scripts/demo.sh --kafka: the demo fed by Kafka too: a tansu broker on the port after
+# RESOCK_ADDR's fourth, topic `events`; `target/release/resock-produce` (printed) produces a
+# task update that shows up on the page of the user it names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"
@@ -17,6 +21,27 @@ echo "[demo] building the demo app (vite)"
 (cd js && npm run --silent build:demo)
 echo "[demo] building the fixture server (release)"
 cargo build --release --locked -p resock-fixture
+if [ "${1:-}" = "--kafka" ]; then
+  host=${ADDR%:*}; port=${ADDR##*:}
+  broker="127.0.0.1:$((port + 4))"
+  cargo build --release --locked -p resock-bench --bin resock-produce
+  tansu=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+  "$tansu" broker --listener-url "tcp://$broker" --advertised-listener-url "tcp://$broker" \
+    --storage-engine memory://tansu/ >/tmp/resock-demo-tansu.log 2>&1 &
+  tansu_pid=$!
+  trap 'kill $tansu_pid 2>/dev/null || true' EXIT INT TERM
+  record='{"user_id":"alice","type":"task_update","payload":{"action":"created","task":{"id":"k1","title":"Produced to Kafka"}}}'
+  for _ in $(seq 1 50); do
+    target/release/resock-produce "$broker" +3:events alice "$record" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  echo "[demo] Kafka (tansu) on $broker, topic events; sign in as alice and produce more with:"
+  echo "  target/release/resock-produce $broker events alice '$record'"
+  echo "[demo] open http://$ADDR; Ctrl-C stops"
+  target/release/resock-fixture --addr "$ADDR" --dev --static js/demo/dist \
+    --kafka-brokers "$broker" --kafka-topics events --kafka-group demo
+  exit 0
+fi
 if [ "${1:-}" != "--redis" ]; then
   echo "[demo] open http://$ADDR in a browser (two windows, two users, to chat); Ctrl-C stops"
   exec target/release/resock-fixture --addr "$ADDR" --dev --static js/demo/dist

@@ -39,6 +39,11 @@ native() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  # tansu, a Kafka-protocol broker, for the event-source tests (once: 10-18 minutes on 2 cores).
+  if ! command -v tansu >/dev/null && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+    step "cargo install tansu --features dynostore (a Kafka-protocol broker; 10-18 minutes, once)"
+    cargo install tansu --features dynostore
+  fi
 }
 
 browser() {

@@ -104,7 +104,11 @@ pub fn token(user: &str, service: bool) -> String {
 
 /// Connects with a token in the query and reads the `welcome`.
 pub async fn connect_token(fx: &Fixture, token: &str) -> Result<Ws, String> {
-    let url = fx.ws(&format!("/ws?token={token}"));
+    open(fx.ws(&format!("/ws?token={token}"))).await
+}
+
+/// Connects to `url` and reads the `welcome` (10 s for each).
+async fn open(url: String) -> Result<Ws, String> {
     let (mut ws, _) = timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
         .await
         .map_err(|_| "connect timed out".to_owned())?
@@ -121,13 +125,7 @@ pub async fn connect_ticket(http: &reqwest::Client, fx: &Fixture, token: &str) -
     }
     let v: Value = res.json().await.map_err(|e| e.to_string())?;
     let ticket = v["ticket"].as_str().ok_or("no ticket")?;
-    let url = fx.ws(&format!("/ws?ticket={ticket}"));
-    let (mut ws, _) = timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    expect_type(&mut ws, "welcome", Duration::from_secs(10)).await?;
-    Ok(ws)
+    open(fx.ws(&format!("/ws?ticket={ticket}"))).await
 }
 
 /// Reads until a text frame of `kind` (answering pings), within `within`.

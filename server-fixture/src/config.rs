@@ -132,6 +132,18 @@ pub struct Config {
     #[arg(long, env = "RESOCK_DEV")]
     pub dev: bool,
 
+    /// Kafka brokers (HOST:PORT[,...]) to consume --kafka-topics from, as group --kafka-group.
+    #[arg(long, env = "RESOCK_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka topics whose records become pushes (docs/PROTOCOL.md "Kafka records").
+    #[arg(long, env = "RESOCK_KAFKA_TOPICS", value_delimiter = ',')]
+    pub kafka_topics: Vec<String>,
+
+    /// The Kafka consumer group (instances in one group share the partitions).
+    #[arg(long, env = "RESOCK_KAFKA_GROUP", default_value = "resock")]
+    pub kafka_group: String,
+
     /// Redis URL (redis://HOST:PORT): share tickets, streams, the store and fan-out with every
     /// instance on the same Redis. Without it, all of that stays in this process.
     #[arg(long, env = "RESOCK_REDIS")]
@@ -151,6 +163,9 @@ impl Config {
             if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
                 return Err(format!("--redis {url:?}: expected redis://HOST:PORT"));
             }
+        }
+        if self.kafka_brokers.is_some() == self.kafka_topics.is_empty() {
+            return Err("--kafka-brokers and --kafka-topics go together".into());
         }
         for origin in &self.allowed_origins {
             if !is_bare_origin(origin) {

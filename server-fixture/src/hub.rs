@@ -403,7 +403,7 @@ impl Hub {
                 remove_conn(&mut st, target, Some(Kill::Close(1012, STREAM_RESET_REASON)));
                 continue;
             }
-            deliver_locked(&mut st, target, Some(item.seq), Out::Text(item.frame.clone()));
+            deliver_locked(&mut st, target, Some(item.seq), Out::Text(item.frame.clone()), self.limits.send_queue);
         }
         let st = &mut *st;
         if let Some(subs) = st.sse.get_mut(user) {
@@ -428,7 +428,7 @@ impl Hub {
         let targets: Vec<ConnId> =
             st.rooms.get(room).map(|m| m.iter().copied().filter(|c| Some(*c) != except).collect()).unwrap_or_default();
         for target in &targets {
-            deliver_locked(&mut st, *target, None, Out::Text(frame.clone()));
+            deliver_locked(&mut st, *target, None, Out::Text(frame.clone()), self.limits.send_queue);
         }
         targets.len()
     }
@@ -439,7 +439,7 @@ impl Hub {
         let targets: Vec<ConnId> =
             st.conns.iter().filter(|(_, c)| Some(c.user.as_str()) != exclude_user).map(|(id, _)| *id).collect();
         for target in &targets {
-            deliver_locked(&mut st, *target, None, Out::Text(frame.clone()));
+            deliver_locked(&mut st, *target, None, Out::Text(frame.clone()), self.limits.send_queue);
         }
         targets.len()
     }
@@ -549,11 +549,16 @@ impl Hub {
     }
 }
 
-/// Queues `out` on connection `id`, or holds it there until the welcome.
-fn deliver_locked(st: &mut State, id: ConnId, seq: Option<u64>, out: Out) {
+/// Queues `out` on connection `id`, or holds it there until the welcome (at most `limit` frames,
+/// the send queue's size: past it, the connection is closed like a slow consumer).
+fn deliver_locked(st: &mut State, id: ConnId, seq: Option<u64>, out: Out, limit: usize) {
     let Some(conn) = st.conns.get_mut(&id) else { return };
     if let Some(held) = conn.held.as_mut() {
-        held.push((seq, out));
+        if held.len() < limit {
+            held.push((seq, out));
+        } else {
+            remove_conn(st, id, Some(Kill::Close(CloseCode::Policy.as_u16(), SLOW_CONSUMER_REASON)));
+        }
         return;
     }
     send_locked(st, id, out);

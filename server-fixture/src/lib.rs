@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod hub;
+pub mod kafka;
 pub mod limits;
 pub mod log;
 pub mod rest;

@@ -10,8 +10,15 @@ use std::io::Write;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::OnceLock;
 
+static TX: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
+
+/// Silences the log for this process (for tests, instead of setting `RESOCK_LOG` in a process
+/// whose tests run in parallel). Without effect once something was logged.
+pub fn quiet() {
+    let _ = TX.set(None);
+}
+
 fn sender() -> Option<&'static SyncSender<String>> {
-    static TX: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
     TX.get_or_init(|| {
         if std::env::var("RESOCK_LOG").is_ok_and(|v| v == "quiet") {
             return None;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resock::protocol::{is_user_stream_kind, ServerMessage, TaskUpdate};
+use resock::protocol::{ServerMessage, TaskUpdate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
@@ -17,10 +17,6 @@ use crate::state::App;
 
 /// Request bodies are small JSON documents: 1 MiB at most.
 const BODY_LIMIT: u64 = 1 << 20;
-
-/// Types a broadcast may not use: they mean something to every client.
-const RESERVED_TYPES: &[&str] =
-    &["welcome", "ping", "pong", "joined", "left", "ack", "error", "resumed", "room_message"];
 
 /// `POST /ws/ticket` with `Authorization: Bearer <JWT>`.
 pub fn ticket(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -137,7 +133,8 @@ pub fn api(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Reject
         .and(with_app(app))
         .and_then(|_: Identity, body: Broadcast, app: Arc<App>| async move {
             non_empty("type", &body.kind)?;
-            if RESERVED_TYPES.contains(&body.kind.as_str()) || is_user_stream_kind(&body.kind) {
+            // Every type of the protocol means something to every client: reserved.
+            if resock::protocol::audience(&body.kind).is_some() {
                 return Err(ApiError::reject(
                     StatusCode::BAD_REQUEST,
                     format!("`type` {:?} is reserved by the protocol: broadcast an application type", body.kind),
@@ -185,7 +182,11 @@ pub fn health(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Rej
     warp::path!("healthz").and(warp::get()).and(with_app(app)).map(|app: Arc<App>| {
         let health = app.engine.health();
         let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        json_status(&health, status)
+        let mut body = serde_json::to_value(&health).unwrap_or_default();
+        if app.cfg.kafka_brokers.is_some() {
+            body["kafka"] = app.source.snapshot();
+        }
+        json_status(&body, status)
     })
 }
 

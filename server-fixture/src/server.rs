@@ -56,6 +56,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     let app = Arc::new(App::build(cfg).await?);
+    crate::kafka::start(&app)?;
     tokio::spawn(sweep_streams(Arc::downgrade(&app)));
     let routes = routes(app.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -1,7 +1,7 @@
 //! The server's state: everything a request handler may touch. The bottom layer: it imports
 //! no HTTP or route module (state <- HTTP helpers <- routes <- assembly in `server.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,37 @@ pub struct App {
     /// What the instances share: memory, or Redis with `--redis`.
     pub engine: Arc<dyn Engine>,
     pub jwt: Jwt,
+    /// The event source's counters (Kafka; all zero without it), for `/healthz`.
+    pub source: SourceStats,
     live: AtomicUsize,
+}
+
+/// What the event source (Kafka) did so far.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    pub consumed: AtomicU64,
+    pub pushed: AtomicU64,
+    /// Redelivered records the engine had applied already.
+    pub duplicates: AtomicU64,
+    /// Bad records: not JSON, an unknown type, no user, too large.
+    pub skipped: AtomicU64,
+    /// Records in the assigned partitions not consumed yet (measured every 2 s).
+    pub lag: AtomicI64,
+    pub state: std::sync::Mutex<String>,
+}
+
+impl SourceStats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        let state = self.state.lock().map(|s| s.clone()).unwrap_or_default();
+        serde_json::json!({
+            "state": if state.is_empty() { "starting" } else { state.as_str() },
+            "consumed": self.consumed.load(Ordering::Relaxed),
+            "pushed": self.pushed.load(Ordering::Relaxed),
+            "duplicates": self.duplicates.load(Ordering::Relaxed),
+            "skipped": self.skipped.load(Ordering::Relaxed),
+            "lag": self.lag.load(Ordering::Relaxed),
+        })
+    }
 }
 
 /// Counts a live connection task until dropped (shutdown waits for them).
@@ -71,7 +101,14 @@ impl App {
                 streams,
             )),
         };
-        Ok(App { hub, engine, jwt: Jwt::new(cfg.secret()), live: AtomicUsize::new(0), cfg })
+        Ok(App {
+            hub,
+            engine,
+            jwt: Jwt::new(cfg.secret()),
+            source: SourceStats::default(),
+            live: AtomicUsize::new(0),
+            cfg,
+        })
     }
 
     pub fn live_guard(&self) -> LiveGuard<'_> {

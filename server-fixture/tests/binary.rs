@@ -237,7 +237,11 @@ fn lowers_max_connections_to_fit_a_low_open_file_limit() {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on "), "{line}");
+    if !line.starts_with("listening on ") {
+        let _ = child.wait();
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("no listening line ({line:?}); the fixture's stderr: {log}");
+    }
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     wait_exit(&mut child);
     let logged = std::fs::read_to_string(&log).unwrap();

@@ -255,7 +255,7 @@ async fn sse_follows_the_origin_allowlist() {
 
 #[tokio::test]
 async fn dev_routes_are_404_without_dev() {
-    std::env::set_var("RESOCK_LOG", "quiet");
+    resock_fixture::log::quiet();
     let cfg =
         <resock_fixture::Config as clap::Parser>::try_parse_from(["x", "--addr", "127.0.0.1:0", "--jwt-secret", "s"])
             .unwrap();

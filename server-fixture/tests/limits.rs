@@ -72,14 +72,7 @@ async fn history_is_bounded_in_bytes_and_resume_says_so() {
         ws.expect_type("new_notification").await;
     }
     ws.send(json!({"type": "resume", "id": "r", "payload": {"epoch": epoch, "since": 0}})).await;
-    let mut replayed = Vec::new();
-    let resumed = loop {
-        let v = ws.expect_any().await;
-        if v["type"] == "resumed" {
-            break v;
-        }
-        replayed.push(v["seq"].as_u64().unwrap());
-    };
+    let (replayed, resumed) = seqs_until_resumed(&mut ws).await;
     assert!(replayed.len() <= 2, "about 1.1 KB a frame: at most two fit in 3 000 B, got {replayed:?}");
     assert_eq!(replayed.last(), Some(&10));
     assert_eq!(resumed["payload"]["complete"], false);

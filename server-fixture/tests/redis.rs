@@ -4,61 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
-
-/// A `redis-server` on 127.0.0.1, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Redis::on(port)
-    }
-
-    fn on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server; scripts/setup.sh installs it)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Redis { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 async fn instances(redis: &Redis, n: usize, extra: &[&str]) -> Vec<Fx> {
     let url = redis.url();
@@ -181,14 +132,7 @@ async fn two_instances_posting_500_each_for_one_user_make_seqs_1_to_1000() {
     // A resume on the other instance replays exactly the ones after 990.
     let (mut other, _) = fx[1].connect("alice").await;
     other.send(json!({"type": "resume", "id": "r", "payload": {"epoch": epoch, "since": 990}})).await;
-    let mut replayed = Vec::new();
-    let resumed = loop {
-        let v = other.expect_any().await;
-        if v["type"] == "resumed" {
-            break v;
-        }
-        replayed.push(v["seq"].as_u64().unwrap());
-    };
+    let (replayed, resumed) = seqs_until_resumed(&mut other).await;
     assert_eq!(replayed, (991..=1000).collect::<Vec<u64>>());
     assert_eq!(resumed["payload"], json!({"replayed": 10, "complete": true}));
 }
@@ -254,14 +198,7 @@ async fn an_instance_gone_and_a_reconnect_to_another_resumes_complete() {
     assert_eq!(again["payload"]["epoch"], epoch.as_str());
     assert_eq!(again["payload"]["seq"], 6);
     ws.send(json!({"type": "resume", "payload": {"epoch": epoch, "since": last}})).await;
-    let mut replayed = Vec::new();
-    let resumed = loop {
-        let v = ws.expect_any().await;
-        if v["type"] == "resumed" {
-            break v;
-        }
-        replayed.push(v["seq"].as_u64().unwrap());
-    };
+    let (replayed, resumed) = seqs_until_resumed(&mut ws).await;
     assert_eq!(replayed, [4, 5, 6]);
     assert_eq!(resumed["payload"]["complete"], true);
 }

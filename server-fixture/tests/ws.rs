@@ -575,17 +575,6 @@ async fn dev_drop_cuts_without_a_close_frame_and_refuses_upgrades_for_a_while() 
 
 // ---- user stream and resume ----------------------------------------------------------------
 
-async fn seqs_until_resumed(ws: &mut Ws) -> (Vec<u64>, Value) {
-    let mut seqs = Vec::new();
-    loop {
-        match ws.next_app().await {
-            Seen::Json(v) if v["type"] == "resumed" => return (seqs, v),
-            Seen::Json(v) => seqs.push(v["seq"].as_u64().expect("stream messages carry seq")),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn resume_replays_exactly_the_missing_seqs_once() {
     let fx = Fx::start(&[]).await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use resock::protocol::{Notification, NotificationRead, Resumed, ServerMessage};
 use serde_json::Value;
 
-use super::{Engine, EngineError, EngineFuture, Health, ResumeResult};
+use super::{Applied, Engine, EngineError, EngineFuture, Health, RecordAction, RecordId, ResumeResult};
 use crate::auth::{Identity, Tickets, TooManyTickets};
 use crate::hub::{encode, new_epoch, ConnId, Hub, Out, StreamItem};
 use crate::store::Store;
@@ -41,6 +41,8 @@ struct State {
     streams: HashMap<String, UserStream>,
     /// Each user's last [`REMEMBERED_IDS`] room-message ids: a repeat is acked, not sent again.
     message_ids: HashMap<String, SeenIds>,
+    /// The last offset applied per event-source partition (records are applied in offset order).
+    applied: HashMap<(String, i32), i64>,
 }
 
 /// A user's stream: its epoch (new whenever the stream is created, so a stream dropped and
@@ -229,6 +231,28 @@ impl Engine for MemoryEngine {
             self.append(&mut st, user, &ServerMessage::AllRead);
         }
         ready(Ok(marked))
+    }
+
+    fn record<'a>(&'a self, id: &'a RecordId, action: RecordAction) -> EngineFuture<'a, Applied> {
+        let mut st = self.lock();
+        let part = (id.topic.clone(), id.partition);
+        if st.applied.get(&part).is_some_and(|last| id.offset <= *last) {
+            return ready(Ok(Applied::Duplicate));
+        }
+        match action {
+            RecordAction::Push { user, msg } => {
+                self.append(&mut st, &user, &msg);
+            }
+            RecordAction::Notify { user, title, body } => {
+                let n = self.store.add(&user, title, body);
+                self.append(&mut st, &user, &ServerMessage::NewNotification(n));
+            }
+            RecordAction::Room { room, frame } => {
+                self.hub.deliver_room(&room, &frame, None);
+            }
+        }
+        st.applied.insert(part, id.offset);
+        ready(Ok(Applied::Done))
     }
 
     fn sweep(&self) -> EngineFuture<'_, usize> {

@@ -125,10 +125,41 @@ pub trait Engine: Send + Sync {
     /// Marks all read and pushes `all_read` when any was unread. How many were.
     fn mark_all_read<'a>(&'a self, user: &'a str) -> EngineFuture<'a, usize>;
 
+    /// Applies a record of an event source (Kafka) exactly once: `Duplicate` when this record,
+    /// or a later one of its partition, was applied before (a redelivery after a crash or a
+    /// rebalance). The check and the change are one step.
+    fn record<'a>(&'a self, id: &'a RecordId, action: RecordAction) -> EngineFuture<'a, Applied>;
+
     /// Drops what idle users left behind (`--stream-ttl-ms`); Redis expires its keys itself and
     /// has the engine refresh those of the users connected here. How many streams it dropped.
     fn sweep(&self) -> EngineFuture<'_, usize>;
     fn health(&self) -> Health;
+}
+
+/// Where a record came from: its topic, partition and offset (offsets grow within a partition).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordId {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What a record asks for.
+#[derive(Debug, Clone)]
+pub enum RecordAction {
+    /// A message on `user`'s stream.
+    Push { user: String, msg: ServerMessage<Value> },
+    /// A notification stored and pushed, as `POST /api/notifications` does.
+    Notify { user: String, title: String, body: String },
+    /// A frame to every member of `room` on every instance.
+    Room { room: String, frame: Arc<str> },
+}
+
+/// Whether a record changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    Duplicate,
 }
 
 /// The payload of a message as one-line JSON.

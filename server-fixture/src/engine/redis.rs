@@ -29,13 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{PushKind, Script, Value as RValue};
+use redis::{PushKind, Script, ScriptInvocation, Value as RValue};
 use resock::protocol::{Notification, Resumed, ServerMessage};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::memory::{id_hash, StreamLimits};
-use super::{payload_json, Engine, EngineError, EngineFuture, Health, ResumeResult};
+use super::{payload_json, Applied, Engine, EngineError, EngineFuture, Health, RecordAction, RecordId, ResumeResult};
 use crate::auth::{Identity, Role};
 use crate::hub::{encode, new_epoch, ConnId, Hub, Kill, Out, StreamItem, STREAM_RESET_REASON};
 use crate::log;
@@ -83,6 +83,26 @@ struct Scripts {
     room: Script,
     count: Script,
     uncount: Script,
+    append_once: Script,
+    notify_once: Script,
+    room_once: Script,
+}
+
+/// `body` run only for a record not applied yet: the last KEYS is the partition's applied-offset
+/// key, the last ARGV the record's offset; the check, the change and the new offset are one step.
+fn once(body: &str) -> Script {
+    Script::new(&format!(
+        r#"{APPEND_FN}
+local done = redis.call('GET', KEYS[#KEYS])
+if done and tonumber(ARGV[#ARGV]) <= tonumber(done) then return 'duplicate' end
+local function body()
+{body}
+end
+body()
+redis.call('SET', KEYS[#KEYS], ARGV[#ARGV])
+return 'done'
+"#
+    ))
 }
 
 /// Appends a message to a user's stream (KEYS[1] the hash, KEYS[2] the stream; ARGV: channel,
@@ -105,10 +125,24 @@ local function append(skey, xkey, chan, epoch, hist, ttl, kind, payload)
 end
 "#;
 
+const APPEND_BODY: &str = "return append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])";
+
+const NOTIFY_BODY: &str = r#"
+local id = redis.call('INCR', KEYS[4])
+local n = cjson.encode({id = id, title = ARGV[5], body = ARGV[6], created_at = ARGV[7], read = false})
+redis.call('RPUSH', KEYS[3], n)
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[8]), -1)
+append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'new_notification', n)
+return n
+"#;
+
 fn scripts() -> Scripts {
     let with_append = |body: &str| Script::new(&format!("{APPEND_FN}{body}"));
     Scripts {
-        append: with_append("return append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])"),
+        append_once: once(APPEND_BODY),
+        notify_once: once(NOTIFY_BODY),
+        room_once: once("redis.call('PUBLISH', ARGV[1], ARGV[2])"),
+        append: with_append(APPEND_BODY),
         welcome: Script::new(
             r#"
 if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
@@ -134,16 +168,7 @@ end
 return out
 "#,
         ),
-        notify: with_append(
-            r#"
-local id = redis.call('INCR', KEYS[4])
-local n = cjson.encode({id = id, title = ARGV[5], body = ARGV[6], created_at = ARGV[7], read = false})
-redis.call('RPUSH', KEYS[3], n)
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[8]), -1)
-append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'new_notification', n)
-return n
-"#,
-        ),
+        notify: with_append(NOTIFY_BODY),
         mark_read: with_append(
             r#"
 local list = redis.call('LRANGE', KEYS[3], 0, -1)
@@ -321,9 +346,24 @@ impl RedisEngine {
         self.ok(r)
     }
 
-    fn append_args(&self, user: &str) -> (String, String, String, u64) {
-        let s = self.settings.streams;
-        (key("u", user), new_epoch(), s.history.to_string(), s.ttl.as_millis() as u64)
+    /// An invocation of a script that appends to `user`'s stream (APPEND_FN): KEYS the stream's
+    /// hash and entries (then, with `store`, the user's notification list and the id counter),
+    /// ARGV the channel, a new epoch in case the stream is created, the history and the TTL.
+    fn on_stream<'s>(&self, script: &'s Script, user: &str, store: bool) -> ScriptInvocation<'s> {
+        let limits = self.settings.streams;
+        let mut inv = script.key(key("s", user));
+        inv.key(key("x", user));
+        if store {
+            inv.key(key("n", user)).key(key("nid", ""));
+        }
+        inv.arg(key("u", user)).arg(new_epoch()).arg(limits.history).arg(limits.ttl.as_millis() as u64);
+        inv
+    }
+
+    /// NOTIFY_BODY's own arguments.
+    fn notification_args(&self, inv: &mut ScriptInvocation<'_>, title: &str, body: &str) {
+        let created_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        inv.arg(title).arg(body).arg(created_at).arg(self.settings.store_max);
     }
 
     async fn history(&self, user: &str, since: u64) -> Result<Option<(String, u64, u64, Vec<Arc<str>>)>, EngineError> {
@@ -508,20 +548,9 @@ impl Engine for RedisEngine {
 
     fn push<'a>(&'a self, user: &'a str, msg: ServerMessage<Value>) -> EngineFuture<'a, u64> {
         Box::pin(async move {
-            let (chan, epoch, hist, ttl) = self.append_args(user);
-            let r: redis::RedisResult<u64> = self
-                .scripts
-                .append
-                .key(key("s", user))
-                .key(key("x", user))
-                .arg(chan)
-                .arg(epoch)
-                .arg(hist)
-                .arg(ttl)
-                .arg(msg.kind())
-                .arg(payload_json(&msg))
-                .invoke_async(&mut self.conn())
-                .await;
+            let mut inv = self.on_stream(&self.scripts.append, user, false);
+            inv.arg(msg.kind()).arg(payload_json(&msg));
+            let r: redis::RedisResult<u64> = inv.invoke_async(&mut self.conn()).await;
             self.ok(r)
         })
     }
@@ -599,25 +628,9 @@ impl Engine for RedisEngine {
 
     fn notify<'a>(&'a self, user: &'a str, title: String, body: String) -> EngineFuture<'a, Notification> {
         Box::pin(async move {
-            let (chan, epoch, hist, ttl) = self.append_args(user);
-            let created_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-            let r: redis::RedisResult<String> = self
-                .scripts
-                .notify
-                .key(key("s", user))
-                .key(key("x", user))
-                .key(key("n", user))
-                .key(key("nid", ""))
-                .arg(chan)
-                .arg(epoch)
-                .arg(hist)
-                .arg(ttl)
-                .arg(title)
-                .arg(body)
-                .arg(created_at)
-                .arg(self.settings.store_max)
-                .invoke_async(&mut self.conn())
-                .await;
+            let mut inv = self.on_stream(&self.scripts.notify, user, true);
+            self.notification_args(&mut inv, &title, &body);
+            let r: redis::RedisResult<String> = inv.invoke_async(&mut self.conn()).await;
             let json = self.ok(r)?;
             serde_json::from_str(&json).map_err(|e| EngineError::Unavailable(format!("a stored notification: {e}")))
         })
@@ -633,20 +646,9 @@ impl Engine for RedisEngine {
 
     fn mark_read<'a>(&'a self, user: &'a str, ids: Vec<u64>) -> EngineFuture<'a, Vec<u64>> {
         Box::pin(async move {
-            let (chan, epoch, hist, ttl) = self.append_args(user);
-            let r: redis::RedisResult<String> = self
-                .scripts
-                .mark_read
-                .key(key("s", user))
-                .key(key("x", user))
-                .key(key("n", user))
-                .arg(chan)
-                .arg(epoch)
-                .arg(hist)
-                .arg(ttl)
-                .arg(serde_json::to_string(&ids).unwrap_or_default())
-                .invoke_async(&mut self.conn())
-                .await;
+            let mut inv = self.on_stream(&self.scripts.mark_read, user, true);
+            inv.arg(serde_json::to_string(&ids).unwrap_or_default());
+            let r: redis::RedisResult<String> = inv.invoke_async(&mut self.conn()).await;
             let json = self.ok(r)?;
             // cjson encodes an empty table as an object: `[]` is returned as a literal then.
             Ok(serde_json::from_str(&json).unwrap_or_default())
@@ -655,20 +657,35 @@ impl Engine for RedisEngine {
 
     fn mark_all_read<'a>(&'a self, user: &'a str) -> EngineFuture<'a, usize> {
         Box::pin(async move {
-            let (chan, epoch, hist, ttl) = self.append_args(user);
-            let r: redis::RedisResult<usize> = self
-                .scripts
-                .mark_all
-                .key(key("s", user))
-                .key(key("x", user))
-                .key(key("n", user))
-                .arg(chan)
-                .arg(epoch)
-                .arg(hist)
-                .arg(ttl)
-                .invoke_async(&mut self.conn())
-                .await;
+            let r: redis::RedisResult<usize> =
+                self.on_stream(&self.scripts.mark_all, user, true).invoke_async(&mut self.conn()).await;
             self.ok(r)
+        })
+    }
+
+    fn record<'a>(&'a self, id: &'a RecordId, action: RecordAction) -> EngineFuture<'a, Applied> {
+        Box::pin(async move {
+            let applied = key("k", &format!("{}:{}", id.topic, id.partition));
+            let mut invocation = match &action {
+                RecordAction::Push { user, msg } => {
+                    let mut inv = self.on_stream(&self.scripts.append_once, user, false);
+                    inv.arg(msg.kind()).arg(payload_json(msg));
+                    inv
+                }
+                RecordAction::Notify { user, title, body } => {
+                    let mut inv = self.on_stream(&self.scripts.notify_once, user, true);
+                    self.notification_args(&mut inv, title, body);
+                    inv
+                }
+                RecordAction::Room { room, frame } => {
+                    let mut inv = self.scripts.room_once.key(key("r", room));
+                    inv.arg(key("r", room)).arg(format!("- 0\n{frame}"));
+                    inv
+                }
+            };
+            invocation.key(applied).arg(id.offset);
+            let r: redis::RedisResult<String> = invocation.invoke_async(&mut self.conn()).await;
+            Ok(if self.ok(r)? == "duplicate" { Applied::Duplicate } else { Applied::Done })
         })
     }
 

@@ -26,7 +26,7 @@ pub struct Fx {
 impl Fx {
     /// Starts the fixture with `--addr 127.0.0.1:0 --dev` and `extra` flags.
     pub async fn start(extra: &[&str]) -> Fx {
-        std::env::set_var("RESOCK_LOG", "quiet");
+        resock_fixture::log::quiet();
         let mut args = vec!["resock-fixture", "--addr", "127.0.0.1:0", "--dev"];
         args.extend_from_slice(extra);
         let cfg = Config::try_parse_from(args).expect("valid flags");
@@ -282,4 +282,65 @@ pub async fn sse_events(res: &mut reqwest::Response, n: usize) -> (Vec<(String, 
         }
     }
     (events, comments)
+}
+
+/// A `redis-server` on 127.0.0.1, killed when dropped.
+pub struct Redis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Redis::on(port)
+    }
+
+    pub fn on(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Redis { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out =
+            std::process::Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The seqs replayed after a `resume`, then the `resumed` message.
+pub async fn seqs_until_resumed(ws: &mut Ws) -> (Vec<u64>, Value) {
+    let mut seqs = Vec::new();
+    loop {
+        match ws.next_app().await {
+            Seen::Json(v) if v["type"] == "resumed" => return (seqs, v),
+            Seen::Json(v) => seqs.push(v["seq"].as_u64().expect("stream messages carry seq")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

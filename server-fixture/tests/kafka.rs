@@ -1,0 +1,367 @@
+//! Kafka as the event source, against a real Kafka-protocol broker (`tansu`, started by each test
+//! on a free loopback port with in-memory storage, killed at the end; `scripts/setup.sh`
+//! installs it) and, where instances must share state, a real redis-server.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use tokio::time::{sleep, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_resock-fixture");
+
+/// A tansu broker on 127.0.0.1, killed when dropped.
+struct Broker {
+    child: Child,
+    addr: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let child = Command::new(tansu())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu (cargo install tansu --features dynostore; scripts/setup.sh does it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child, addr }
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tansu() -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = format!("{home}/.cargo/bin/tansu");
+    if std::path::Path::new(&cargo_bin).exists() {
+        cargo_bin
+    } else {
+        "tansu".into()
+    }
+}
+
+async fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.addr).create().unwrap();
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let res = admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+    for r in res {
+        r.unwrap();
+    }
+}
+
+fn producer(broker: &Broker) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("message.timeout.ms", "10000")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+async fn produce(p: &FutureProducer, topic: &str, key: &str, value: &Value) {
+    let body = value.to_string();
+    p.send(FutureRecord::to(topic).key(key).payload(&body), Duration::from_secs(10)).await.unwrap();
+}
+
+/// A fixture binary as a child process (so it can be SIGKILLed), killed when dropped.
+struct Instance {
+    child: Child,
+    url: String,
+}
+
+impl Instance {
+    fn start(args: &[&str]) -> Instance {
+        let mut child = Command::new(BIN)
+            .args(["--addr", "127.0.0.1:0", "--dev"])
+            .args(args)
+            .env("RESOCK_LOG", "quiet")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("a listening line").to_owned();
+        Instance { child, url }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn health(&self) -> Value {
+        reqwest::get(format!("{}/healthz", self.url)).await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits (bounded) until `/healthz`'s kafka counters satisfy `pred`.
+async fn wait_kafka(i: &Instance, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let h = i.health().await;
+        if pred(&h["kafka"]) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {h}");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every message of `user`'s stream, read by a resume from 0 on `fx` (history 10 000).
+async fn stream_of(fx: &Fx, user: &str) -> Vec<Value> {
+    let (mut ws, welcome) = fx.connect(user).await;
+    let epoch = welcome["payload"]["epoch"].as_str().unwrap().to_owned();
+    ws.send(json!({"type": "resume", "payload": {"epoch": epoch, "since": 0}})).await;
+    let mut out = Vec::new();
+    loop {
+        let v = ws.expect_any().await;
+        if v["type"] == "resumed" {
+            assert_eq!(v["payload"]["complete"], true);
+            return out;
+        }
+        out.push(v);
+    }
+}
+
+fn ns(stream: &[Value]) -> Vec<u64> {
+    stream.iter().map(|m| m["payload"]["task"]["n"].as_u64().unwrap()).collect()
+}
+
+fn record(user: &str, n: u64) -> Value {
+    json!({"user_id": user, "type": "task_update", "payload": {"action": "updated", "task": {"n": n}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_records_for_ten_users_arrive_once_each_in_order_and_bad_ones_are_skipped() {
+    let broker = Broker::start();
+    create_topic(&broker, "events", 3).await;
+    let p = producer(&broker);
+    let fx = Fx::start(&[
+        "--kafka-brokers",
+        &broker.addr,
+        "--kafka-topics",
+        "events",
+        "--kafka-group",
+        "g1",
+        "--send-queue",
+        "2000",
+    ])
+    .await;
+    let mut live = Vec::new();
+    for u in 0..10 {
+        live.push(fx.connect(&format!("user{u}")).await.0);
+    }
+    // 1 000 records, keyed by user (one user's records in one partition, in order), with bad
+    // ones in between.
+    for n in 0..100u64 {
+        for u in 0..10 {
+            let user = format!("user{u}");
+            produce(&p, "events", &user, &record(&user, n)).await;
+        }
+        if n % 25 == 0 {
+            produce(&p, "events", "bad", &json!({"user_id": "user0", "type": "no_such_type"})).await;
+            p.send(FutureRecord::to("events").key("bad").payload("not json"), Duration::from_secs(10)).await.unwrap();
+        }
+    }
+    produce(&p, "events", "room", &json!({"room": "lobby", "data": {"hello": 1}})).await;
+    for (u, ws) in live.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            let m = ws.expect_type("task_update").await;
+            got.push(m["payload"]["task"]["n"].as_u64().unwrap());
+        }
+        assert_eq!(got, (0..100).collect::<Vec<u64>>(), "user{u}: once each, in order");
+        ws.expect_quiet(Duration::from_millis(100)).await;
+    }
+    let stats = fx.http.get(fx.url("/healthz")).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(stats["kafka"]["pushed"], 1001, "{stats}");
+    assert_eq!(stats["kafka"]["skipped"], 8, "{stats}");
+    assert_eq!(stats["kafka"]["duplicates"], 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_mid_batch_and_restarted_neither_duplicates_nor_loses() {
+    let broker = Broker::start();
+    let redis = Redis::start();
+    create_topic(&broker, "events", 2).await;
+    let url = redis.url();
+    let kafka = ["--kafka-brokers", &broker.addr, "--kafka-topics", "events", "--kafka-group", "g2"];
+    let shared = ["--redis", url.as_str(), "--history", "10000", "--history-bytes", "100000000"];
+    let consumer_args: Vec<&str> = kafka.iter().chain(shared.iter()).copied().collect();
+    let mut consumer = Instance::start(&consumer_args);
+    let p = producer(&broker);
+    for n in 0..1000u64 {
+        let user = format!("u{}", n % 4);
+        produce(&p, "events", &user, &record(&user, n)).await;
+    }
+    // Killed once it is part-way through (as fast as it is, it may be anywhere in the batch).
+    wait_kafka(&consumer, "a first push", Duration::from_secs(20), |k| k["pushed"].as_u64() >= Some(1)).await;
+    consumer.kill();
+    let consumer = Instance::start(&consumer_args);
+    let h = wait_kafka(&consumer, "the rest", Duration::from_secs(30), |k| {
+        k["lag"] == 0 && k["consumed"].as_u64() >= Some(1)
+    })
+    .await;
+    eprintln!("after the restart: {}", h["kafka"]);
+    // The streams, read on an instance that is not the consumer: each record exactly once.
+    let reader = Fx::start(&shared).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = Vec::new();
+        for u in 0..4 {
+            let stream = stream_of(&reader, &format!("u{u}")).await;
+            let got = ns(&stream);
+            let want: Vec<u64> = (0..1000).filter(|n| n % 4 == u).collect();
+            all.push((u, got == want, got.len()));
+        }
+        if all.iter().all(|(_, ok, _)| *ok) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "streams after the restart (user, exact, count): {all:?}");
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "flaky against tansu 0.6: after a SIGKILLed member, the survivor is assigned its partitions but does not fetch them in about half the runs (lag stays at the full backlog); run with --ignored"]
+async fn two_instances_in_one_group_share_the_partitions_and_a_rebalance_loses_nothing() {
+    // A rolling restart: A is killed (SIGKILL, no goodbye to the group), records keep coming,
+    // and A comes back; the rebalance its return starts hands its partitions out again. (tansu
+    // 0.6 does not reassign a dead member's partitions on its session timeout alone: B keeps
+    // its own until a member joins. docs/PROTOCOL.md, "Kafka records".)
+    let broker = Broker::start();
+    let redis = Redis::start();
+    create_topic(&broker, "events", 4).await;
+    let url = redis.url();
+    let args = [
+        "--kafka-brokers",
+        &broker.addr,
+        "--kafka-topics",
+        "events",
+        "--kafka-group",
+        "g3",
+        "--redis",
+        url.as_str(),
+        "--history",
+        "10000",
+        "--history-bytes",
+        "100000000",
+    ];
+    let mut a = Instance::start(&args);
+    let b = Instance::start(&args);
+    let p = producer(&broker);
+    for n in 0..600u64 {
+        let user = format!("u{}", n % 6);
+        produce(&p, "events", &user, &record(&user, n)).await;
+    }
+    wait_kafka(&a, "a's share", Duration::from_secs(30), |k| k["pushed"].as_u64() >= Some(1)).await;
+    // One dies: the other takes its partitions over (a rebalance) and catches up.
+    a.kill();
+    for n in 600..1200u64 {
+        let user = format!("u{}", n % 6);
+        produce(&p, "events", &user, &record(&user, n)).await;
+    }
+    let _a_again = Instance::start(&args);
+    let reader = Fx::start(&["--redis", url.as_str(), "--history", "10000", "--history-bytes", "100000000"]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = Vec::new();
+        for u in 0..6 {
+            let got = ns(&stream_of(&reader, &format!("u{u}")).await);
+            let want: Vec<u64> = (0..1200).filter(|n| n % 6 == u).collect();
+            all.push((u, got == want, got.len()));
+        }
+        if all.iter().all(|(_, ok, _)| *ok) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let audit = audit(&broker, "events", 1200).await;
+            let b = b.health().await;
+            panic!("after the rebalance (user, exact, count): {all:?}; b: {b}; the broker holds, per user: {audit:?}");
+        }
+        sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Counts the records per user that the broker holds, read from the start by a fresh group
+/// (to tell a broker that lost records from a consumer that did).
+async fn audit(broker: &Broker, topic: &str, expect: usize) -> std::collections::BTreeMap<String, usize> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "audit")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut per_user = std::collections::BTreeMap::new();
+    let mut seen = 0;
+    while seen < expect {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), c.recv()).await else { break };
+        let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+        *per_user.entry(v["user_id"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        seen += 1;
+    }
+    per_user
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_answering_for_5_s_is_caught_up_with_afterwards() {
+    // tansu's in-memory storage does not survive a restart, so the broker is paused (SIGSTOP)
+    // and resumed (SIGCONT) instead: unreachable for 5 s, then back with its committed offsets.
+    let broker = Broker::start();
+    create_topic(&broker, "events", 1).await;
+    let consumer =
+        Instance::start(&["--kafka-brokers", &broker.addr, "--kafka-topics", "events", "--kafka-group", "g4"]);
+    let p = producer(&broker);
+    for n in 0..50u64 {
+        produce(&p, "events", "u", &record("u", n)).await;
+    }
+    wait_kafka(&consumer, "the first 50", Duration::from_secs(20), |k| k["pushed"] == 50).await;
+    broker.signal("-STOP");
+    sleep(Duration::from_secs(5)).await;
+    // The server serves meanwhile.
+    assert!(reqwest::get(format!("{}/healthz", consumer.url)).await.unwrap().status().is_success());
+    broker.signal("-CONT");
+    for n in 50..100u64 {
+        produce(&p, "events", "u", &record("u", n)).await;
+    }
+    let h = wait_kafka(&consumer, "the next 50", Duration::from_secs(30), |k| k["pushed"] == 100).await;
+    assert_eq!(h["kafka"]["duplicates"], 0);
+}
