@@ -23,6 +23,8 @@ export function freePort() {
 }
 
 const live = new Set(); // every child process not yet seen exiting, for the exit handler
+// Interrupted (Ctrl-C, or the test runner stopping this file): exit, so the handler below runs.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.once(signal, () => process.exit(130));
 process.on("exit", () => {
   for (const c of live) {
     try {
