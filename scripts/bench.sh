@@ -4,21 +4,29 @@
 #     they have all closed
 #   - fan-out: broadcasts to 1 000 receivers, deliveries per second and latency
 #   - churn: ticket + connect + welcome + close cycles per second
-# Usage: scripts/bench.sh [--baseline REV] [--rounds N]
+#   - scale-out (issue 8): fan-out throughput and p50/p99 latency for 1 000 clients in one room
+#     and for 1 000 users with one notification each, on one instance in memory, one instance
+#     on Redis, two instances on Redis behind nginx (deploy/nginx.conf), and, to tell nginx's
+#     share, two instances on Redis with the clients split over their own ports
+# Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout]
 #   --baseline REV  also builds the fixture at git revision REV (in a temporary worktree) and
 #                   runs it interleaved with the current one, round by round, so that both
 #                   see the same machine load; the table then has both columns.
-# Loopback only; every run is bounded (bench/src/bin/resock-load.rs).
+#   --scaleout      only the scale-out table (current build; setups interleaved round by round)
+# Loopback only; every run is bounded (bench/src/bin/resock-load.rs); redis-server and nginx are
+# started per run on free 127.0.0.1 ports and stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 baseline=""
 rounds=3
+scaleout_only=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) baseline=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    *) echo "usage: scripts/bench.sh [--baseline REV] [--rounds N]" >&2; exit 2 ;;
+    --scaleout) scaleout_only=true; shift ;;
+    *) echo "usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout]" >&2; exit 2 ;;
   esac
 done
 
@@ -26,7 +34,7 @@ scripts/setup.sh native
 echo "[bench] building the release fixture and resock-load"
 cargo build --locked --release -p resock-fixture -p resock-bench
 bins=("current=target/release/resock-fixture")
-if [ -n "$baseline" ]; then
+if [ "$scaleout_only" = false ] && [ -n "$baseline" ]; then
   rev=$(git rev-parse --short "$baseline")
   wt="target/bench-baseline/src-$rev"
   if [ ! -x "target/bench-baseline/release/resock-fixture-$rev" ]; then
@@ -41,6 +49,9 @@ if [ -n "$baseline" ]; then
 fi
 
 out=$(mktemp)
+scale=$(mktemp)
+trap 'rm -f "$out" "$scale"' EXIT
+if [ "$scaleout_only" = false ]; then
 for round in $(seq 1 "$rounds"); do
   for entry in "${bins[@]}"; do
     label=${entry%%=*}; bin=${entry#*=}
@@ -78,4 +89,44 @@ print()
 print("For reference (issue 7): the seeds' FastAPI server under uvicorn, 36 KB per idle connection;")
 print("Centrifugo, about 30 KB (published); this fixture before issue 7, 138 KB. Goal: <= 10 KB.")
 PY
-rm -f "$out"
+fi
+
+# Issue 8: the scale-out table. Fixtures get --rate-limit 100000/1s (the room's sender is far
+# above the default 10 frames/s). Setups run interleaved, round by round.
+for round in $(seq 1 "$rounds"); do
+  for workload in room users; do
+    for setup in memory redis redis2 redis2direct; do
+      printf '[bench] round %s/%s scale %-12s %s\n' "$round" "$rounds" "$setup" "$workload"
+      target/release/resock-load target/release/resock-fixture scale "$setup" "$workload" \
+        | sed "s/^RESULT /RESULT round=$round /" | tee -a "$scale"
+    done
+  done
+done
+python3 - "$scale" <<'PY'
+import statistics, sys
+rows = [dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv) for line in open(sys.argv[1]) if line.startswith("RESULT")]
+setups = ["memory", "redis", "redis2", "redis2direct"]
+names = {"memory": "1 instance, memory", "redis": "1 instance, Redis", "redis2": "2 instances, Redis, nginx", "redis2direct": "2 instances, Redis, no nginx"}
+rounds = max(int(r["round"]) for r in rows)
+def med(w, s, key):
+    xs = [float(r[key]) for r in rows if r["workload"] == w and r["setup"] == s]
+    return statistics.median(xs) if xs else float("nan")
+for w, title in (("room", "1 000 clients in one room (200 messages in a row, each acked before the next; then 5 messages at 1/s = 1 000 deliveries/s)"),
+                 ("users", "1 000 users, one notification each (10 rounds as fast as 64 posts in flight allow, then 3 rounds at 1 000 posts/s)")):
+    print()
+    print(f"{title}; median of {rounds} round(s)")
+    print("| | " + " | ".join(names[s] for s in setups) + " |")
+    print("|---|" + "---|" * len(setups))
+    base = med(w, "memory", "sat_deliveries_per_s")
+    def line(name, key, fmt, f=lambda v, s: v):
+        print(f"| {name} | " + " | ".join(fmt.format(f(med(w, s, key), s)) for s in setups) + " |")
+    line("deliveries/s, saturated", "sat_deliveries_per_s", "{:,.0f}")
+    line("× one instance in memory", "sat_deliveries_per_s", "{:.2f}", lambda v, s: v / base)
+    line("p50 / p99 ms, saturated", "sat_p50_ms", "{}", lambda v, s: f"{v:.1f} / {med(w, s, 'sat_p99_ms'):.1f}")
+    line("p50 / p99 ms at 1 000 deliveries/s", "paced_p50_ms", "{}", lambda v, s: f"{v:.1f} / {med(w, s, 'paced_p99_ms'):.1f}")
+    line("CPU s while saturated: fixtures / redis / nginx / load tool", "cpu_fixtures_s", "{}",
+         lambda v, s: f"{v:.2f} / {med(w, s, 'cpu_redis_s'):.2f} / {med(w, s, 'cpu_nginx_s'):.2f} / {med(w, s, 'cpu_load_s'):.2f}")
+print()
+print("Goal (issue 8): 2 instances on Redis behind nginx >= 0.8x one in-memory instance; p99 < 100 ms at 1 000 msg/s.")
+print("All on one 2-core machine: the instances, redis-server, nginx and the load tool share the cores.")
+PY

@@ -33,8 +33,9 @@ apt_install() {
 native() {
   command -v cargo >/dev/null || { echo "cargo is missing: this machine should have rustup's toolchain" >&2; exit 1; }
   if ! command -v curl >/dev/null; then apt_install curl; fi
-  # Redis for the engine's tests (each test starts its own redis-server on a free loopback
-  # port), nginx for the scale-out tests; neither is started here.
+  # Redis for the engine's tests, and Redis and nginx for the scale-out browser test
+  # (js/scaleout/) and `scripts/bench.sh` (each run starts its own on free loopback ports and
+  # stops them by PID); neither is started here.
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)

@@ -249,3 +249,143 @@ pub async fn good_client(fx: &Fixture, dur: Duration) -> GoodClient {
     let _ = ws.close(None).await;
     out
 }
+
+/// A `redis-server` on a free 127.0.0.1 port, persistence off; killed by its PID when dropped.
+pub struct Redis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub async fn start() -> Result<Redis, String> {
+        let port = free_port()?;
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server (scripts/setup.sh installs it): {e}"))?;
+        let redis = Redis { child, port };
+        wait_listening(port, "redis-server").await?;
+        Ok(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx with `deploy/nginx.conf` (its placeholders filled in) in front of `upstreams`, on a free
+/// 127.0.0.1 port, its files in a temporary folder. Stopped by its master's PID when dropped
+/// (SIGTERM: the master stops its workers).
+pub struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    pub addr: String,
+}
+
+impl Nginx {
+    pub async fn start(upstreams: &[String]) -> Result<Nginx, String> {
+        let template_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx.conf");
+        let template = std::fs::read_to_string(template_path).map_err(|e| format!("{template_path}: {e}"))?;
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("resock-bench-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let lines: Vec<String> = upstreams.iter().map(|u| format!("server {u} max_fails=1 fail_timeout=2s;")).collect();
+        let conf = template
+            .replace("@DIR@", &dir.to_string_lossy())
+            .replace("@PORT@", &port.to_string())
+            .replace("@UPSTREAMS@", &lines.join("\n        "));
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start nginx (scripts/setup.sh installs it): {e}"))?;
+        let nginx = Nginx { child, dir, addr: format!("127.0.0.1:{port}") };
+        wait_listening(port, "nginx").await?;
+        Ok(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller to bind at once).
+pub fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Waits (at most 10 s) until something accepts connections on 127.0.0.1:`port`.
+async fn wait_listening(port: u16, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not listen on {port} within 10 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) of a process and all its descendants still alive, in seconds
+/// (`/proc/PID/stat`; 0 for a PID that is gone).
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = |pid: u32| -> Option<(u32, u64)> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
+        let rest: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+        let ppid = rest.get(1)?.parse().ok()?;
+        let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+        Some((ppid, ticks))
+    };
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut ticks = stat(pid).map(|s| s.1).unwrap_or(0);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                if let Some((ppid, t)) = stat(child) {
+                    if ppid == pid {
+                        ticks += t;
+                    }
+                }
+            }
+        }
+    }
+    ticks as f64 / hz
+}
+
+impl Redis {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Nginx {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
