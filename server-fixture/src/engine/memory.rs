@@ -7,12 +7,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use resock::protocol::{Notification, NotificationRead, Resumed, ServerMessage};
+use resock::protocol::{Notification, NotificationRead, ServerMessage};
 use serde_json::Value;
 
-use super::{Applied, Engine, EngineError, EngineFuture, Health, RecordAction, RecordId, ResumeResult};
+use super::{
+    queue_resume, Applied, Engine, EngineError, EngineFuture, Found, Health, RecordAction, RecordId, ResumeResult,
+};
 use crate::auth::{Identity, Tickets, TooManyTickets};
-use crate::hub::{encode, new_epoch, ConnId, Hub, Out, StreamItem};
+use crate::hub::{new_epoch, ConnId, Hub, StreamItem};
 use crate::store::Store;
 
 /// Room-message ids remembered per user to drop a repeat (docs/PROTOCOL.md "Rooms"): a client
@@ -144,23 +146,14 @@ impl Engine for MemoryEngine {
         reply_id: Option<&'a str>,
     ) -> EngineFuture<'a, ResumeResult> {
         let st = self.lock();
-        let stream = st.streams.get(user).filter(|s| s.epoch == epoch);
-        let (mut frames, result) = match stream {
-            Some(s) if since <= s.seq => {
-                let frames: Vec<Arc<str>> =
-                    s.history.iter().filter(|i| i.seq > since).map(|i| i.frame.clone()).collect();
-                let oldest = s.history.front().map_or(s.seq + 1, |i| i.seq);
-                let complete = since == s.seq || oldest <= since + 1;
-                let replayed = frames.len() as u64;
-                (frames, ResumeResult { replayed, complete })
-            }
-            _ => (Vec::new(), ResumeResult { replayed: 0, complete: false }),
-        };
-        let resumed = Resumed { replayed: result.replayed, complete: result.complete };
-        frames.push(encode(&ServerMessage::Resumed(resumed), reply_id, None));
+        let found = st.streams.get(user).filter(|s| s.epoch == epoch).map(|s| Found {
+            last: s.seq,
+            // An empty history holds nothing before the next seq.
+            oldest: Some(s.history.front().map_or(s.seq + 1, |i| i.seq)),
+            frames: s.history.iter().filter(|i| i.seq > since).map(|i| i.frame.clone()).collect(),
+        });
         // Under the engine's lock: no push can fall between the replay and the live stream.
-        self.hub.send_to(conn, Out::Batch(frames));
-        ready(Ok(result))
+        ready(Ok(queue_resume(&self.hub, conn, found, since, reply_id)))
     }
 
     fn replay<'a>(&'a self, user: &'a str, since: u64) -> EngineFuture<'a, Vec<Arc<StreamItem>>> {

@@ -17,11 +17,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use resock::protocol::{Notification, ServerMessage};
+use resock::protocol::{Notification, Resumed, ServerMessage};
 use serde_json::Value;
 
 use crate::auth::Identity;
-use crate::hub::{ConnId, StreamItem};
+use crate::hub::{encode, ConnId, Hub, Out, StreamItem};
 
 /// A boxed engine future (the trait is used as `dyn Engine`).
 pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'a>>;
@@ -160,6 +160,32 @@ pub enum RecordAction {
 pub enum Applied {
     Done,
     Duplicate,
+}
+
+/// What a resume found in a stream of the right epoch: its last seq, the oldest seq it still
+/// holds (`None`: none), and the frames after the resume's `since`.
+pub struct Found {
+    pub last: u64,
+    pub oldest: Option<u64>,
+    pub frames: Vec<Arc<str>>,
+}
+
+/// Queues a resume's answer on `conn` as one batch: the replayed frames, then `resumed`.
+/// `found` is `None` for a wrong or unknown epoch. Complete when nothing was missed or the
+/// history still reaches `since + 1`; a `since` past the last seq is never complete.
+pub fn queue_resume(hub: &Hub, conn: ConnId, found: Option<Found>, since: u64, reply_id: Option<&str>) -> ResumeResult {
+    let (mut frames, result) = match found {
+        Some(f) if since <= f.last => {
+            let complete = since == f.last || f.oldest.is_some_and(|o| o <= since + 1);
+            let replayed = f.frames.len() as u64;
+            (f.frames, ResumeResult { replayed, complete })
+        }
+        _ => (Vec::new(), ResumeResult { replayed: 0, complete: false }),
+    };
+    let resumed = Resumed { replayed: result.replayed, complete: result.complete };
+    frames.push(encode(&ServerMessage::Resumed(resumed), reply_id, None));
+    hub.send_to(conn, Out::Batch(frames));
+    result
 }
 
 /// The payload of a message as one-line JSON.

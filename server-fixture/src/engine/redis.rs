@@ -30,14 +30,17 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushKind, Script, ScriptInvocation, Value as RValue};
-use resock::protocol::{Notification, Resumed, ServerMessage};
+use resock::protocol::{Notification, ServerMessage};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::memory::{id_hash, StreamLimits};
-use super::{payload_json, Applied, Engine, EngineError, EngineFuture, Health, RecordAction, RecordId, ResumeResult};
+use super::{
+    payload_json, queue_resume, Applied, Engine, EngineError, EngineFuture, Found, Health, RecordAction, RecordId,
+    ResumeResult,
+};
 use crate::auth::{Identity, Role};
-use crate::hub::{encode, new_epoch, ConnId, Hub, Kill, Out, StreamItem, STREAM_RESET_REASON};
+use crate::hub::{new_epoch, ConnId, Hub, Kill, StreamItem, STREAM_RESET_REASON};
 use crate::log;
 
 /// What the Redis engine needs from the configuration.
@@ -564,18 +567,13 @@ impl Engine for RedisEngine {
         reply_id: Option<&'a str>,
     ) -> EngineFuture<'a, ResumeResult> {
         Box::pin(async move {
-            let (mut frames, result) = match self.history(user, since).await? {
-                Some((e, seq, oldest, frames)) if e == epoch && since <= seq => {
-                    let complete = since == seq || (oldest > 0 && oldest <= since + 1);
-                    let replayed = frames.len() as u64;
-                    (frames, ResumeResult { replayed, complete })
+            let found = match self.history(user, since).await? {
+                Some((e, last, oldest, frames)) if e == epoch => {
+                    Some(Found { last, oldest: (oldest > 0).then_some(oldest), frames })
                 }
-                _ => (Vec::new(), ResumeResult { replayed: 0, complete: false }),
+                _ => None,
             };
-            let resumed = Resumed { replayed: result.replayed, complete: result.complete };
-            frames.push(encode(&ServerMessage::Resumed(resumed), reply_id, None));
-            self.hub.send_to(conn, Out::Batch(frames));
-            Ok(result)
+            Ok(queue_resume(&self.hub, conn, found, since, reply_id))
         })
     }
 
