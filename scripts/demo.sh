@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"
 ADDR=${RESOCK_ADDR:-127.0.0.1:8080}
 
-scripts/setup.sh
+scripts/setup.sh browser
+if [ "${1:-}" = "--kafka" ]; then scripts/setup.sh kafka; fi
 scripts/build-pkg.sh
 echo "[demo] building the demo app (vite)"
 (cd js && npm run --silent build:demo)

@@ -2,7 +2,7 @@
 # Installs what a fresh machine lacks for resock's build and tests, idempotently
 # (Rust targets and tools, Chromium, npm packages, redis-server and nginx).
 # Every step checks first and prints what it does; a second run does nothing.
-# Usage: scripts/setup.sh [native|browser|all]   (default: all)
+# Usage: scripts/setup.sh [native|browser|kafka|all]   (default: all; the demo needs browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +40,11 @@ native() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
-  # tansu, a Kafka-protocol broker, for the event-source tests (once: 10-18 minutes on 2 cores).
+}
+
+# tansu, a Kafka-protocol broker, for the event-source tests and `demo.sh --kafka` (once: 10-18
+# minutes on 2 cores).
+kafka() {
   if ! command -v tansu >/dev/null && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
     step "cargo install tansu --features dynostore (a Kafka-protocol broker; 10-18 minutes, once)"
     cargo install tansu --features dynostore
@@ -82,7 +86,8 @@ npm_ci() {
 case "$what" in
   native) native ;;
   browser) native; browser ;;
-  all) native; browser ;;
-  *) echo "usage: scripts/setup.sh [native|browser|all]" >&2; exit 2 ;;
+  kafka) native; kafka ;;
+  all) native; browser; kafka ;;
+  *) echo "usage: scripts/setup.sh [native|browser|kafka|all]" >&2; exit 2 ;;
 esac
 step "done"
