@@ -166,20 +166,22 @@ fn help_lists_every_flag_of_the_contract() {
     assert!(help.contains("RESOCK_HEARTBEAT_MS"));
 }
 
+/// Starts `cmd` with logging on and stderr to a temporary file; returns the child, its first
+/// stdout line and the log's path.
+fn spawn_logged(mut cmd: Command, name: &str) -> (Child, String, std::path::PathBuf) {
+    let log = std::env::temp_dir().join(format!("resock-fixture-{name}-{}.txt", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = cmd.env_remove("RESOCK_LOG").stdout(Stdio::piped()).stderr(file).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line, log)
+}
+
 #[tokio::test]
 async fn logs_never_contain_a_token_or_a_ticket() {
-    let log = std::env::temp_dir().join(format!("resock-fixture-log-{}.txt", std::process::id()));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--addr", "127.0.0.1:0", "--dev"])
-        .env_remove("RESOCK_LOG")
-        .stdout(Stdio::piped())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--addr", "127.0.0.1:0", "--dev"]);
+    let (child, line, log) = spawn_logged(cmd, "log");
     let url = line.trim_end().strip_prefix("listening on ").unwrap().to_owned();
     let mut p = Proc { child, url };
     let http = reqwest::Client::new();
@@ -225,18 +227,9 @@ async fn logs_never_contain_a_token_or_a_ticket() {
 fn lowers_max_connections_to_fit_a_low_open_file_limit() {
     // A hard limit of 600 open files cannot hold 10 000 connections: the fixture says so and
     // serves at most 600 - 256.
-    let log = std::env::temp_dir().join(format!("resock-fixture-nofile-{}.txt", std::process::id()));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new("sh")
-        .args(["-c", &format!("ulimit -n 600 && exec {BIN} --addr 127.0.0.1:0 --dev")])
-        .env_remove("RESOCK_LOG")
-        .stdout(Stdio::piped())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("ulimit -n 600 && exec {BIN} --addr 127.0.0.1:0 --dev")]);
+    let (mut child, line, log) = spawn_logged(cmd, "nofile");
     if !line.starts_with("listening on ") {
         let _ = child.wait();
         let log = std::fs::read_to_string(&log).unwrap_or_default();
