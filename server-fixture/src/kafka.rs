@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::TopicPartitionList;
 use resock::protocol::{is_user_stream_kind, RoomMessage, ServerMessage};
@@ -36,11 +36,40 @@ use crate::text::Esc;
 /// The largest record value taken, in bytes.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
+/// A running consumer: [`Source::stop`] leaves the group (a graceful shutdown).
+pub struct Source {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Arc<StreamConsumer>>,
+}
+
+impl Source {
+    /// Stops after the record being applied, commits the applied offsets and leaves the group,
+    /// so that the other members get this one's partitions at once (not after the session
+    /// timeout). Bounded by `within`; a consumer not closed by then is left to the process exit.
+    pub async fn stop(self, within: Duration) {
+        let _ = self.stop.send(true);
+        let closing = async move {
+            let Ok(consumer) = self.task.await else { return };
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                // Nothing stored since the last commit, or the broker is away: the next
+                // owner of the partitions skips what the engine applied (exactly once).
+                log::info(format_args!("kafka: final commit: {e}"));
+            }
+            // Dropping the last reference closes the consumer: it leaves the group (blocking).
+            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        };
+        match tokio::time::timeout(within, closing).await {
+            Ok(()) => log::info(format_args!("kafka: left the group")),
+            Err(_) => log::info(format_args!("kafka: did not leave the group within {within:?}")),
+        }
+    }
+}
+
 /// Starts the consumer when the configuration names brokers and topics.
-pub fn start(app: &Arc<App>) -> Result<(), String> {
+pub fn start(app: &Arc<App>) -> Result<Option<Source>, String> {
     let cfg = &app.cfg;
     let (Some(brokers), false) = (cfg.kafka_brokers.as_deref(), cfg.kafka_topics.is_empty()) else {
-        return Ok(());
+        return Ok(None);
     };
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -62,15 +91,26 @@ pub fn start(app: &Arc<App>) -> Result<(), String> {
     consumer.subscribe(&topics).map_err(|e| format!("--kafka-topics: {e}"))?;
     let consumer = Arc::new(consumer);
     log::info(format_args!("kafka: consuming {:?} as group {:?} from {brokers}", cfg.kafka_topics, cfg.kafka_group));
-    tokio::spawn(consume(app.clone(), consumer.clone()));
-    tokio::spawn(measure_lag(Arc::downgrade(app), consumer));
-    Ok(())
+    tokio::spawn(measure_lag(Arc::downgrade(app), Arc::downgrade(&consumer)));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(consume(app.clone(), consumer, stopping));
+    Ok(Some(Source { stop, task }))
 }
 
-async fn consume(app: Arc<App>, consumer: Arc<StreamConsumer>) {
+/// Consumes until `stopping`, between records; returns the consumer for its goodbye.
+async fn consume(
+    app: Arc<App>,
+    consumer: Arc<StreamConsumer>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Arc<StreamConsumer> {
     let stats = &app.source;
     loop {
-        let msg = match consumer.recv().await {
+        let next = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => return consumer,
+            next = consumer.recv() => next,
+        };
+        let msg = match next {
             Ok(msg) => msg,
             Err(e) => {
                 stats.set_state(format!("error: {e}"));
@@ -164,21 +204,31 @@ pub fn parse(value: Option<&[u8]>) -> Result<RecordAction, String> {
     Ok(RecordAction::Push { user, msg })
 }
 
-/// Every 2 s: the lag (high watermark minus committed position, over the assigned partitions).
-async fn measure_lag(app: std::sync::Weak<App>, consumer: Arc<StreamConsumer>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let Some(app) = app.upgrade() else { return };
-        let consumer = consumer.clone();
-        let lag = tokio::task::spawn_blocking(move || lag_of(&consumer)).await.ok().flatten();
-        if let Some(lag) = lag {
+/// The assigned partitions every 250 ms, and every 2 s the lag (high watermark minus committed
+/// position, over them), until the app or the consumer is gone.
+async fn measure_lag(app: std::sync::Weak<App>, consumer: std::sync::Weak<StreamConsumer>) {
+    for tick in 1u64.. {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (Some(app), Some(consumer)) = (app.upgrade(), consumer.upgrade()) else { return };
+        if tick % 8 != 0 {
+            // Local state of the client, no request to the broker.
+            if let Ok(assignment) = consumer.assignment() {
+                app.source.partitions.store(assignment.count() as u64, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let measured = tokio::task::spawn_blocking(move || lag_of(&consumer)).await.ok().flatten();
+        if let Some((partitions, lag)) = measured {
+            app.source.partitions.store(partitions, Ordering::Relaxed);
             app.source.lag.store(lag, Ordering::Relaxed);
         }
     }
 }
 
-fn lag_of(consumer: &StreamConsumer) -> Option<i64> {
+/// (assigned partitions, lag).
+fn lag_of(consumer: &StreamConsumer) -> Option<(u64, i64)> {
     let assignment: TopicPartitionList = consumer.assignment().ok()?;
+    let partitions = assignment.count() as u64;
     let position = consumer.position().ok()?;
     let mut lag = 0;
     for el in assignment.elements() {
@@ -190,7 +240,7 @@ fn lag_of(consumer: &StreamConsumer) -> Option<i64> {
             .unwrap_or(0);
         lag += (high - at).max(0);
     }
-    Some(lag)
+    Some((partitions, lag))
 }
 
 impl SourceStats {

@@ -19,6 +19,7 @@ pub struct Running {
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    kafka: Option<crate::kafka::Source>,
 }
 
 impl Running {
@@ -32,8 +33,12 @@ impl Running {
         format!("ws://{}", self.addr)
     }
 
-    /// Closes every socket with 1001, waits for the connection tasks (at most 3 s) and stops.
+    /// Leaves the Kafka group (at most 3 s), closes every socket with 1001, waits for the
+    /// connection tasks (at most 3 s) and stops.
     pub async fn shutdown(mut self) {
+        if let Some(kafka) = self.kafka.take() {
+            kafka.stop(Duration::from_secs(3)).await;
+        }
         let closed = self.app.hub.shutdown();
         log::info(format_args!("shutting down: closing {closed} connections with 1001"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -56,7 +61,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
         tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.addr))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     let app = Arc::new(App::build(cfg).await?);
-    crate::kafka::start(&app)?;
+    let kafka = crate::kafka::start(&app)?;
     tokio::spawn(sweep_streams(Arc::downgrade(&app)));
     let routes = routes(app.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -65,7 +70,7 @@ pub async fn start(cfg: Config) -> Result<Running, String> {
     };
     let header_timeout = app.cfg.header_timeout();
     let task = tokio::spawn(crate::serve::serve(listener, routes, stop, header_timeout, Duration::from_secs(3)));
-    Ok(Running { addr, app, stop: Some(stop_tx), task })
+    Ok(Running { addr, app, stop: Some(stop_tx), task, kafka })
 }
 
 /// Drops idle user streams (`--stream-ttl-ms`) every quarter of the TTL (at most every minute),

@@ -37,6 +37,8 @@ pub struct SourceStats {
     pub skipped: AtomicU64,
     /// Records in the assigned partitions not consumed yet (measured every 2 s).
     pub lag: AtomicI64,
+    /// Partitions assigned to this instance (read every 250 ms).
+    pub partitions: AtomicU64,
     pub state: std::sync::Mutex<String>,
 }
 
@@ -50,6 +52,7 @@ impl SourceStats {
             "duplicates": self.duplicates.load(Ordering::Relaxed),
             "skipped": self.skipped.load(Ordering::Relaxed),
             "lag": self.lag.load(Ordering::Relaxed),
+            "partitions": self.partitions.load(Ordering::Relaxed),
         })
     }
 }

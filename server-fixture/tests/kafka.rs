@@ -117,6 +117,12 @@ impl Instance {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM (a graceful stop: the fixture leaves the group) and waits for the exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
     async fn health(&self) -> Value {
         reqwest::get(format!("{}/healthz", self.url)).await.unwrap().json().await.unwrap()
     }
@@ -314,6 +320,74 @@ async fn two_instances_in_one_group_share_the_partitions_and_a_rebalance_loses_n
         }
         sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopped_with_sigterm_leaves_the_group_and_the_other_takes_its_partitions() {
+    // A rolling restart done the usual way (SIGTERM): the stopping instance commits what it
+    // applied and leaves the group, so the survivor is assigned every partition at once and
+    // goes on with the records produced after the stop, exactly once (no session timeout to
+    // wait for, which tansu 0.6 does not reliably act on).
+    let broker = Broker::start();
+    let redis = Redis::start();
+    create_topic(&broker, "events", 4).await;
+    let url = redis.url();
+    let args =
+        ["--kafka-brokers", &broker.addr, "--kafka-topics", "events", "--kafka-group", "g5", "--redis", url.as_str()];
+    let mut a = Instance::start(&args);
+    let b = Instance::start(&args);
+    // Both hold partitions, then 200 records, all applied by the two.
+    let split = |k: &Value| k["partitions"].as_u64().unwrap_or(0);
+    wait_kafka(&a, "a's partitions", Duration::from_secs(30), |k| split(k) >= 1).await;
+    wait_kafka(&b, "b's partitions", Duration::from_secs(30), |k| split(k) >= 1).await;
+    let p = producer(&broker);
+    for n in 0..200u64 {
+        let user = format!("u{}", n % 4);
+        produce(&p, "events", &user, &record(&user, n)).await;
+    }
+    let total = || async { a_and_b_pushed(&[&a, &b]).await };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while total().await < 200 {
+        assert!(Instant::now() < deadline, "200 records not applied by a and b");
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.terminate().success(), "a SIGTERMed exits 0");
+    let gone = Instant::now();
+    // Without a's goodbye the broker could tell only after the session timeout (6 s).
+    let h = wait_kafka(&b, "b with all 4 partitions", Duration::from_secs(20), |k| split(k) == 4).await;
+    let took = gone.elapsed();
+    println!("b had all 4 partitions {} ms after a exited", took.as_millis());
+    assert!(took < Duration::from_secs(5), "b got a's partitions after {took:?}: a did not leave the group");
+    for n in 200..400u64 {
+        let user = format!("u{}", n % 4);
+        produce(&p, "events", &user, &record(&user, n)).await;
+    }
+    let reader = Fx::start(&["--redis", url.as_str()]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut exact = true;
+        let mut got_all = Vec::new();
+        for u in 0..4u64 {
+            let got = ns(&stream_of(&reader, &format!("u{u}")).await);
+            let want: Vec<u64> = (0..400).filter(|n| n % 4 == u).collect();
+            exact &= got == want;
+            got_all.push(got.len());
+        }
+        if exact {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after a's SIGTERM, per user {got_all:?} of 100; b: {h}");
+        sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.health().await["kafka"]["duplicates"], 0, "a committed before leaving: nothing redelivered");
+}
+
+async fn a_and_b_pushed(instances: &[&Instance]) -> u64 {
+    let mut sum = 0;
+    for i in instances {
+        sum += i.health().await["kafka"]["pushed"].as_u64().unwrap_or(0);
+    }
+    sum
 }
 
 /// Counts the records per user that the broker holds, read from the start by a fresh group
