@@ -7,7 +7,8 @@
 #   4. package: the release npm package, with its size figure and budget
 #   5. js: the TypeScript consumer type-check, the Playwright tests of the React demo, and the
 #      scale-out end-to-end test (js/scaleout/: the SDK in Chromium through nginx to two fixture
-#      instances on one redis-server, a rolling restart, then a Redis reset)
+#      instances on one redis-server, a rolling restart, then a Redis reset) and the Kafka one
+#      (records from a tansu broker to the SDK's listener through the same set-up)
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,7 @@ scripts/with-fixture.sh "--dev --static js/demo/dist --heartbeat-ms 5000" \
 echo "[js] screenshots: artifacts/*.png"
 echo "[scale-out] the SDK in Chromium -> nginx (deploy/nginx.conf) -> two release fixtures on one redis-server:"
 echo "[scale-out] 2 000 notifications through six SIGKILLs of an instance, then Redis restarted empty (js/scaleout/; logs in target/scaleout-e2e/)"
-node --test js/scaleout/
+echo "[kafka] then a record produced to Kafka (tansu) -> two instances in one group -> nginx -> the SDK's message listener: 300 records once each, in order, with the latency's p50/p99"
+node --test --test-concurrency=1 js/scaleout/
 
 section "all tests passed"

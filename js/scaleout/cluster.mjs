@@ -1,4 +1,5 @@
-// A scale-out cluster on 127.0.0.1 for the end-to-end test: one redis-server (persistence off),
+// A scale-out cluster on 127.0.0.1 for the end-to-end tests: one redis-server (persistence off),
+// optionally a Kafka-protocol broker (tansu) the instances consume from as one group,
 // N resock-fixture instances on it (`--redis`, each on its own fixed port), and nginx in front
 // of them with deploy/nginx.conf (its @DIR@, @PORT@ and @UPSTREAMS@ filled in). Instances can
 // be SIGKILLed and restarted on the same port, and Redis restarted empty. Every process is
@@ -6,7 +7,7 @@
 // test runner dies first. Readiness is awaited on events (the `listening on` line, Redis's
 // `Ready to accept connections`), and /healthz or a TCP connect where there is no event.
 import { spawn } from "node:child_process";
-import { mkdirSync, openSync, readFileSync, writeFileSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
 
@@ -57,6 +58,7 @@ function launch(cmd, args, { log, ready, what, stopSignal = "SIGKILL", timeoutMs
       fail(new Error(`${what}: cannot start ${cmd}: ${e.message}`));
     });
     child.stdout.on("data", (chunk) => {
+      if (ready === null) return; // nothing to wait for: just drained
       out += chunk;
       const r = ready(out);
       if (r) {
@@ -105,10 +107,11 @@ export class Cluster {
    * @param {number} o.instances
    * @param {string[]} o.fixtureArgs  extra flags for every instance
    */
-  constructor({ root, dir, fixtureBin, instances, fixtureArgs = [] }) {
-    Object.assign(this, { root, dir: resolve(dir), fixtureBin, n: instances, fixtureArgs });
+  constructor({ root, dir, fixtureBin, instances, fixtureArgs = [], kafka = null }) {
+    Object.assign(this, { root, dir: resolve(dir), fixtureBin, n: instances, fixtureArgs, kafka });
     this.redis = null;
     this.nginx = null;
+    this.broker = null;
     this.instances = []; // {port, url, child, restarts}
   }
 
@@ -116,6 +119,11 @@ export class Cluster {
     mkdirSync(this.dir, { recursive: true });
     this.redisPort = await freePort();
     await this.startRedis();
+    if (this.kafka) {
+      await this.startBroker();
+      const { topic, group } = this.kafka;
+      this.fixtureArgs = [...this.fixtureArgs, "--kafka-brokers", this.brokerAddr, "--kafka-topics", topic, "--kafka-group", group];
+    }
     for (let i = 0; i < this.n; i++) {
       const port = await freePort();
       this.instances.push({ port, url: `http://127.0.0.1:${port}`, child: null, restarts: 0 });
@@ -144,6 +152,39 @@ export class Cluster {
     this.redis.kill("SIGKILL");
     await this.redis.exited;
     await this.startRedis();
+  }
+
+  /**
+   * A Kafka-protocol broker (tansu, in-memory storage) on a free port, for `kafka: {topic,
+   * group, partitions, producerBin}`: the instances consume `topic` as `group` from it (the
+   * topic is created with `producerBin`, resock-produce, before the instances start).
+   */
+  async startBroker() {
+    const port = await freePort();
+    this.brokerAddr = `127.0.0.1:${port}`;
+    const url = `tcp://${this.brokerAddr}`;
+    const home = process.env.HOME ?? "";
+    const tansu = existsSync(join(home, ".cargo", "bin", "tansu")) ? join(home, ".cargo", "bin", "tansu") : "tansu";
+    const { child } = await launch(tansu, ["broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"], {
+      log: join(this.dir, "tansu.log"),
+      what: "tansu (scripts/setup.sh kafka installs it)",
+      ready: null,
+    });
+    this.broker = child;
+    await until(() => connects(port), "tansu listening");
+    // The topic, created by the producer tool (`+N:TOPIC`; no stdin, so it produces nothing).
+    const { topic, partitions = 2, producerBin } = this.kafka;
+    const made = spawn(producerBin, [this.brokerAddr, `+${partitions}:${topic}`, "--lines"], { stdio: ["ignore", "ignore", "inherit"] });
+    const code = await new Promise((ok) => made.once("exit", ok));
+    if (code !== 0) throw new Error(`creating the topic ${topic}: ${producerBin} exited ${code}`);
+  }
+
+  /** `resock-produce BROKER TOPIC --lines` as a child (stopped with the cluster), for `produce`. */
+  producer() {
+    const child = spawn(this.kafka.producerBin, [this.brokerAddr, this.kafka.topic, "--lines"], { stdio: ["pipe", "pipe", "inherit"] });
+    live.add(child);
+    child.once("exit", () => live.delete(child));
+    return child;
   }
 
   async startInstance(i) {
@@ -200,7 +241,7 @@ export class Cluster {
     return `http://127.0.0.1:${this.nginxPort}`;
   }
 
-  /** Stops every process this cluster started, by PID: nginx (SIGTERM), instances and Redis (SIGKILL). */
+  /** Stops every process this cluster started, by PID: nginx (SIGTERM), instances, Redis and the broker (SIGKILL). */
   async stop() {
     const waits = [];
     const stopOne = (c, signal) => {
@@ -226,6 +267,7 @@ export class Cluster {
     stopOne(this.nginx, "SIGTERM");
     for (const x of this.instances) stopOne(x.child, "SIGKILL");
     stopOne(this.redis, "SIGKILL");
+    stopOne(this.broker, "SIGKILL");
     await Promise.all(waits);
   }
 }

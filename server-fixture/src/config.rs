@@ -144,6 +144,12 @@ pub struct Config {
     #[arg(long, env = "RESOCK_KAFKA_GROUP", default_value = "resock")]
     pub kafka_group: String,
 
+    /// The longest a Kafka fetch waits for records (librdkafka's fetch.wait.max.ms): a floor on
+    /// the latency with brokers that answer a fetch only when its wait is over (tansu 0.6).
+    #[arg(long, env = "RESOCK_KAFKA_FETCH_WAIT_MS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=300_000))]
+    pub kafka_fetch_wait_ms: u64,
+
     /// Redis URL (redis://HOST:PORT): share tickets, streams, the store and fan-out with every
     /// instance on the same Redis. Without it, all of that stays in this process.
     #[arg(long, env = "RESOCK_REDIS")]
