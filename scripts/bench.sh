@@ -8,11 +8,15 @@
 #     and for 1 000 users with one notification each, on one instance in memory, one instance
 #     on Redis, two instances on Redis behind nginx (deploy/nginx.conf), and, to tell nginx's
 #     share, two instances on Redis with the clients split over their own ports
-# Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout]
+#   - Kafka (issue 9): records per second from Kafka (a tansu broker) to pushes read by the
+#     users' clients, and the produce-to-client latency, with one instance in memory, one on
+#     Redis and two on Redis in one consumer group (bench/src/bin/resock-kafka-load.rs)
+# Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout | --kafka]
 #   --baseline REV  also builds the fixture at git revision REV (in a temporary worktree) and
 #                   runs it interleaved with the current one, round by round, so that both
 #                   see the same machine load; the table then has both columns.
 #   --scaleout      only the scale-out table (current build; setups interleaved round by round)
+#   --kafka         only the Kafka table (likewise)
 # Loopback only; every run is bounded (bench/src/bin/resock-load.rs); redis-server and nginx are
 # started per run on free 127.0.0.1 ports and stopped by PID.
 set -euo pipefail
@@ -21,20 +25,23 @@ export PATH="$HOME/.cargo/bin:$PATH"
 baseline=""
 rounds=3
 scaleout_only=false
+kafka_only=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) baseline=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --scaleout) scaleout_only=true; shift ;;
-    *) echo "usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout]" >&2; exit 2 ;;
+    --kafka) kafka_only=true; shift ;;
+    *) echo "usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout | --kafka]" >&2; exit 2 ;;
   esac
 done
 
 scripts/setup.sh native
+scripts/setup.sh kafka
 echo "[bench] building the release fixture and resock-load"
 cargo build --locked --release -p resock-fixture -p resock-bench
 bins=("current=target/release/resock-fixture")
-if [ "$scaleout_only" = false ] && [ -n "$baseline" ]; then
+if [ "$scaleout_only" = false ] && [ "$kafka_only" = false ] && [ -n "$baseline" ]; then
   rev=$(git rev-parse --short "$baseline")
   wt="target/bench-baseline/src-$rev"
   if [ ! -x "target/bench-baseline/release/resock-fixture-$rev" ]; then
@@ -50,8 +57,9 @@ fi
 
 out=$(mktemp)
 scale=$(mktemp)
-trap 'rm -f "$out" "$scale"' EXIT
-if [ "$scaleout_only" = false ]; then
+kafka=$(mktemp)
+trap 'rm -f "$out" "$scale" "$kafka"' EXIT
+if [ "$scaleout_only" = false ] && [ "$kafka_only" = false ]; then
 for round in $(seq 1 "$rounds"); do
   for entry in "${bins[@]}"; do
     label=${entry%%=*}; bin=${entry#*=}
@@ -93,6 +101,7 @@ fi
 
 # Issue 8: the scale-out table. Fixtures get --rate-limit 100000/1s (the room's sender is far
 # above the default 10 frames/s). Setups run interleaved, round by round.
+if [ "$kafka_only" = false ]; then
 for round in $(seq 1 "$rounds"); do
   for workload in room users; do
     for setup in memory redis redis2 redis2direct; do
@@ -130,3 +139,39 @@ print()
 print("Goal (issue 8): 2 instances on Redis behind nginx >= 0.8x one in-memory instance; p99 < 100 ms at 1 000 msg/s.")
 print("All on one 2-core machine: the instances, redis-server, nginx and the load tool share the cores.")
 PY
+fi
+
+# Issue 9: the Kafka table, setups interleaved round by round.
+if [ "$scaleout_only" = false ]; then
+for round in $(seq 1 "$rounds"); do
+  for setup in memory redis redis2; do
+    printf '[bench] round %s/%s kafka %s\n' "$round" "$rounds" "$setup"
+    target/release/resock-kafka-load target/release/resock-fixture "$setup" 20000 \
+      | sed "s/^RESULT /RESULT round=$round /" | tee -a "$kafka"
+  done
+done
+python3 - "$kafka" <<'PY'
+import statistics, sys
+rows = [dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv) for line in open(sys.argv[1]) if line.startswith("RESULT")]
+setups = ["memory", "redis", "redis2"]
+names = {"memory": "1 instance, memory", "redis": "1 instance, Redis", "redis2": "2 instances, Redis, one group"}
+rounds = max(int(r["round"]) for r in rows)
+def med(s, key):
+    xs = [float(r[key]) for r in rows if r["setup"] == s]
+    return statistics.median(xs) if xs else float("nan")
+def per_round(s, key):
+    return ", ".join(f"{float(r[key]):,.0f}" for r in rows if r["setup"] == s)
+print()
+print(f"Kafka -> pushes: 20 000 task_update records for 100 users (4 partitions, keyed by user) produced as fast as the producer goes, then 1 000 records/s for 3 s; median of {rounds} round(s)")
+print("| | " + " | ".join(names[s] for s in setups) + " |")
+print("|---|" + "---|" * len(setups))
+def line(name, f):
+    print(f"| {name} | " + " | ".join(f(s) for s in setups) + " |")
+line("records/s, Kafka to the users' clients", lambda s: f"{med(s, 'sat_records_per_s'):,.0f}")
+line("per round", lambda s: per_round(s, "sat_records_per_s"))
+line("producer's own rate, records/s", lambda s: f"{med(s, 'produce_records_per_s'):,.0f}")
+line("p50 / p99 ms, saturated (queueing included)", lambda s: f"{med(s, 'sat_p50_ms'):.0f} / {med(s, 'sat_p99_ms'):.0f}")
+line("p50 / p99 ms at 1 000 records/s", lambda s: f"{med(s, 'paced_p50_ms'):.1f} / {med(s, 'paced_p99_ms'):.1f}")
+line("CPU s while saturated: fixtures / redis / tansu / load tool", lambda s: f"{med(s, 'cpu_fixtures_s'):.2f} / {med(s, 'cpu_redis_s'):.2f} / {med(s, 'cpu_broker_s'):.2f} / {med(s, 'cpu_load_s'):.2f}")
+PY
+fi

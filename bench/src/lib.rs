@@ -384,6 +384,45 @@ impl Redis {
     }
 }
 
+/// A Kafka-protocol broker (`tansu`, in-memory storage) on a free 127.0.0.1 port; killed by its
+/// PID when dropped.
+pub struct Broker {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl Broker {
+    pub async fn start() -> Result<Broker, String> {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let home = std::env::var("HOME").unwrap_or_default();
+        let installed = format!("{home}/.cargo/bin/tansu");
+        let bin = if std::path::Path::new(&installed).exists() { installed.as_str() } else { "tansu" };
+        let child = std::process::Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start tansu (scripts/setup.sh kafka installs it): {e}"))?;
+        let broker = Broker { child, addr };
+        wait_listening(port, "tansu").await?;
+        Ok(broker)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Nginx {
     pub fn pid(&self) -> u32 {
         self.child.id()
