@@ -135,6 +135,17 @@ for w, title in (("room", "1 000 clients in one room (200 messages in a row, eac
     line("p50 / p99 ms at 1 000 deliveries/s", "paced_p50_ms", "{}", lambda v, s: f"{v:.1f} / {med(w, s, 'paced_p99_ms'):.1f}")
     line("CPU s while saturated: fixtures / redis / nginx / load tool", "cpu_fixtures_s", "{}",
          lambda v, s: f"{v:.2f} / {med(w, s, 'cpu_redis_s'):.2f} / {med(w, s, 'cpu_nginx_s'):.2f} / {med(w, s, 'cpu_load_s'):.2f}")
+    # What the cores allow. Every process shares the same cores and the run is CPU-bound (more
+    # requests in flight do not raise it), so throughput is at most (cores) / (CPU per delivery).
+    # Even if the two instances on Redis together cost no more than the in-memory one and Redis
+    # cost nothing, nginx's own CPU (and the load tool's, at least what it spends in memory)
+    # would remain: the ratio cannot pass (F + L) / (F + N + L).
+    F, L, N = med(w, "memory", "cpu_fixtures_s"), med(w, "memory", "cpu_load_s"), med(w, "redis2", "cpu_nginx_s")
+    T = lambda s: sum(med(w, s, k) for k in ("cpu_fixtures_s", "cpu_redis_s", "cpu_nginx_s", "cpu_load_s"))
+    print(f"CPU-s per 1 000 deliveries, all processes: memory {1000 * T('memory') / (1000 * (200 if w == 'room' else 10)):.3f}, "
+          f"2 instances + nginx {1000 * T('redis2') / (1000 * (200 if w == 'room' else 10)):.3f} (ratio of the two: {T('memory') / T('redis2'):.2f}). "
+          f"Bound on the nginx setup's ratio with free instances and a free Redis: (F + L) / (F + N + L) = {(F + L) / (F + N + L):.2f} "
+          f"(F = {F:.2f}, L = {L:.2f}, N = {N:.2f}).")
 print()
 print("Goal (issue 8): 2 instances on Redis behind nginx >= 0.8x one in-memory instance; p99 < 100 ms at 1 000 msg/s.")
 print("All on one 2-core machine: the instances, redis-server, nginx and the load tool share the cores.")

@@ -16,16 +16,18 @@
 //! without their payload and skipped. Kafka down at start or later: WebSockets and REST go on,
 //! and the consumer resumes from the committed offset when the broker is back.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::TopicPartitionList;
 use resock::protocol::{is_user_stream_kind, RoomMessage, ServerMessage};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::engine::{Applied, RecordAction, RecordId};
 use crate::hub::encode;
@@ -103,21 +105,31 @@ pub fn start(app: &Arc<App>) -> Result<Option<Source>, String> {
     Ok(Some(Source { stop, task }))
 }
 
-/// Consumes until `stopping`, between records; returns the consumer for its goodbye.
+/// Records fetched but not yet applied, per partition (each lane's queue).
+const LANE_QUEUE: usize = 512;
+
+/// Consumes until `stopping` and hands each record to its partition's lane; returns the
+/// consumer for its goodbye once every lane has stopped.
+///
+/// One lane (a task) per partition applies its records one after the other, so a partition's
+/// order is kept while partitions are applied concurrently: with Redis each record is a round
+/// trip, and one at a time over all partitions bounded the throughput by it (bench.sh --kafka).
 async fn consume(
     app: Arc<App>,
     consumer: Arc<StreamConsumer>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Arc<StreamConsumer> {
     let stats = &app.source;
+    let mut lanes: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+    let mut tasks = Vec::new();
     loop {
         let next = tokio::select! {
             biased;
-            _ = stopping.wait_for(|s| *s) => return consumer,
+            _ = stopping.wait_for(|s| *s) => break,
             next = consumer.recv() => next,
         };
         let msg = match next {
-            Ok(msg) => msg,
+            Ok(msg) => msg.detach(),
             Err(e) => {
                 stats.set_state(format!("error: {e}"));
                 log::info(format_args!("kafka: {e}; retrying"));
@@ -127,6 +139,45 @@ async fn consume(
         };
         stats.set_state("consuming".into());
         stats.consumed.fetch_add(1, Ordering::Relaxed);
+        let lane = lanes.entry((msg.topic().to_owned(), msg.partition())).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(LANE_QUEUE);
+            tasks.push(tokio::spawn(lane(app.clone(), consumer.clone(), rx, stopping.clone())));
+            tx
+        });
+        // A full queue waits here (the lanes apply what they have); a stop ends the wait.
+        tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => break,
+            _ = lane.send(msg) => {}
+        }
+    }
+    // Each lane stops after the record it is applying; what is queued was not stored, so the
+    // partition's next owner gets it again.
+    drop(lanes);
+    for t in tasks {
+        let _ = t.await;
+    }
+    consumer
+}
+
+/// Applies one partition's records in order until `stopping`, storing each one's offset for
+/// the group's next commit once it is applied.
+async fn lane(
+    app: Arc<App>,
+    consumer: Arc<StreamConsumer>,
+    mut records: mpsc::Receiver<OwnedMessage>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let stats = &app.source;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => return,
+            msg = records.recv() => match msg {
+                Some(msg) => msg,
+                None => return,
+            },
+        };
         let id = RecordId { topic: msg.topic().to_owned(), partition: msg.partition(), offset: msg.offset() };
         match parse(msg.payload()) {
             Ok(action) => apply(&app, &id, action).await,
@@ -135,7 +186,12 @@ async fn consume(
                 log::info(format_args!("kafka: skipped {}:{}@{}: {why}", Esc(&id.topic), id.partition, id.offset));
             }
         }
-        store(&consumer, &msg);
+        // librdkafka stores offset + 1 (the next to read). A partition revoked meanwhile
+        // refuses it: its new owner starts from the last commit, and the engine skips what was
+        // applied here.
+        if let Err(e) = consumer.store_offset(&id.topic, id.partition, id.offset) {
+            log::info(format_args!("kafka: cannot store the offset of {}:{}: {e}", id.partition, id.offset));
+        }
     }
 }
 
@@ -159,13 +215,6 @@ async fn apply(app: &App, id: &RecordId, action: RecordAction) {
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
-    }
-}
-
-/// Marks the record done for the group's next commit.
-fn store(consumer: &StreamConsumer, msg: &BorrowedMessage<'_>) {
-    if let Err(e) = consumer.store_offset_from_message(msg) {
-        log::info(format_args!("kafka: cannot store the offset of {}:{}: {e}", msg.partition(), msg.offset()));
     }
 }
 
