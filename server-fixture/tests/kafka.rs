@@ -26,7 +26,11 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Broker::on(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    }
+
+    /// A broker on `port` (a fresh one, in-memory storage: no topics, no offsets).
+    fn on(port: u16) -> Broker {
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
         let child = Command::new(tansu())
@@ -388,6 +392,58 @@ async fn a_and_b_pushed(instances: &[&Instance]) -> u64 {
         sum += i.health().await["kafka"]["pushed"].as_u64().unwrap_or(0);
     }
     sum
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_at_start_the_server_serves_and_consumes_once_the_broker_is_up() {
+    // No broker yet: the server starts, answers /healthz (200, the Kafka state saying why it
+    // waits) and welcomes a WebSocket client. Then a broker comes up with the topic, and the
+    // records produced to it reach that client, once each and in order.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let quiet = ["--heartbeat-ms", "600000", "--idle-timeout-ms", "600000"];
+    let fx = Instance::start(
+        &[&["--kafka-brokers", &addr, "--kafka-topics", "events", "--kafka-group", "g6"], &quiet[..]].concat(),
+    );
+    sleep(Duration::from_millis(1500)).await;
+    let h = fx.health().await;
+    assert_eq!(h["ok"], true, "serving without a broker: {h}");
+    assert_eq!(h["kafka"]["pushed"], 0);
+    assert!(h["kafka"]["state"].as_str().unwrap().starts_with("error: "), "the state says why: {h}");
+    let (mut ws, _) = connect_to(&fx, "u").await;
+
+    let broker = Broker::on(port);
+    create_topic(&broker, "events", 1).await;
+    let p = producer(&broker);
+    for n in 0..50u64 {
+        produce(&p, "events", "u", &record("u", n)).await;
+    }
+    let h = wait_kafka(&fx, "the 50 records", Duration::from_secs(60), |k| k["pushed"] == 50).await;
+    assert_eq!(h["kafka"]["state"], "consuming");
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        let v = ws.expect_type("task_update").await;
+        got.push(v["payload"]["task"]["n"].as_u64().unwrap());
+    }
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+}
+
+/// Connects to a child-process instance as `user` (a dev token in the query) and reads the welcome.
+async fn connect_to(i: &Instance, user: &str) -> (Ws, Value) {
+    let http = reqwest::Client::new();
+    let tok: Value = http
+        .post(format!("{}/dev/token", i.url))
+        .json(&json!({"user_id": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_url = format!("{}/ws?token={}", i.url.replacen("http://", "ws://", 1), tok["token"].as_str().unwrap());
+    let mut ws = Ws::connect(&ws_url).await.unwrap();
+    let welcome = ws.expect_type("welcome").await;
+    (ws, welcome)
 }
 
 /// Counts the records per user that the broker holds, read from the start by a fresh group
