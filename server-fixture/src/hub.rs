@@ -215,6 +215,16 @@ pub struct Stats {
     pub rate_limited_total: u64,
 }
 
+/// [`Hub::totals`].
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub connections: usize,
+    pub opened_total: u64,
+    pub rooms: usize,
+    pub sse_subscribers: usize,
+    pub rate_limited_total: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct UserStats {
     pub open: usize,
@@ -525,6 +535,18 @@ impl Hub {
         st.sse.clear();
         st.sse_total = 0;
         ids.len()
+    }
+
+    /// The hub's totals without its per-user and per-room maps (cheap; for `/metrics`).
+    pub fn totals(&self) -> Totals {
+        let st = self.lock();
+        Totals {
+            connections: st.conns.len(),
+            opened_total: st.opened_total,
+            rooms: st.rooms.len(),
+            sse_subscribers: st.sse_total,
+            rate_limited_total: self.rate_limited_total.load(Ordering::Relaxed),
+        }
     }
 
     pub fn stats(&self) -> Stats {

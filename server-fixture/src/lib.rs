@@ -12,6 +12,7 @@ pub mod hub;
 pub mod kafka;
 pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod rest;
 pub mod serve;
 pub mod server;

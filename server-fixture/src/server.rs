@@ -109,7 +109,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = std
         .or(sse::route(app.clone()))
         .or(rest::api(app.clone()))
         .or(rest::dev(app.clone()))
-        .or(rest::health(app.clone()));
+        .or(rest::health(app.clone()))
+        .or(crate::metrics::route(app.clone()));
     let static_files = http::only_if(app.cfg.static_dir.is_some())
         .and(warp::get())
         .and(warp::fs::dir(app.cfg.static_dir.clone().unwrap_or_default()));

@@ -316,3 +316,22 @@ async fn static_files_are_served_from_the_static_folder() {
     assert_eq!(fx.http.get(fx.url("/api/notifications")).send().await.unwrap().status(), 401);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn metrics_are_in_the_prometheus_text_format() {
+    let fx = Fx::start(&[]).await;
+    let (_ws, _) = fx.connect("metrics-user").await;
+    let res = fx.http.get(fx.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = res.text().await.unwrap();
+    for line in [
+        "resock_engine_up 1",
+        "resock_connections 1",
+        "resock_connections_opened_total 1",
+        "# TYPE resock_connections gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+    }
+    assert!(!text.contains("resock_kafka"), "no Kafka lines without --kafka-brokers");
+}

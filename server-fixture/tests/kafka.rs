@@ -221,6 +221,18 @@ async fn a_thousand_records_for_ten_users_arrive_once_each_in_order_and_bad_ones
     assert_eq!(stats["kafka"]["pushed"], 1001, "{stats}");
     assert_eq!(stats["kafka"]["skipped"], 8, "{stats}");
     assert_eq!(stats["kafka"]["duplicates"], 0, "{stats}");
+    let res = fx.http.get(fx.url("/metrics")).send().await.unwrap();
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let metrics = res.text().await.unwrap();
+    for line in [
+        "resock_kafka_records_pushed_total 1001",
+        "resock_kafka_records_skipped_total 8",
+        "resock_kafka_records_duplicate_total 0",
+        "resock_connections 10",
+        "resock_engine_up 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "/metrics has {line:?}:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
