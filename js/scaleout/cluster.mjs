@@ -11,6 +11,23 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import net from "node:net";
 import { join, resolve } from "node:path";
 
+/**
+ * A test file's hard cap: exits the process `capMs` + 30 s after start (which stops every process
+ * a cluster started, by the `exit` handler below), also for a hang outside the test's own
+ * timeout; and an `after` hook that closes `resources()`'s browser and cluster.
+ */
+export function bounded(tag, capMs, after, resources) {
+  setTimeout(() => {
+    console.error(`[${tag}] hard cap of ${capMs + 30_000} ms reached: exiting`);
+    process.exit(1);
+  }, capMs + 30_000).unref();
+  after(async () => {
+    const { browser, cluster } = resources();
+    await browser?.close().catch(() => {});
+    await cluster?.stop();
+  });
+}
+
 /** A free TCP port on 127.0.0.1 (bound then released; the caller binds it at once). */
 export function freePort() {
   return new Promise((ok, fail) => {

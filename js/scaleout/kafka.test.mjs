@@ -19,7 +19,7 @@ import { createInterface } from "node:readline";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { Cluster } from "./cluster.mjs";
+import { bounded, Cluster } from "./cluster.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..", "..");
@@ -32,14 +32,7 @@ const HARD_CAP_MS = 120_000;
 
 let cluster;
 let browser;
-setTimeout(() => {
-  console.error(`[kafka-e2e] hard cap of ${HARD_CAP_MS + 30_000} ms reached: exiting`);
-  process.exit(1);
-}, HARD_CAP_MS + 30_000).unref();
-after(async () => {
-  await browser?.close().catch(() => {});
-  await cluster?.stop();
-});
+bounded("kafka-e2e", HARD_CAP_MS, after, () => ({ browser, cluster }));
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 

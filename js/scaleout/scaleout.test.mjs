@@ -25,7 +25,7 @@ import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { Cluster } from "./cluster.mjs";
+import { bounded, Cluster } from "./cluster.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..", "..");
@@ -39,16 +39,7 @@ const HARD_CAP_MS = 180_000;
 
 let cluster;
 let browser;
-// The hard cap, also for a hang outside the test's own timeout: exit, which stops every process
-// the cluster started (its `exit` handler kills them by PID).
-setTimeout(() => {
-  console.error(`[scale-out] hard cap of ${HARD_CAP_MS + 30_000} ms reached: exiting`);
-  process.exit(1);
-}, HARD_CAP_MS + 30_000).unref();
-after(async () => {
-  await browser?.close().catch(() => {});
-  await cluster?.stop();
-});
+bounded("scale-out", HARD_CAP_MS, after, () => ({ browser, cluster }));
 
 /** A promise with its resolve function. */
 function deferred() {

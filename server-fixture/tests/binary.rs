@@ -56,19 +56,6 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     panic!("the process did not exit within 5 s");
 }
 
-async fn dev_token(http: &reqwest::Client, url: &str, user: &str) -> String {
-    let v: Value = http
-        .post(format!("{url}/dev/token"))
-        .json(&json!({"user_id": user}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn prints_its_listening_line_serves_and_closes_1001_on_sigterm() {
     let mut p = spawn(&["--addr", "127.0.0.1:0", "--dev"], &[]);

@@ -442,17 +442,8 @@ async fn kafka_down_at_start_the_server_serves_and_consumes_once_the_broker_is_u
 
 /// Connects to a child-process instance as `user` (a dev token in the query) and reads the welcome.
 async fn connect_to(i: &Instance, user: &str) -> (Ws, Value) {
-    let http = reqwest::Client::new();
-    let tok: Value = http
-        .post(format!("{}/dev/token", i.url))
-        .json(&json!({"user_id": user}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ws_url = format!("{}/ws?token={}", i.url.replacen("http://", "ws://", 1), tok["token"].as_str().unwrap());
+    let token = dev_token(&reqwest::Client::new(), &i.url, user).await;
+    let ws_url = format!("{}/ws?token={token}", i.url.replacen("http://", "ws://", 1));
     let mut ws = Ws::connect(&ws_url).await.unwrap();
     let welcome = ws.expect_type("welcome").await;
     (ws, welcome)

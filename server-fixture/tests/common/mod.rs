@@ -344,3 +344,17 @@ pub async fn seqs_until_resumed(ws: &mut Ws) -> (Vec<u64>, Value) {
         }
     }
 }
+
+/// A `/dev/token` for `user` from the fixture at `url` (a child process, not an [`Fx`]).
+pub async fn dev_token(http: &reqwest::Client, url: &str, user: &str) -> String {
+    let v: Value = http
+        .post(format!("{url}/dev/token"))
+        .json(&json!({"user_id": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
