@@ -10,7 +10,8 @@
 #     share, two instances on Redis with the clients split over their own ports
 #   - dispatch (issue 11, --dispatch): the SDK in headless Chromium, messages per second through
 #     `on("message")` next to raw `WebSocket` + `JSON.parse` and partysocket, from a loopback
-#     server, on four workloads, and µs per message with the frames handed in-page
+#     server, on four workloads, µs per message with the frames handed in-page, and sends per
+#     second through `send()` next to raw `ws.send(JSON.stringify(...))`
 #     (bench/browser/; Chromium runs with no DevTools connection: docs/BENCHMARKS.md says why)
 # Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout]
 #        scripts/bench.sh --dispatch [--baseline REV] [--rounds N (default 5)] [--n MESSAGES (default 100000)]

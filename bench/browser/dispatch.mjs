@@ -7,7 +7,8 @@
 // posts its results back; this prints the table and writes the JSON to --out.
 //
 // Usage: node bench/browser/dispatch.mjs [--n 100000] [--rounds 5] [--pkg pkg] [--base PKG_DIR] [--out FILE] [--svg FILE]
-//        [--net raw,resock,partysocket|none] [--inpage raw,resock] [--chromium /usr/bin/chromium]
+//        [--net raw,resock,partysocket|none] [--inpage raw,resock|none] [--send raw,resock|none]
+//        [--send-n 10000 (0: no send runs)] [--chromium /usr/bin/chromium]
 // RESOCK_BENCH_CHROMIUM_FLAGS adds Chromium flags (e.g. "--js-flags=--prof,--logfile=/tmp/v8.log"
 // for a V8 profile of the page, read with `node --prof-process`).
 import { execFileSync, spawn } from "node:child_process";
@@ -92,9 +93,22 @@ const server = createServer((req, res) => {
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 server.on("upgrade", (req, socket, head) => {
   const url = new URL(req.url, "http://x");
+  if (url.pathname === "/sink") return wss.handleUpgrade(req, socket, head, (ws) => sink(ws, Number(url.searchParams.get("n"))));
   if (url.pathname !== "/blast") return socket.destroy();
   wss.handleUpgrade(req, socket, head, (ws) => blast(ws, framesOf(url.searchParams.get("kind"), Number(url.searchParams.get("bytes")))));
 });
+
+// The send benchmark's server: answers each frame's id with an ack, as the fixture does, and
+// says sink_done after the n-th frame.
+function sink(ws, n) {
+  let count = 0;
+  ws.on("error", () => {});
+  ws.on("message", (data) => {
+    const id = /"id":"([^"]*)"/.exec(data.toString())?.[1];
+    if (id !== undefined) ws.send(`{"type":"ack","id":"${id}","payload":{}}`);
+    if (++count === n) ws.send(`{"type":"sink_done","payload":{}}`);
+  });
+}
 
 async function blast(ws, list) {
   const raw = ws._socket;
@@ -113,6 +127,8 @@ server.listen(0, "127.0.0.1", async () => {
   if (args.net) query.set("net", args.net);
   if (args.inpage) query.set("inpage", args.inpage);
   if (BASE) query.set("base", "/pkg-base");
+  if (args["send-n"]) query.set("send_n", args["send-n"]);
+  if (args.send) query.set("send", args.send);
   const pageUrl = `http://127.0.0.1:${port}/dispatch.html?${query}`;
   const profile = mkdtempSync(join(tmpdir(), "resock-bench-chromium-"));
   console.log(`[dispatch] N = ${N}, ${ROUNDS} rounds; ${pageUrl}`);
@@ -205,6 +221,16 @@ function report({ results, rounds, n, userAgent }) {
       const cells = [...inpage.map((v) => f2(med("inpage", w.name, v, "us_per_msg"))), ...others.map((v) => f2(ratio("inpage", w.name, v, "us_per_msg")))];
       console.log(`| ${w.name} | ${cells.join(" | ")} |`);
     }
+  }
+  const send = variants("send");
+  if (send.length) {
+    const others = send.filter((v) => v !== "raw");
+    const w = results.find((r) => r.mode === "send").workload;
+    console.log(`\nSend throughput, ${w}, one loop of sends, pacing off (sends/s until the server has all; µs per send call):\n`);
+    console.log(`| | ${send.join(" | ")} | ${others.map((v) => `${v}/raw`).join(" | ")} |`);
+    console.log(`|---|${send.map(() => "---|").join("")}${others.map(() => "---|").join("")}`);
+    console.log(`| sends/s | ${send.map((v) => k(med("send", w, v, "sends_per_s"))).join(" | ")} | ${others.map((v) => f2(ratio("send", w, v, "sends_per_s"))).join(" | ")} |`);
+    console.log(`| µs per send() call | ${send.map((v) => f2(med("send", w, v, "us_per_send_call"))).join(" | ")} | ${others.map((v) => f2(ratio("send", w, v, "us_per_send_call"))).join(" | ")} |`);
   }
   const bad = results.filter((r) => !r.ok);
   console.log(

@@ -12,7 +12,9 @@ const q = new URLSearchParams(location.search);
 const N = Number(q.get("n") ?? 100000);
 const ROUNDS = Number(q.get("rounds") ?? 5);
 const NET = (q.get("net") ?? "raw,resock,partysocket").split(",").filter((v) => v && v !== "none");
-const INPAGE = (q.get("inpage") ?? "raw,resock").split(",").filter(Boolean);
+const INPAGE = (q.get("inpage") ?? "raw,resock").split(",").filter((v) => v && v !== "none");
+const SEND_N = Number(q.get("send_n") ?? 10000);
+const SEND = (q.get("send") ?? "raw,resock").split(",").filter((v) => v && v !== "none");
 const RUN_TIMEOUT_MS = 120000;
 // With a baseline package (scripts/bench.sh --dispatch --baseline REV), "resock-base" is that
 // build, measured in the same page beside the current one.
@@ -85,6 +87,59 @@ async function net(variant, w) {
     stop = NET_VARIANTS[variant](url, c);
   }).finally(() => stop());
   return { msgs_per_s: ((N - 1) * 1000) / (c.t1 - c.t0), bad: c.bad, ok: c.bad === 0 };
+}
+
+// Send throughput (issue 11): SEND_N `room_message` frames (about 100 B) sent in one loop, to a
+// loopback sink that answers each frame's id with an `ack` (as the fixture does) and says
+// `sink_done` after the last. Pacing off and an outbox that holds them all, for resock. Reports
+// sends/s until `sink_done` arrived and the cost of the send loop itself.
+function sendMessage(i) {
+  return { type: "room_message", payload: { room: "general", data: { i, t: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" } } };
+}
+
+const SEND_VARIANTS = {
+  raw(url, done) {
+    const ws = new WebSocket(url);
+    let id = 0;
+    ws.onmessage = (e) => JSON.parse(e.data).type === "sink_done" && done();
+    return {
+      opened: new Promise((r) => (ws.onopen = r)),
+      send: (m) => ws.send(JSON.stringify({ ...m, id: String(++id) })),
+      stop: () => ws.close(),
+    };
+  },
+  resock: (url, done) => resockSender(Client, url, done),
+  "resock-base": (url, done) => resockSender(BaseClient, url, done),
+};
+
+function resockSender(Class, url, done) {
+  const client = new Class({ url, sendRate: null, outbox: { maxMessages: SEND_N + 10, maxBytes: 1e9 } });
+  client.on("message", (m) => m.type === "sink_done" && done());
+  const opened = new Promise((r) => client.on("state", (s) => s === "open" && r()));
+  client.connect();
+  return { opened, send: (m) => client.send(m), stop: () => client.close() };
+}
+
+async function sendRun(variant) {
+  const url = `ws://${location.host}/sink?n=${SEND_N}`;
+  let stop = () => {};
+  let t0 = 0;
+  let tLoop = 0;
+  let refused = 0;
+  const tDone = await bounded(async (resolve) => {
+    const s = SEND_VARIANTS[variant](url, () => resolve(performance.now()));
+    stop = s.stop;
+    await s.opened;
+    t0 = performance.now();
+    for (let i = 1; i <= SEND_N; i++) if (s.send(sendMessage(i)) === false) refused++;
+    tLoop = performance.now();
+  }).finally(() => stop());
+  return {
+    sends_per_s: (SEND_N * 1000) / (tDone - t0),
+    us_per_send_call: ((tLoop - t0) * 1000) / SEND_N,
+    bad: refused,
+    ok: refused === 0,
+  };
 }
 
 const frames = new Map();
@@ -165,8 +220,9 @@ async function main() {
     const base = await import(`${BASE}/resock.js`);
     await base.default();
     BaseClient = base.Client;
-    NET.push("resock-base");
-    INPAGE.push("resock-base");
+    if (NET.length) NET.push("resock-base");
+    if (INPAGE.length) INPAGE.push("resock-base");
+    if (SEND.length) SEND.push("resock-base");
   }
   // Warm-up, not recorded: every handler and the wasm module reach their optimized tiers.
   for (const w of WORKLOADS) for (const variant of INPAGE) await inpage(variant, w);
@@ -185,6 +241,14 @@ async function main() {
         results.push(r);
         await log(JSON.stringify(r));
       }
+    }
+  }
+  for (let round = 1; round <= ROUNDS && SEND_N > 0; round++) {
+    for (const variant of rotate(SEND, round)) {
+      await settle();
+      const r = { mode: "send", round, workload: "send room_message ~130 B", variant, ...(await sendRun(variant)) };
+      results.push(r);
+      await log(JSON.stringify(r));
     }
   }
   await fetch("/result", { method: "POST", body: JSON.stringify({ userAgent: navigator.userAgent, n: N, rounds: ROUNDS, results }) });
