@@ -11,7 +11,8 @@
 #   - dispatch (issue 11, --dispatch): the SDK in headless Chromium, messages per second through
 #     `on("message")` next to raw `WebSocket` + `JSON.parse` and partysocket, from a loopback
 #     server, on four workloads, µs per message with the frames handed in-page, and sends per
-#     second through `send()` next to raw `ws.send(JSON.stringify(...))`
+#     second through `send()` next to raw `ws.send(JSON.stringify(...))`, and the time from a
+#     cold page's start to the first `open` next to a raw WebSocket
 #     (bench/browser/; Chromium runs with no DevTools connection: docs/BENCHMARKS.md says why)
 # Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout]
 #        scripts/bench.sh --dispatch [--baseline REV] [--rounds N (default 5)] [--n MESSAGES (default 100000)]

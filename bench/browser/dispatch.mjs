@@ -8,7 +8,7 @@
 //
 // Usage: node bench/browser/dispatch.mjs [--n 100000] [--rounds 5] [--pkg pkg] [--base PKG_DIR] [--out FILE] [--svg FILE]
 //        [--net raw,resock,partysocket|none] [--inpage raw,resock|none] [--send raw,resock|none]
-//        [--send-n 10000 (0: no send runs)] [--chromium /usr/bin/chromium]
+//        [--send-n 10000 (0: no send runs)] [--open-rounds 5 (0: none)] [--chromium /usr/bin/chromium]
 // RESOCK_BENCH_CHROMIUM_FLAGS adds Chromium flags (e.g. "--js-flags=--prof,--logfile=/tmp/v8.log"
 // for a V8 profile of the page, read with `node --prof-process`).
 import { execFileSync, spawn } from "node:child_process";
@@ -32,6 +32,7 @@ const OUT = args.out ? resolve(args.out) : null;
 const BASE = args.base ? resolve(root, args.base) : null;
 const CHROMIUM = args.chromium ?? "/usr/bin/chromium";
 const TOTAL_TIMEOUT_MS = Number(args["timeout-s"] ?? 3600) * 1000;
+const OPEN_ROUNDS = Number(args["open-rounds"] ?? 5);
 
 // partysocket, bundled for the page by esbuild (tools/, installed by scripts/setup.sh).
 const esbuild = resolve(root, "tools/node_modules/.bin/esbuild");
@@ -53,8 +54,8 @@ for (const w of WORKLOADS) framesOf(w.kind, w.bytes);
 const welcomeFrame = Buffer.from(welcome());
 
 const TYPES = { ".html": "text/html", ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm" };
-let finish;
-const finished = new Promise((r) => (finish = r));
+// The page of the current Chromium posts its result; `runPage` waits for it.
+let finish = () => {};
 
 const server = createServer((req, res) => {
   const url = new URL(req.url, "http://x");
@@ -71,6 +72,7 @@ const server = createServer((req, res) => {
   let file;
   if (url.pathname === "/" || url.pathname === "/dispatch.html") file = join(here, "dispatch.html");
   else if (url.pathname === "/page.mjs" || url.pathname === "/workloads.mjs") file = join(here, url.pathname);
+  else if (url.pathname === "/open.html") file = join(here, "open.html");
   else if (url.pathname.startsWith("/pkg/")) file = join(PKG, url.pathname.slice(5).replace(/\.\./g, ""));
   else if (BASE && url.pathname.startsWith("/pkg-base/")) file = join(BASE, url.pathname.slice(10).replace(/\.\./g, ""));
   if (url.pathname === "/partysocket.js") {
@@ -95,7 +97,8 @@ server.on("upgrade", (req, socket, head) => {
   const url = new URL(req.url, "http://x");
   if (url.pathname === "/sink") return wss.handleUpgrade(req, socket, head, (ws) => sink(ws, Number(url.searchParams.get("n"))));
   if (url.pathname !== "/blast") return socket.destroy();
-  wss.handleUpgrade(req, socket, head, (ws) => blast(ws, framesOf(url.searchParams.get("kind"), Number(url.searchParams.get("bytes")))));
+  const list = framesOf(url.searchParams.get("kind"), Number(url.searchParams.get("bytes")));
+  wss.handleUpgrade(req, socket, head, (ws) => blast(ws, list.slice(0, Number(url.searchParams.get("n") ?? list.length))));
 });
 
 // The send benchmark's server: answers each frame's id with an ack, as the fixture does, and
@@ -130,8 +133,38 @@ server.listen(0, "127.0.0.1", async () => {
   if (args["send-n"]) query.set("send_n", args["send-n"]);
   if (args.send) query.set("send", args.send);
   const pageUrl = `http://127.0.0.1:${port}/dispatch.html?${query}`;
-  const profile = mkdtempSync(join(tmpdir(), "resock-bench-chromium-"));
   console.log(`[dispatch] N = ${N}, ${ROUNDS} rounds; ${pageUrl}`);
+  const result = await runPage(pageUrl, TOTAL_TIMEOUT_MS);
+  if (result.error) {
+    console.error(`[dispatch] the page failed: ${result.error}`);
+    process.exit(1);
+  }
+  // Time to first open: a fresh Chromium (new profile, nothing cached) per sample, from the
+  // page's start (navigation) to `open`: raw WebSocket, and resock (fetching and compiling its
+  // wasm first), interleaved.
+  for (let round = 1; round <= OPEN_ROUNDS; round++) {
+    for (const variant of round % 2 ? ["raw", "resock"] : ["resock", "raw"]) {
+      const r = await runPage(`http://127.0.0.1:${port}/open.html?variant=${variant}`, 60000);
+      const row = { mode: "open", round, workload: "time to first open (cold)", variant, ms: r.ms, ok: !r.error, bad: r.error ? 1 : 0 };
+      console.log(`[dispatch] ${JSON.stringify(row)}`);
+      result.results.push(row);
+    }
+  }
+  server.close();
+  wss.close();
+  if (OUT) {
+    mkdirSync(dirname(OUT), { recursive: true });
+    writeFileSync(OUT, JSON.stringify(result, null, 1));
+  }
+  report(result);
+  process.exit(result.results.every((r) => r.ok) ? 0 : 1);
+});
+
+/// Opens `url` in a fresh headless Chromium (its own profile, no DevTools connection) and waits
+/// for the page's POST /result.
+async function runPage(url, timeoutMs) {
+  const profile = mkdtempSync(join(tmpdir(), "resock-bench-chromium-"));
+  const posted = new Promise((r) => (finish = r));
   const chromium = spawn(
     CHROMIUM,
     [
@@ -146,29 +179,23 @@ server.listen(0, "127.0.0.1", async () => {
       "--js-flags=--expose-gc", // the page collects garbage between runs (page.mjs settle)
       `--user-data-dir=${profile}`,
       ...(process.env.RESOCK_BENCH_CHROMIUM_FLAGS ?? "").split(" ").filter(Boolean),
-      pageUrl,
+      url,
     ],
     { stdio: "ignore" },
   );
-  const timer = setTimeout(() => finish({ error: `no result within ${TOTAL_TIMEOUT_MS / 1000} s` }), TOTAL_TIMEOUT_MS);
-  const result = await finished;
+  let timer;
+  const timedOut = new Promise((r) => (timer = setTimeout(() => r({ error: `no result within ${timeoutMs / 1000} s` }), timeoutMs)));
+  const result = await Promise.race([posted, timedOut]);
   clearTimeout(timer);
   chromium.kill("SIGTERM");
   await new Promise((r) => (chromium.exitCode !== null ? r() : chromium.once("exit", r)));
-  rmSync(profile, { recursive: true, force: true });
-  server.close();
-  wss.close();
-  if (result.error) {
-    console.error(`[dispatch] the page failed: ${result.error}`);
-    process.exit(1);
+  try {
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+  } catch {
+    // a Chromium helper may still hold a file: the temporary profile stays behind
   }
-  if (OUT) {
-    mkdirSync(dirname(OUT), { recursive: true });
-    writeFileSync(OUT, JSON.stringify(result, null, 1));
-  }
-  report(result);
-  process.exit(result.results.every((r) => r.ok) ? 0 : 1);
-});
+  return result;
+}
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -199,7 +226,9 @@ function report({ results, rounds, n, userAgent }) {
   const k = (x) => (Number.isFinite(x) ? `${(x / 1000).toFixed(1)}k` : "-");
   const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : "-");
   const browser = userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? userAgent;
-  console.log(`\nDispatch, N = ${n} messages per run, median of ${rounds} interleaved rounds, ${browser}`);
+  if (results.some((r) => r.mode !== "open")) {
+    console.log(`\nDispatch, N = ${n} messages per run, median of ${rounds} interleaved rounds, ${browser}`);
+  }
   const net = variants("net");
   if (net.length) {
     const others = net.filter((v) => v !== "raw");
@@ -231,6 +260,15 @@ function report({ results, rounds, n, userAgent }) {
     console.log(`|---|${send.map(() => "---|").join("")}${others.map(() => "---|").join("")}`);
     console.log(`| sends/s | ${send.map((v) => k(med("send", w, v, "sends_per_s"))).join(" | ")} | ${others.map((v) => f2(ratio("send", w, v, "sends_per_s"))).join(" | ")} |`);
     console.log(`| µs per send() call | ${send.map((v) => f2(med("send", w, v, "us_per_send_call"))).join(" | ")} | ${others.map((v) => f2(ratio("send", w, v, "us_per_send_call"))).join(" | ")} |`);
+  }
+  if (results.some((r) => r.mode === "open")) {
+    const w = "time to first open (cold)";
+    const samples = results.filter((r) => r.mode === "open" && r.variant === "raw").length;
+    console.log(`\nTime to first open, ${browser}, a fresh Chromium per sample (${samples} each, interleaved), from navigation start to \`open\` on a loopback server (ms, median):\n`);
+    console.log(`| | raw WebSocket | resock (fetch + compile the wasm, then connect) | resock - raw |\n|---|---|---|---|`);
+    const raw = med("open", w, "raw", "ms");
+    const rs = med("open", w, "resock", "ms");
+    console.log(`| ms | ${f2(raw)} | ${f2(rs)} | ${f2(rs - raw)} |`);
   }
   const bad = results.filter((r) => !r.ok);
   console.log(
