@@ -11,7 +11,16 @@
 #   - Kafka (issue 9): records per second from Kafka (a tansu broker) to pushes read by the
 #     users' clients, and the produce-to-client latency, with one instance in memory, one on
 #     Redis and two on Redis in one consumer group (bench/src/bin/resock-kafka-load.rs)
+#   - dispatch (issue 11, --dispatch): the SDK in headless Chromium, messages per second through
+#     `on("message")` next to raw `WebSocket` + `JSON.parse` and partysocket, from a loopback
+#     server, on four workloads, µs per message with the frames handed in-page, and sends per
+#     second through `send()` next to raw `ws.send(JSON.stringify(...))`, and the time from a
+#     cold page's start to the first `open` next to a raw WebSocket
+#     (bench/browser/; Chromium runs with no DevTools connection: docs/BENCHMARKS.md says why)
 # Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout | --kafka]
+#        scripts/bench.sh --dispatch [--baseline REV] [--rounds N (default 5)] [--n MESSAGES (default 100000)]
+#   with --dispatch, --baseline REV builds REV's npm package and measures it beside the current
+#   one, in the same page ("resock-base").
 #   --baseline REV  also builds the fixture at git revision REV (in a temporary worktree) and
 #                   runs it interleaved with the current one, round by round, so that both
 #                   see the same machine load; the table then has both columns.
@@ -23,18 +32,56 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 baseline=""
-rounds=3
+rounds=""
+messages=100000
 scaleout_only=false
 kafka_only=false
+dispatch=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) baseline=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --n) messages=$2; shift 2 ;;
     --scaleout) scaleout_only=true; shift ;;
     --kafka) kafka_only=true; shift ;;
-    *) echo "usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout | --kafka]" >&2; exit 2 ;;
+    --dispatch) dispatch=true; shift ;;
+    *) echo "usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout | --kafka] | --dispatch [--rounds N] [--n MESSAGES]" >&2; exit 2 ;;
   esac
 done
+
+if [ "$dispatch" = true ]; then
+  scripts/setup.sh browser
+  echo "[bench] building the package to measure (scripts/build-pkg.sh)"
+  scripts/build-pkg.sh
+  if [ ! -d bench/browser/node_modules/ws ] || [ ! -d bench/browser/node_modules/partysocket ]; then
+    echo "[bench] npm ci in bench/browser (ws, partysocket)"
+    (cd bench/browser && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  base_args=()
+  if [ -n "$baseline" ]; then
+    # REV's package, measured in the same page as "resock-base" (built once per REV).
+    rev=$(git rev-parse --short "$baseline")
+    base="target/bench-baseline/pkg-$rev"
+    if [ ! -f "$base/resock.js" ]; then
+      wt="target/bench-baseline/src-$rev"
+      echo "[bench] building the package at $rev (in $wt; a release wasm build: a few minutes)"
+      rm -rf "$wt"; git worktree prune
+      git worktree add --detach "$wt" "$rev" >/dev/null
+      ln -s "$PWD/tools/node_modules" "$wt/tools/node_modules"
+      ln -s "$PWD/js/node_modules" "$wt/js/node_modules"
+      (cd "$wt" && CARGO_TARGET_DIR="$PWD/../target" RESOCK_SIZE_BUDGET=10000000 scripts/build-pkg.sh)
+      rm -rf "$base"; cp -r "$wt/pkg" "$base"
+      git worktree remove --force "$wt"
+    fi
+    base_args=(--base "$base")
+  fi
+  mkdir -p target/bench
+  node bench/browser/dispatch.mjs --n "$messages" --rounds "${rounds:-5}" --out target/bench/dispatch.json \
+    --svg target/bench/dispatch.svg "${base_args[@]}"
+  echo "[bench] every run: target/bench/dispatch.json; chart: target/bench/dispatch.svg"
+  exit 0
+fi
+rounds=${rounds:-3}
 
 scripts/setup.sh native
 scripts/setup.sh kafka

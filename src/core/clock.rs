@@ -87,9 +87,19 @@ impl<P: Clone> Machine<P> {
         next
     }
 
+    /// Asks the shell for a wake-up only when the earliest deadline moved earlier than the one
+    /// armed (or none is armed). A deadline that moved later (liveness, on every frame received)
+    /// keeps the armed timer: it fires early, `check_clock` finds nothing due, and the next
+    /// `reschedule` arms the new deadline. So a busy connection re-arms its timer about once a
+    /// heartbeat instead of on every frame. With no deadline left, an armed timer is cancelled.
     pub(super) fn reschedule(&mut self, now: u64) {
         let next = self.next_deadline().map(|t| t.max(now));
-        if next != self.scheduled {
+        let rearm = match (next, self.scheduled) {
+            (Some(t), Some(armed)) => t < armed,
+            (None, None) => false,
+            _ => true,
+        };
+        if rearm {
             self.scheduled = next;
             self.actions.push(Action::Schedule(next));
         }

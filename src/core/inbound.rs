@@ -86,8 +86,12 @@ impl<P: Clone> Machine<P> {
         }
         match seq {
             Some(seq) if self.stream.epoch().is_some() => {
-                let out = self.stream.on_message(seq, msg);
-                self.apply_outcome(out);
+                let actions = &mut self.actions;
+                let resync =
+                    self.stream.on_message_into(seq, msg, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+                if let Some(reason) = resync {
+                    self.push(Action::Emit(Event::Resync(reason)));
+                }
             }
             _ => self.push(Action::Emit(Event::Message(msg))),
         }

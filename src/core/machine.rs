@@ -115,13 +115,22 @@ impl<P: Clone> Machine<P> {
     }
 
     /// Feeds one input at wall-clock time `now` (ms) and returns what to do, in order.
+    #[cfg(test)]
     pub fn handle(&mut self, input: Input<P>, now: u64) -> Vec<Action<P>> {
+        let mut out = Vec::new();
+        self.handle_into(input, now, &mut out);
+        out
+    }
+
+    /// Feeds one input at wall-clock time `now` (ms) and appends what to do, in order, to `out`.
+    /// The machine's own action buffer keeps its capacity: a frame allocates nothing here.
+    pub fn handle_into(&mut self, input: Input<P>, now: u64, out: &mut Vec<Action<P>>) {
         self.send_refused = false;
         self.step(input, now);
         self.check_clock(now);
         self.pump(now);
         self.reschedule(now);
-        core::mem::take(&mut self.actions)
+        out.append(&mut self.actions);
     }
 
     fn step(&mut self, input: Input<P>, now: u64) {
@@ -176,7 +185,8 @@ impl<P: Clone> Machine<P> {
                     self.emit_error(Error::new(ErrorKind::BadFrame, message));
                 }
             }
-            Input::Tick => {}
+            // The one timer asked for has fired: none is armed now (see `reschedule`).
+            Input::Tick => self.scheduled = None,
             Input::Offline => {
                 self.online = false;
                 if let Phase::Waiting { retry_at, server_hold: false } = &mut self.phase {

@@ -123,29 +123,43 @@ impl<P> Stream<P> {
     }
 
     /// A message carrying `seq`.
+    #[cfg(test)]
     pub fn on_message(&mut self, seq: u64, msg: P) -> Outcome<P> {
-        let mut out = Outcome::default();
+        let mut deliver = Vec::new();
+        let resync = self.on_message_into(seq, msg, &mut |m| deliver.push(m));
+        Outcome { deliver, resync }
+    }
+
+    /// A message carrying `seq`: what is to be delivered goes to `deliver`, in order, and the
+    /// answer says whether the app must resync. The common case (the next seq, nothing held)
+    /// allocates nothing.
+    pub fn on_message_into(&mut self, seq: u64, msg: P, deliver: &mut impl FnMut(P)) -> Option<ResyncReason> {
         if seq <= self.last || self.ahead.contains_key(&seq) {
-            return out; // a duplicate: delivered already
+            return None; // a duplicate: delivered already
         }
         if seq == self.last + 1 {
             self.last = seq;
-            out.deliver.push(msg);
-            self.drain_consecutive(&mut out.deliver);
-            return out;
+            deliver(msg);
+            while let Some(next) = self.ahead.remove(&(self.last + 1)) {
+                self.last += 1;
+                deliver(next);
+            }
+            return None;
         }
         if self.resuming && self.ahead.len() < self.max_ahead {
             self.ahead.insert(seq, msg);
-            return out;
+            return None;
         }
         // A gap no resume will fill: deliver what is held, then this, and say so.
-        let mut out = self.flush_ahead(Some(ResyncReason::Gap));
+        let held = self.flush_ahead(Some(ResyncReason::Gap));
+        for m in held.deliver {
+            deliver(m);
+        }
         if seq > self.last {
             self.last = seq;
-            out.deliver.push(msg);
+            deliver(msg);
         }
-        out.resync = Some(ResyncReason::Gap);
-        out
+        Some(ResyncReason::Gap)
     }
 
     /// The server's `resumed`.
@@ -157,13 +171,6 @@ impl<P> Stream<P> {
             out.resync = Some(ResyncReason::Incomplete);
         }
         out
-    }
-
-    fn drain_consecutive(&mut self, deliver: &mut Vec<P>) {
-        while let Some(msg) = self.ahead.remove(&(self.last + 1)) {
-            self.last += 1;
-            deliver.push(msg);
-        }
     }
 
     /// Delivers everything held ahead, in order; a hole in it is a gap.

@@ -19,8 +19,7 @@ impl JsonView for Value {
         self.get(key)?.as_str().map(String::from)
     }
     fn u64(&self, key: &str) -> Option<u64> {
-        let f = self.get(key)?.as_f64()?;
-        (f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_991.0).then_some(f as u64)
+        classify::whole_number(self.get(key)?.as_f64()?)
     }
     fn bool(&self, key: &str) -> Option<bool> {
         self.get(key)?.as_bool()

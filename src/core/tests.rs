@@ -734,6 +734,111 @@ fn envelopes_payload_defaults_and_bad_frames() {
     }
 }
 
+/// The shell's one-call envelope reader (`src/web/fast.js`), mirrored over `serde_json`: the
+/// numbers it answers, decoded by the core, classify every frame as the field-by-field reads do.
+struct FastView(Value);
+
+impl classify::JsonView for FastView {
+    fn is_object(&self) -> bool {
+        self.0.is_object()
+    }
+    fn str(&self, key: &str) -> Option<String> {
+        self.0.str(key)
+    }
+    fn u64(&self, key: &str) -> Option<u64> {
+        classify::JsonView::u64(&self.0, key)
+    }
+    fn bool(&self, key: &str) -> Option<bool> {
+        self.0.bool(key)
+    }
+    fn object(&self, key: &str) -> Option<FastView> {
+        classify::JsonView::object(&self.0, key).map(FastView)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.0.has(key)
+    }
+    fn envelope(&self) -> classify::Envelope {
+        let names: Vec<&str> = classify::Special::ALL.iter().map(|s| s.as_str()).collect();
+        let what = match self.0.get("type").and_then(Value::as_str) {
+            None => 0.0,
+            Some(t) => names.iter().position(|n| *n == t).map_or(1.0, |i| i as f64 + 2.0),
+        };
+        let seq = self.0.get("seq").and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let payload = self.0.get("payload").is_some_and(|p| !p.is_null());
+        let id = self.0.get("id").is_some_and(Value::is_string);
+        let flags = f64::from(u8::from(payload) | (u8::from(id) << 1));
+        classify::Envelope::from_numbers(what, seq, flags, || self.0.str("id"))
+    }
+}
+
+#[test]
+fn the_one_call_envelope_reader_classifies_like_field_reads() {
+    use classify::JsonView;
+    for text in [
+        r#"{"type": "new_notification", "seq": 7, "payload": {"id": "n1"}}"#,
+        r#"{"type": "room_message", "payload": {"room": "r", "data": 1}}"#,
+        r#"{"type": "joined", "id": "4", "seq": 2, "payload": null}"#,
+        r#"{"type": "x", "id": 4, "seq": "2"}"#,
+        r#"{"type": "x", "seq": -1}"#,
+        r#"{"type": "x", "seq": 1.5}"#,
+        r#"{"type": "x", "seq": 9007199254740992}"#,
+        r#"{"type": "ping"}"#,
+        r#"{"type": "pong", "id": "9"}"#,
+        r#"{"type": "resumed", "id": "3", "payload": {"complete": true}}"#,
+        r#"{"type": "welcome", "payload": {"heartbeat_ms": 500, "epoch": "e", "seq": 3}}"#,
+        r#"{"type": "welcome", "payload": {"heartbeat_ms": 500, "seq": 3}}"#,
+        r#"{"type": "error", "id": "5", "payload": {"code": "not_member", "message": "m"}}"#,
+        r#"{"type": "error", "data": {"code": "x"}}"#,
+        r#"{"error": "Rate limit exceeded"}"#,
+        r#"{"type": 5}"#,
+        r#"{}"#,
+    ] {
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(FastView(v.clone()).envelope(), v.envelope(), "{text}");
+        assert_eq!(classify::classify(&FastView(v.clone())), classify::classify(&v), "{text}");
+    }
+}
+
+#[test]
+fn a_busy_connection_re_arms_its_timer_only_when_a_deadline_moves_earlier() {
+    let cfg = Config { heartbeat_grace_ms: 1_000, ..Config::default() };
+    let mut s = Sim::new(cfg);
+    s.open();
+    s.welcome("e", 0);
+    let schedules = |out: &[Action<Value>]| {
+        out.iter().filter_map(|a| if let Action::Schedule(t) = a { Some(*t) } else { None }).collect::<Vec<_>>()
+    };
+    // Every frame moves the liveness deadline later: the armed timer is kept.
+    let mut armed = 0;
+    for seq in 1..=1_000 {
+        s.now += 1;
+        let out = s.note(seq);
+        assert_eq!(messages(&out).len(), 1);
+        armed += schedules(&out).len();
+    }
+    assert_eq!(armed, 0, "no timer re-armed for frames that only push liveness later");
+    // A request's deadline is earlier than liveness: armed at once.
+    let id = s.m.next_id();
+    let out = s.feed(Input::Request { id, text: "{}".into(), timeout_ms: Some(500) });
+    assert_eq!(schedules(&out), [Some(s.now + 500)]);
+    // The timer fires early for liveness (traffic moved it): nothing is due, the next deadline
+    // is armed, and silence after the last frame still drops the connection in time.
+    let mut s = Sim::new(Config { heartbeat_grace_ms: 1_000, ..Config::default() });
+    s.open();
+    let kind = InKind::Welcome { heartbeat_ms: 2_000, epoch: "e".into(), seq: 0 };
+    let out = s.frame(kind, None, None, json!({}));
+    let first = s.now + 3_000;
+    assert!(schedules(&s.log).contains(&Some(first)) || schedules(&out).contains(&Some(first)));
+    s.now += 1_500;
+    assert!(schedules(&s.note(1)).is_empty());
+    let last_frame = s.now;
+    let out = s.advance(1_500); // the armed timer, at the old deadline
+    assert!(!out.iter().any(|a| matches!(a, Action::CloseSocket { .. })), "not due yet: the frame moved it");
+    assert_eq!(schedules(&out), [Some(last_frame + 3_000)]);
+    let out = s.advance(1_500);
+    assert!(out.contains(&Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Heartbeat timeout" }));
+}
+
 #[test]
 fn a_bad_frame_is_reported_and_counts_as_life() {
     let mut s = Sim::new(Config::default());

@@ -7,14 +7,14 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gloo_timers::callback::Timeout;
-use js_sys::{Array, Function, Object, Set};
+use js_sys::{Function, Object, Set};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
 use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
-use super::parse::{parse, set};
+use super::parse::{parse, resock_emit, set};
 use super::socket::{Socket, SocketEvent};
 use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
@@ -91,7 +91,8 @@ pub struct Driver {
     timer: Option<Counted<Timeout>>,
     lifecycle: Option<Counted<Lifecycle>>,
     /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
-    js_listeners: [Set; 5],
+    /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
+    js_listeners: Rc<[Set; 5]>,
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
     promises: VecMap<String, Settler>,
@@ -110,6 +111,10 @@ impl Drop for Driver {
     }
 }
 
+fn listener_set<'a>(sets: &'a [Set; 5], event: &str) -> Option<&'a Set> {
+    EVENT_NAMES.iter().position(|e| *e == event).and_then(|i| sets.get(i))
+}
+
 fn now() -> u64 {
     js_sys::Date::now() as u64
 }
@@ -125,6 +130,7 @@ fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
 
 impl Driver {
     pub fn new(opts: Options) -> Shared {
+        super::parse::init_types();
         let rng = Box::new(js_sys::Math::random);
         Rc::new(RefCell::new(Driver {
             machine: Machine::new(opts.config.clone(), rng),
@@ -133,13 +139,13 @@ impl Driver {
             socket_url: None,
             timer: None,
             lifecycle: None,
-            js_listeners: [
+            js_listeners: Rc::new([
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
-            ],
+            ]),
             rust_listeners: Vec::new(),
             next_listener: 0,
             promises: VecMap::new(),
@@ -150,7 +156,7 @@ impl Driver {
 
     /// The listener set of an event name, if it is one.
     pub fn listeners(&self, event: &str) -> Option<&Set> {
-        EVENT_NAMES.iter().position(|e| *e == event).and_then(|i| self.js_listeners.get(i))
+        listener_set(&self.js_listeners, event)
     }
 
     pub fn add_rust_listener(&mut self, f: RustListener) -> u64 {
@@ -171,14 +177,18 @@ impl Driver {
 /// Feeds one input to the machine and performs the actions. The machine sees the input at
 /// once (so `send()` knows whether it was accepted); the actions run after any still pending.
 pub fn dispatch(shared: &Shared, input: Input<JsValue>) {
+    dispatch_at(shared, input, now());
+}
+
+/// [`dispatch`] at a time the caller read (a frame: in JS, with the frame).
+fn dispatch_at(shared: &Shared, input: Input<JsValue>, now: u64) {
     let outermost = shared
         .update(|d| {
             if matches!(input, Input::Connect) && d.lifecycle.is_none() && d.machine.state() == State::Idle {
                 let weak = Rc::downgrade(shared);
                 d.lifecycle = Some(Counted::new(Lifecycle::listen(move |e| on_page_event(&weak, e))));
             }
-            let actions = d.machine.handle(input, now());
-            d.queue.extend(actions);
+            d.machine.handle_into(input, now, &mut d.queue);
             let outermost = !d.performing;
             d.performing = true;
             outermost
@@ -187,6 +197,7 @@ pub fn dispatch(shared: &Shared, input: Input<JsValue>) {
     if !outermost {
         return;
     }
+    // Usually one or two actions: `remove(0)` on a short Vec costs less code than a VecDeque.
     while let Some(action) = shared.update(|d| (!d.queue.is_empty()).then(|| d.queue.remove(0))).flatten() {
         perform(shared, action);
     }
@@ -212,11 +223,14 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
     let Some(shared) = weak.upgrade() else { return };
     let input = match event {
         SocketEvent::Open => Input::SocketOpened { attempt },
-        SocketEvent::Text(text) => match parse(&text) {
-            Ok(inbound) => Input::Frame { attempt, inbound },
-            Err(message) => Input::BadFrame { attempt, message: message.into() },
-        },
-        SocketEvent::Binary => Input::BadFrame { attempt, message: crate::core::classify::BINARY.into() },
+        SocketEvent::Message { msg, what, seq, flags, now } => {
+            let input = match parse(msg, what, seq, flags) {
+                Ok(inbound) => Input::Frame { attempt, inbound },
+                Err(message) => Input::BadFrame { attempt, message: message.into() },
+            };
+            dispatch_at(&shared, input, now);
+            return;
+        }
         SocketEvent::Close { code, reason } => {
             let sock = shared.update(|d| d.socket.take()).flatten();
             defer_drop(sock);
@@ -304,7 +318,7 @@ fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
             defer_drop((d.socket.take(), d.timer.take(), d.lifecycle.take()));
-            for set in &d.js_listeners {
+            for set in d.js_listeners.iter() {
                 set.clear();
             }
             d.rust_listeners.clear();
@@ -343,11 +357,11 @@ pub fn error_object(e: &Error) -> JsValue {
     err.into()
 }
 
-/// The event's name and the value JS listeners get.
-fn event_value(event: &Event<JsValue>) -> JsValue {
-    match event {
+/// The value JS listeners get (a message is passed as it is, not copied).
+fn event_value(event: &Event<JsValue>) -> Option<JsValue> {
+    Some(match event {
         Event::State(s) => JsValue::from_str(s.as_str()),
-        Event::Message(m) => m.clone(),
+        Event::Message(_) => return None,
         Event::Error(e) => error_value(e),
         Event::Resync(r) => {
             let o = Object::new();
@@ -360,23 +374,28 @@ fn event_value(event: &Event<JsValue>) -> JsValue {
             set(&o, "delayMs", &JsValue::from(*delay_ms as f64));
             o.into()
         }
-    }
+    })
 }
 
 fn emit(shared: &Shared, event: &Event<JsValue>) {
-    let (name, value) = (event.name(), event_value(event));
-    let Some((js, rust)) = shared.read(|d| {
-        let js = d.listeners(name).map(|s| Array::from(s)).unwrap_or_default();
-        (js, d.rust_listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<RustListener>>())
+    let name = event.name();
+    let Some((sets, rust)) = shared.read(|d| {
+        let sets = d.js_listeners.clone();
+        let rust = if d.rust_listeners.is_empty() {
+            Vec::new()
+        } else {
+            d.rust_listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<RustListener>>()
+        };
+        (sets, rust)
     }) else {
         return;
     };
-    for f in js.iter() {
-        if let Some(f) = wasm_bindgen::JsCast::dyn_ref::<Function>(&f) {
-            if let Err(e) = f.call1(&JsValue::NULL, &value) {
-                // One listener's exception must not stop the others, nor the client.
-                web_sys::console::error_2(&JsValue::from_str("resock: a listener threw"), &e);
-            }
+    if let Some(js) = listener_set(&sets, name) {
+        // The listeners as the set is now; one that throws does not stop the others (fast.js).
+        match (event, event_value(event)) {
+            (Event::Message(m), _) => resock_emit(js, m),
+            (_, Some(v)) => resock_emit(js, &v),
+            (_, None) => {}
         }
     }
     for f in rust {

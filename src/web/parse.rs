@@ -1,14 +1,41 @@
-//! Turns a text frame into what the core needs ([`Inbound`]) and what the app sees, with
-//! `JSON.parse` and no serde_json. The core decides what the frame means
+//! Turns a WebSocket message event into what the core needs ([`Inbound`]) and what the app
+//! sees, with `JSON.parse` and no serde_json. The core decides what the frame means
 //! ([`crate::core::classify`]); this file reads values for it and applies the fix it names.
+//!
+//! The fast path (issue 11): the frame stays a JS string until the socket's message handler
+//! (`src/web/fast.js`) parses it, once, and calls wasm (`socket::__resock_message`) with the
+//! object and the envelope's fields as three numbers: a common frame costs that one crossing
+//! and no allocation here. Other reads
+//! (a welcome's payload, an error's) go through `Reflect`.
 
-use js_sys::{Object, Reflect, JSON};
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use crate::core::classify::{classify, Fix, JsonView, NOT_JSON};
+use crate::core::classify::{
+    classify, read_envelope, whole_number, Envelope, Fix, JsonView, Special, BINARY, NOT_JSON,
+};
 use crate::core::Inbound;
 
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_types(names: &Array);
+    pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
+    pub(crate) fn resock_emit(set: &js_sys::Set, value: &JsValue);
+}
+
+/// Gives the JS side the names of the types the core decides (once per client: cheap).
+pub(crate) fn init_types() {
+    resock_types(&Special::ALL.iter().map(|s| JsValue::from_str(s.as_str())).collect());
+}
+
+/// `obj[key]`, or `undefined`. Not an object (`send(msg)` with no options, say): `undefined`
+/// without asking `Reflect.get`, which throws there: an exception thrown and caught cost about
+/// 12 µs per `send()` (issue 11).
 pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
+    if !obj.is_object() {
+        return JsValue::UNDEFINED;
+    }
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
@@ -28,8 +55,7 @@ impl JsonView for JsValue {
         get(self, key).as_string()
     }
     fn u64(&self, key: &str) -> Option<u64> {
-        let f = get(self, key).as_f64()?;
-        (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_991.0).then_some(f as u64)
+        whole_number(get(self, key).as_f64()?)
     }
     fn bool(&self, key: &str) -> Option<bool> {
         get(self, key).as_bool()
@@ -43,10 +69,51 @@ impl JsonView for JsValue {
     }
 }
 
-/// Parses one frame. `Err` carries a message for a `bad_frame` error.
-pub(crate) fn parse(text: &str) -> Result<Inbound<JsValue>, &'static str> {
-    let msg = JSON::parse(text).map_err(|_| NOT_JSON)?;
-    let c = classify(&msg)?;
+/// A parsed frame with its envelope read by `resock_envelope`; nested objects read through
+/// `Reflect` (their `envelope` is read field by field, as the trait's default).
+struct Frame {
+    msg: JsValue,
+    /// `[what, seq, flags]` as `fast.js` writes them; `None` for a nested object.
+    env: Option<[f64; 3]>,
+}
+
+impl JsonView for Frame {
+    fn is_object(&self) -> bool {
+        self.env.map_or_else(|| is_object(&self.msg), |[what, ..]| what >= 0.0)
+    }
+    fn str(&self, key: &str) -> Option<String> {
+        self.msg.str(key)
+    }
+    fn u64(&self, key: &str) -> Option<u64> {
+        self.msg.u64(key)
+    }
+    fn bool(&self, key: &str) -> Option<bool> {
+        self.msg.bool(key)
+    }
+    fn object(&self, key: &str) -> Option<Frame> {
+        self.msg.object(key).map(|msg| Frame { msg, env: None })
+    }
+    fn has(&self, key: &str) -> bool {
+        self.msg.has(key)
+    }
+    fn envelope(&self) -> Envelope {
+        let Some([what, seq, flags]) = self.env else { return read_envelope(self) };
+        Envelope::from_numbers(what, seq, flags, || self.msg.str("id"))
+    }
+}
+
+/// One frame, parsed by `fast.js`'s message handler, for the core. `Err` carries a message for a
+/// `bad_frame` error.
+pub(crate) fn parse(msg: JsValue, what: f64, seq: f64, flags: f64) -> Result<Inbound<JsValue>, &'static str> {
+    if what == -3.0 {
+        return Err(BINARY);
+    }
+    if what == -2.0 {
+        return Err(NOT_JSON);
+    }
+    let frame = Frame { msg, env: Some([what, seq, flags]) };
+    let c = classify(&frame)?;
+    let msg = frame.msg;
     match c.fix {
         Fix::None => {}
         Fix::EmptyPayload => set(&msg, "payload", &Object::new()),

@@ -1,22 +1,55 @@
 //! One browser WebSocket and its four handlers. The handlers are fields, removed from the
 //! socket and freed when this is dropped, so a closed connection leaves nothing behind.
 
-use js_sys::JsString;
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
+use web_sys::{CloseEvent, WebSocket};
 
 use crate::protocol::CloseCode;
 
 /// One closure type for every handler: each distinct type adds glue to the package.
 type Handler = Closure<dyn FnMut(JsValue)>;
 
+/// Where a socket's events go.
+type Report = Rc<dyn Fn(SocketEvent)>;
+
+thread_local! {
+    /// The `report` of each live socket, by slot, for [`__resock_message`]. A frame comes in
+    /// through that plain export instead of a `Closure`: wasm-bindgen's closure glue costs a
+    /// rest-arguments array and a try/finally per call, a fifth of the SDK's own cost per
+    /// message (issue 11). Slots are reused; a socket empties its slot when dropped.
+    static SLOTS: RefCell<Vec<Option<Report>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One frame from `fast.js`'s message handler: the parsed object, its envelope as three numbers
+/// (see `web/parse.rs`) and `Date.now()`. Not API: called only by the SDK's own JS.
+#[doc(hidden)]
+#[wasm_bindgen(skip_typescript)]
+pub fn __resock_message(slot: u32, msg: JsValue, what: f64, seq: f64, flags: f64, now: f64) {
+    let report =
+        SLOTS.try_with(|s| s.try_borrow().ok().and_then(|s| s.get(slot as usize).cloned().flatten())).ok().flatten();
+    if let Some(report) = report {
+        report(SocketEvent::Message { msg, what, seq, flags, now: now as u64 });
+    }
+}
+
 /// What a socket reports.
 pub enum SocketEvent {
     Open,
-    Text(String),
-    /// A binary frame: the protocol has none; reported as a bad frame.
-    Binary,
+    /// A message, parsed once by `fast.js` (the text stays a JS string until then) with its
+    /// envelope as three numbers; `web/parse.rs` reads them (a binary frame is a bad frame there).
+    Message {
+        msg: JsValue,
+        what: f64,
+        seq: f64,
+        flags: f64,
+        /// `Date.now()` when it came (read in JS: one crossing less).
+        now: u64,
+    },
     Close {
         code: u16,
         reason: String,
@@ -26,26 +59,30 @@ pub enum SocketEvent {
 pub struct Socket {
     ws: WebSocket,
     _on_open: Handler,
-    _on_message: Handler,
+    slot: usize,
     _on_close: Handler,
     _on_error: Handler,
 }
 
 impl Socket {
     /// Opens `url`; every event goes to `report`.
-    pub fn open(url: &str, report: impl Fn(SocketEvent) + Clone + 'static) -> Result<Socket, JsValue> {
+    pub fn open(url: &str, report: impl Fn(SocketEvent) + 'static) -> Result<Socket, JsValue> {
         let ws = WebSocket::new(url)?;
         ws.set_binary_type(web_sys::BinaryType::Arraybuffer);
+        let report: Report = Rc::new(report);
         let r = report.clone();
         let on_open = Handler::new(move |_| r(SocketEvent::Open));
-        let r = report.clone();
-        let on_message = Handler::new(move |e: JsValue| {
-            let data = e.unchecked_into::<MessageEvent>().data();
-            match data.dyn_ref::<JsString>() {
-                Some(text) => r(SocketEvent::Text(String::from(text))),
-                None => r(SocketEvent::Binary),
+        let slot = SLOTS.try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let free = s.iter().position(Option::is_none);
+            let slot = free.unwrap_or(s.len());
+            match s.get_mut(slot) {
+                Some(entry) => *entry = Some(report.clone()),
+                None => s.push(Some(report.clone())),
             }
+            Some(slot)
         });
+        let slot = slot.ok().flatten().ok_or_else(|| JsValue::from_str("resock: socket table busy"))?;
         let r = report;
         let on_close = Handler::new(move |e: JsValue| {
             let e = e.unchecked_into::<CloseEvent>();
@@ -54,10 +91,10 @@ impl Socket {
         // An error event is always followed by a close event, which carries what we need.
         let on_error = Handler::new(|_| {});
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        super::parse::resock_onmessage(&ws, &wasm_bindgen::exports(), slot as u32);
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close, _on_error: on_error })
+        Ok(Socket { ws, _on_open: on_open, slot, _on_close: on_close, _on_error: on_error })
     }
 
     pub fn send(&self, text: &str) -> Result<(), JsValue> {
@@ -78,6 +115,11 @@ impl Drop for Socket {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
         self.ws.set_onerror(None);
+        let _ = SLOTS.try_with(|s| {
+            if let Some(entry) = s.try_borrow_mut().ok().as_deref_mut().and_then(|s| s.get_mut(self.slot)) {
+                *entry = None;
+            }
+        });
         let state = self.ws.ready_state();
         if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
             let _ = self.ws.close_with_code_and_reason(CloseCode::Normal.as_u16(), "Client closed");
