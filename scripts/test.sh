@@ -5,7 +5,8 @@
 #   2. lints: rustfmt, clippy (native; and the wasm build, with unwrap/expect/panic/indexing denied in src/)
 #   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
 #   4. package: the release npm package, with its size figure and budget
-#   5. js: the TypeScript consumer type-check, the Playwright tests of the React demo, and the
+#   5. js: the React hooks' unit tests (vitest, a fake Client), the TypeScript consumer
+#      type-check, the Playwright tests of the React demo, and the
 #      scale-out end-to-end test (js/scaleout/: the SDK in Chromium through nginx to two fixture
 #      instances on one redis-server, a rolling restart, then a Redis reset)
 # Exits non-zero on the first failure.
@@ -42,8 +43,9 @@ WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300} CARGO_TARGET_WASM32_
 section "4/5 the npm package (release build, size budget)"
 scripts/build-pkg.sh
 
-section "5/5 js: React bindings and demo type-check, TypeScript consumer, Playwright, scale-out e2e"
-(cd js && npm run --silent typecheck && npm run --silent build:demo && npm run --silent typecheck:consumer)
+section "5/5 js: React bindings and demo type-check, hooks' unit tests, TypeScript consumer, Playwright, scale-out e2e"
+(cd js && npm run --silent typecheck && npm run --silent test:unit && npm run --silent build:demo && npm run --silent typecheck:consumer)
+echo "[js] the hooks' unit tests (js/unit/, vitest in happy-dom with a fake Client) passed"
 echo "[js] the consumer project type-checks against the built package with tsc --noEmit --strict"
 scripts/with-fixture.sh "--dev --static js/demo/dist --heartbeat-ms 5000" \
   node --test --test-concurrency=1 js/tests/

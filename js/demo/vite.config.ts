@@ -14,6 +14,16 @@ export default defineConfig({
       { find: /^resock$/, replacement: pkg("resock.js") },
     ],
   },
-  build: { outDir: "dist", emptyOutDir: true, target: "es2022" },
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    target: "es2022",
+    rollupOptions: {
+      // resock/react starts with "use client" (for Next.js); a client-only bundle has no use for it.
+      onwarn(warning, warn) {
+        if (warning.code !== "MODULE_LEVEL_DIRECTIVE") warn(warning);
+      },
+    },
+  },
   esbuild: { jsx: "automatic" },
 });

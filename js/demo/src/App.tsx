@@ -30,7 +30,19 @@ export function App() {
   );
   if (!session || !options) return <SignIn onSignIn={(user, token) => setSession({ user, token })} />;
   return (
-    <ResockProvider options={options} fallback="Loading…">
+    <ResockProvider
+      options={options}
+      userKey={session.user}
+      errorFallback={(error, retry) => (
+        <section className="load-error" role="alert" data-testid="load-error">
+          <h2>Could not load the realtime client</h2>
+          <p className="muted">{error.message}</p>
+          <button className="primary" onClick={retry}>
+            Try again
+          </button>
+        </section>
+      )}
+    >
       <Shell user={session.user} />
     </ResockProvider>
   );
