@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the npm package into pkg/: the release wasm (wasm-pack, wasm-opt from npm's binaryen),
-# its JS glue minified, pkg-template's package.json and README, and the React bindings from js/
-# when they exist. Prints the size figure and fails when the .wasm and its JS glue together are
+# its JS glue finished by scripts/finish-pkg.mjs (clear misuse errors, tidy types) and minified
+# with a source map, pkg-template's package.json and README, LICENSE, and the React bindings from
+# js/ when they exist. Prints the size figure and fails when the .wasm and its JS glue together are
 # over the budget (45 KB gzip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +14,15 @@ rm -rf pkg
 wasm-pack build --release --target web --out-dir pkg --out-name resock --no-pack 2>&1 | grep -v "^\[INFO\]: License key" || true
 [ -f pkg/resock_bg.wasm ] || { echo "[pkg] wasm-pack produced no pkg/resock_bg.wasm" >&2; exit 1; }
 
+node scripts/finish-pkg.mjs pkg
 glue_raw=$(gzip -9 -c pkg/resock.js | wc -c)
-echo "[pkg] minifying the JS glue (esbuild)"
-esbuild pkg/resock.js --minify --format=esm --log-level=warning --outfile=pkg/resock.min.js
-mv pkg/resock.min.js pkg/resock.js
+echo "[pkg] minifying the JS glue (esbuild), with its source map (resock.js.map, the unminified glue inside)"
+mv pkg/resock.js pkg/resock.unminified.js
+esbuild pkg/resock.unminified.js --minify --format=esm --log-level=warning --sourcemap --sources-content=true --outfile=pkg/resock.js
+rm pkg/resock.unminified.js
+grep -q 'sourceMappingURL=resock.js.map' pkg/resock.js || { echo "[pkg] the glue has no source map" >&2; exit 1; }
 
-cp pkg-template/package.json pkg-template/README.md pkg/
+cp pkg-template/package.json pkg-template/README.md LICENSE pkg/
 if [ -f js/build-react.mjs ]; then
   echo "[pkg] building the React bindings (js/)"
   node js/build-react.mjs pkg

@@ -157,8 +157,17 @@ export class Client {
   readonly queued: number;
   /** Closes with 1000, never reconnects, frees every listener and timer. */
   close(): void;
-  /** Frees the wasm object (after close). */
+  /** Frees the wasm object (after close); any later call throws. Calling it twice does nothing. */
   free(): void;
+  /** `free()`, for `using client = new Client(...)` (TypeScript 5.2+). */
+  [Symbol.dispose](): void;
+}
+
+declare global {
+  // For libs older than ES2025 / esnext.disposable (the same declaration as @types/node's).
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
 }
 
 /**
