@@ -1,7 +1,9 @@
 // Finishes wasm-pack's output in pkg/ (run by scripts/build-pkg.sh before minifying the glue):
 // - resock.js: a clear Error, with the fix, for a Client made before init() and for any call on a
 //   Client after free() (wasm-bindgen's own are "Cannot read properties of undefined (reading
-//   'client_new')" and "null pointer passed to rust"); free() twice is a no-op.
+//   'client_new')" and "null pointer passed to rust"); free() twice is a no-op. `url` and
+//   `ticketUrl` resolved against the page, an http(s) socket URL made ws(s) (in JS: the same in
+//   Rust cost 600 B gzip of the size budget; the Rust API takes absolute URLs).
 // - resock.d.ts: `init` documented under its own name, and wasm-bindgen's internal exports
 //   (client_new, closures, malloc...) hidden from InitOutput (only `memory` stays).
 // Fails when wasm-bindgen's output no longer has what it patches, rather than ship it unpatched.
@@ -25,22 +27,42 @@ js = replaceOnce(
   js,
   "    constructor(options) {\n",
   "    constructor(options) {\n" +
-    '        if (wasm === undefined) throw new Error("resock: new Client() before init(): await init() first (<ResockProvider> does it)");\n',
+    '        if (wasm === undefined) throw new Error("resock: await init() before new Client() (<ResockProvider> does it)");\n' +
+    "        options = pageUrls(options);\n",
   "Client constructor",
 );
 js += `
-// resock: a clear Error for calls on a freed Client; free() twice is a no-op (scripts/finish-pkg.mjs).
-for (const k of Object.getOwnPropertyNames(Client.prototype)) {
-    const d = Object.getOwnPropertyDescriptor(Client.prototype, k), f = d.value || d.get;
-    if (k == "constructor" || k[0] == "_" || typeof f != "function") continue;
-    d[d.get ? "get" : "value"] = function (...a) {
-        if (this.__wbg_ptr) return f.apply(this, a);
-        if (k != "free") throw new Error("resock: Client." + k + " after free(): make a new Client");
-    };
-    Object.defineProperty(Client.prototype, k, d);
+// resock (scripts/finish-pkg.mjs): url and ticketUrl resolved against the page (relative, //host),
+// and an http(s) socket URL made ws(s); without a page they go to the checks as given.
+function pageUrls(o) {
+    const r = (u) => { try { return new URL(u, location.href).href; } catch { return u; } };
+    return o && typeof o.url == "string" && typeof location != "undefined"
+        ? { ...o, url: r(o.url).replace(/^http/, "ws"), ticketUrl: o.ticketUrl && r(o.ticketUrl) }
+        : o;
 }
-if (Symbol.dispose) Client.prototype[Symbol.dispose] = Client.prototype.free;
+// A clear Error for a method called on a freed Client; free() twice is a no-op.
+const P = Client.prototype;
+for (const k of Object.getOwnPropertyNames(P)) {
+    const f = Object.getOwnPropertyDescriptor(P, k).value;
+    if (k != "constructor" && k[0] != "_" && typeof f == "function")
+        P[k] = function (...a) {
+            if (this.__wbg_ptr) return f.apply(this, a);
+            if (k != "free") throw Error("resock: Client." + k + "() after free()");
+        };
+}
+if (Symbol.dispose) P[Symbol.dispose] = P.free;
 `;
+// wasm-bindgen's long warnings, shorter (bytes of the size budget); skipped when absent.
+for (const [from, to] of [
+  [
+    "`WebAssembly.instantiateStreaming` failed because your server does not serve Wasm with `application/wasm` MIME type. Falling back to `WebAssembly.instantiate` which is slower. Original error:\\n",
+    "resock: serve .wasm as application/wasm (a slower load now):",
+  ],
+  ["using deprecated parameters for `initSync()`; pass a single object instead", "resock: initSync({module}) is the form"],
+  ["using deprecated parameters for the initialization function; pass a single object instead", "resock: init({module_or_path}) is the form"],
+]) {
+  js = js.split(from).join(to);
+}
 writeFileSync(jsPath, js);
 
 const dtsPath = join(dir, "resock.d.ts");

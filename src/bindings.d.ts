@@ -93,9 +93,12 @@ export interface ClientEvents {
 }
 
 export interface ClientOptions {
-  /** `ws://` or `wss://` URL of the socket. */
+  /**
+   * The socket: `ws://` or `wss://`; on a page also relative (`/ws`) or `http(s)://`, resolved
+   * against the page and made `ws(s)://`.
+   */
   url: string;
-  /** POSTed with `Authorization: Bearer <token>` for a fresh one-time ticket before every attempt. */
+  /** POSTed with `Authorization: Bearer <token>` for a fresh one-time ticket before every attempt (relative: against the page). */
   ticketUrl?: string;
   /** A token, or a function (sync or async) called before every attempt. Without `ticketUrl`, sent as `?token=`. */
   token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
@@ -103,6 +106,11 @@ export interface ClientOptions {
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number | null };
   /** Nothing received for heartbeat + this: the connection is dead. Default 15000. */
   heartbeatGraceMs?: number;
+  /**
+   * false: never drop a silent connection, for servers that never ping (a dead one is then
+   * noticed only when the browser closes the socket). Default true.
+   */
+  heartbeat?: boolean;
   /** Default timeout of `request`, `join` and `leave`. Default 10000. */
   requestTimeoutMs?: number;
   /** A connection open this long resets the backoff. Default 5000. */
@@ -121,6 +129,10 @@ export interface ClientOptions {
   outbox?: { maxMessages?: number; maxBytes?: number; ttlMs?: number };
 }
 
+/**
+ * A realtime connection. Keep a reference while you use it: a `Client` that is garbage-collected
+ * is freed, which closes its socket (1000) without a `state` event. Throws before `init()`.
+ */
 export class Client {
   constructor(options: ClientOptions);
   /** Adds a listener; returns the function that removes it. */

@@ -200,3 +200,55 @@ test("useMessages re-renders its component only for the messages it selects", as
     await context.close();
   }
 });
+
+test("the SDK alone: clear errors before init() and after free(); relative and http(s) URLs; heartbeat: false", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${BASE}/sdk.html`);
+    await page.waitForFunction(() => window.resock !== undefined);
+    const r = await page.evaluate(async () => {
+      const { init, Client } = window.resock;
+      const out = {};
+      try {
+        new Client({ url: "/ws" });
+      } catch (e) {
+        out.beforeInit = e.message;
+      }
+      await init();
+      const res = await fetch("/dev/token", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ user_id: `sdk-${Math.random().toString(36).slice(2, 8)}` }),
+      });
+      const { token } = await res.json();
+      const opened = (c) =>
+        new Promise((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`not open in 5 s: ${c.state}`)), 5000);
+          c.on("state", (s) => s === "open" && (clearTimeout(t), resolve()));
+          c.connect();
+        });
+      const relative = new Client({ url: "/ws", ticketUrl: "/ws/ticket", token, heartbeat: false });
+      await opened(relative);
+      const http = new Client({ url: `${location.origin}/ws`, ticketUrl: `${location.origin}/ws/ticket`, token });
+      await opened(http);
+      relative.close();
+      http.close();
+      out.sendAfterClose = relative.send({ type: "x" });
+      relative.free();
+      relative.free(); // twice: nothing
+      try {
+        relative.send({ type: "x" });
+      } catch (e) {
+        out.afterFree = e.message;
+      }
+      http.free();
+      return out;
+    });
+    assert.match(r.beforeInit, /^resock: await init\(\) before new Client\(\)/);
+    assert.equal(r.sendAfterClose, false);
+    assert.equal(r.afterFree, "resock: Client.send() after free()");
+  } finally {
+    await context.close();
+  }
+});
