@@ -251,7 +251,10 @@ export interface ResockStatus {
   status: "loading" | "ready" | "error";
   /** Why the wasm module did not load. */
   error: Error | null;
-  /** Loads the wasm module again after a failure. */
+  /**
+   * After a failed load: loads the wasm module again. After the client closed for good (auth
+   * failed, the server closed it, max attempts): a new client connects. Otherwise nothing.
+   */
   retry: () => void;
 }
 
@@ -317,9 +320,9 @@ export function ResockProvider({ options, userKey, apiBase, onError, errorFallba
       live = false;
     };
   }, [load.attempt]);
-  const retry = useCallback(() => setLoad((l) => ({ status: "loading", error: null, attempt: l.attempt + 1 })), []);
-
-  const key = `${options.url}\n${userKey ?? tokenSubject(options.token) ?? ""}`;
+  // A new client after the last one closed for good: a generation in the key.
+  const [generation, setGeneration] = useState(0);
+  const key = `${options.url}\n${userKey ?? tokenSubject(options.token) ?? ""}\n${generation}`;
   const optionsRef = useRef(options);
   optionsRef.current = options;
   const [entry, setEntry] = useState<Entry | null>(null);
@@ -331,6 +334,13 @@ export function ResockProvider({ options, userKey, apiBase, onError, errorFallba
   }, [key, load.status]);
   // An entry of another user (before the effect above ran for the new one) is not shown.
   const current = entry && entry.key === key && !entry.closed ? entry : null;
+  const currentRef = useRef(current);
+  currentRef.current = current;
+  const retry = useCallback(() => {
+    const c = currentRef.current;
+    if (c && c.getConnection().state === "closed") setGeneration((g) => g + 1);
+    else setLoad((l) => (l.status === "error" ? { status: "loading", error: null, attempt: l.attempt + 1 } : l));
+  }, []);
   useEffect(() => {
     if (current) current.token = options.token;
   });
@@ -461,6 +471,14 @@ export interface RoomEntry<Data = unknown> {
   from: string;
   data: Data;
   mine: boolean;
+  /**
+   * Messages sent from here: `pending` until the server's `ack` (queued while reconnecting),
+   * then `sent`; `failed` when refused for good or dropped (the outbox full, the client closed).
+   * Messages from others: `sent`.
+   */
+  status: "pending" | "sent" | "failed";
+  /** The frame's id, for messages sent from here. */
+  id?: string;
 }
 
 export interface RoomState<Data = unknown> {
@@ -470,10 +488,15 @@ export interface RoomState<Data = unknown> {
   members: number | null;
   /** The room's messages in the order this client saw them, its own included (last 200). */
   messages: readonly RoomEntry<Data>[];
-  /** Sends `data` to the room's other members (queued while reconnecting); false before the client exists. */
+  /**
+   * Sends `data` to the room's other members (queued while reconnecting): the frame's id, its
+   * entry in `messages` `pending` until the server's ack; false before the client exists.
+   */
   send: (data: Data) => string | false;
   error: ResockError | null;
 }
+
+let sendCount = 0;
 
 /** Joins `room` on mount (and after every reconnect), leaves on unmount. */
 export function useRoom<Data = unknown>(room: string): RoomState<Data> {
@@ -516,26 +539,30 @@ export function useRoom<Data = unknown>(room: string): RoomState<Data> {
   const store = useMemo(() => {
     let entries: readonly RoomEntry<Data>[] = NONE;
     const listeners = new Set<() => void>();
-    const add = (e: RoomEntry<Data>) => {
-      entries = [...entries, e].slice(-200);
+    const changed = (next: readonly RoomEntry<Data>[]) => {
+      entries = next;
       for (const l of listeners) l();
     };
-    if (!entry) return { add, subscribe: noSubscribe, get: () => entries };
+    const add = (e: RoomEntry<Data>) => changed([...entries, e].slice(-200));
+    const settle = (id: string, status: RoomEntry["status"]) =>
+      changed(entries.map((e) => (e.id === id && e.mine ? { ...e, status } : e)));
+    if (!entry) return { add, settle, subscribe: noSubscribe, get: () => entries };
     const since = entry.mark();
     return {
-      add,
       subscribe(onChange: () => void) {
         listeners.add(onChange);
         const off = entry.onMessage((m) => {
           if (m.type !== "room_message") return;
           const p = (m as RoomMessage<Data>).payload;
-          if (p.room === room) add({ room, from: p.from, data: p.data, mine: false });
+          if (p.room === room) add({ room, from: p.from, data: p.data, mine: false, status: "sent" });
         }, since);
         return () => {
           listeners.delete(onChange);
           off();
         };
       },
+      add,
+      settle,
       get: () => entries,
     };
   }, [entry, room]);
@@ -543,9 +570,13 @@ export function useRoom<Data = unknown>(room: string): RoomState<Data> {
   const send = useCallback(
     (data: Data) => {
       if (!entry || entry.closed) return false;
-      const ok = entry.client.send({ type: "room_message", payload: { room, data } });
-      if (ok) store.add({ room, from: "", data, mine: true });
-      return ok;
+      const id = `${room}:${(sendCount += 1)}:${Math.random().toString(36).slice(2, 10)}`;
+      store.add({ room, from: "", data, mine: true, status: "pending", id });
+      entry.client.send({ type: "room_message", id, payload: { room, data } }, { ack: true }).then(
+        () => store.settle(id, "sent"),
+        () => store.settle(id, "failed"),
+      );
+      return id;
     },
     [entry, room, store],
   );

@@ -61,10 +61,14 @@ export class Client {
     this.live();
     this.connects += 1;
   }
-  send(message: unknown): string | false {
+  /** The acks not given yet, by frame id: a test resolves or rejects them. */
+  readonly acks = new Map<string, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  send(message: { id?: string }, options?: { ack?: boolean }): string | false | Promise<unknown> {
     this.live();
     this.sent.push(message);
-    return String(this.sent.length);
+    const id = message.id ?? String(this.sent.length);
+    if (options?.ack) return new Promise((resolve, reject) => this.acks.set(id, { resolve, reject }));
+    return id;
   }
   join(room: string): Promise<unknown> {
     this.live();

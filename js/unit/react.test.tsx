@@ -165,6 +165,25 @@ describe("provider", () => {
     expect(F.fake.clients[0].freed).toBe(true);
   });
 
+  test("retry() after the client closed for good makes a new client", async () => {
+    const { result } = renderHook(() => [R.useResockStatus(), R.useConnectionState(), R.useClient()] as const, { wrapper: wrapper() });
+    await waitFor(() => expect(result.current[2]).not.toBeNull());
+    const first = F.fake.clients[0];
+    act(() => {
+      first.emit("error", { code: "auth_failed", message: "refused twice" });
+      first.emit("state", "closed");
+    });
+    expect(result.current[1].state).toBe("closed");
+    expect(result.current[1].lastError?.code).toBe("auth_failed");
+    act(() => result.current[0].retry());
+    await waitFor(() => expect(F.fake.clients).toHaveLength(2));
+    await waitFor(() => expect(result.current[2]).toBe(F.fake.clients[1] as unknown));
+    expect(F.fake.clients[1].connects).toBe(1);
+    await tick();
+    expect(first.freed).toBe(true);
+    expect(result.current[1].state).toBe("idle");
+  });
+
   test("tokenSubject reads the sub of a JWT and nothing else", () => {
     expect(R.tokenSubject(jwt("carol"))).toBe("carol");
     expect(R.tokenSubject("not-a-jwt")).toBeNull();
@@ -311,12 +330,18 @@ describe("hooks", () => {
     expect(result.current[0].members).toBe(1);
     act(() => client.emit("message", { type: "room_message", payload: { room: "general", from: "bob", data: "hi" } }));
     act(() => client.emit("message", { type: "room_message", payload: { room: "other", from: "bob", data: "no" } }));
-    act(() => void result.current[0].send("hey"));
-    expect(result.current[0].messages.map((m) => [m.from, m.data, m.mine])).toEqual([
-      ["bob", "hi", false],
-      ["", "hey", true],
+    let id: string | false = false;
+    act(() => void (id = result.current[0].send("hey")));
+    expect(result.current[0].messages.map((m) => [m.from, m.data, m.mine, m.status])).toEqual([
+      ["bob", "hi", false, "sent"],
+      ["", "hey", true, "pending"],
     ]);
-    expect(client.sent).toEqual([{ type: "room_message", payload: { room: "general", data: "hey" } }]);
+    expect(client.sent).toEqual([{ type: "room_message", id, payload: { room: "general", data: "hey" } }]);
+    await act(async () => client.acks.get(id as string)?.resolve({ type: "ack", payload: {} }));
+    expect(result.current[0].messages[1].status).toBe("sent");
+    act(() => void (id = result.current[0].send("lost")));
+    await act(async () => client.acks.get(id as string)?.reject(Object.assign(new Error("closed"), { code: "closed" })));
+    expect(result.current[0].messages[2].status).toBe("failed");
     show = 1;
     rerender();
     await tick();
