@@ -37,9 +37,7 @@ section "3/5 browser tests: wasm-bindgen-test in headless Chromium against the f
 cargo build --locked -p resock-fixture
 # Two fixtures: the main one, and one that sends no welcome (like the seeds' servers).
 WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300} CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  scripts/with-fixture.sh --prefix RESOCK_SEED "--dev --no-welcome --heartbeat-ms 300 --pong-timeout-ms 300" \
-  scripts/with-fixture.sh "--dev --heartbeat-ms 500 --pong-timeout-ms 500 --max-connections-per-user 64" \
-  cargo test --locked --target wasm32-unknown-unknown --features test-hooks --test browser -- --nocapture
+  scripts/with-fixtures.sh cargo test --locked --target wasm32-unknown-unknown --features test-hooks --test browser -- --nocapture
 
 section "4/5 the npm package (release build, size budget)"
 scripts/build-pkg.sh
