@@ -6,8 +6,8 @@
 #   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
 #   4. package: the release npm package, with its size figure and budget
 #   5. js: the React hooks' unit tests (vitest, a fake Client), the TypeScript consumer
-#      type-check, the Playwright tests of the React demo, the packed tarball in fresh Vite and
-#      Next.js apps (js/pack/), and the
+#      type-check, the Playwright tests of the React demo, the packed tarball in fresh Vite,
+#      webpack and Next.js apps (js/pack/), and the
 #      scale-out end-to-end test (js/scaleout/: the SDK in Chromium through nginx to two fixture
 #      instances on one redis-server, a rolling restart, then a Redis reset)
 # Exits non-zero on the first failure.
@@ -49,7 +49,7 @@ echo "[js] the consumer project type-checks against the built package with tsc -
 scripts/with-fixture.sh "--dev --static js/demo/dist --heartbeat-ms 5000" \
   node --test --test-concurrency=1 js/tests/
 echo "[js] screenshots: artifacts/*.png"
-echo "[pack] npm pack of pkg/, installed from the tarball into a fresh Vite React TS app and a fresh Next.js app-router app, built, served, checked in Chromium (js/pack/; logs in target/pack-e2e/)"
+echo "[pack] npm pack of pkg/, installed from the tarball into fresh Vite React TS, webpack 5 and Next.js app-router apps, built, served, checked in Chromium (js/pack/; logs in target/pack-e2e/)"
 node --test js/pack/
 echo "[scale-out] the SDK in Chromium -> nginx (deploy/nginx.conf) -> two release fixtures on one redis-server:"
 echo "[scale-out] 2 000 notifications through six SIGKILLs of an instance, then Redis restarted empty (js/scaleout/; logs in target/scaleout-e2e/)"

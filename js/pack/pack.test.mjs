@@ -1,8 +1,9 @@
 // The package as a frontend developer gets it: `npm pack` of pkg/, installed from the tarball
-// (a copy, not a symlink) into a fresh Vite React TypeScript app and a fresh Next.js app-router
-// app under a temporary folder (templates: js/pack/vite-app, js/pack/next-app; no resock
-// configuration in either). Both are built (Vite with tsc; Next with its own type-check) and
-// served: Vite's by a fixture (--static), Next's by `next start` beside the fixture. Playwright
+// (a copy, not a symlink) into a fresh Vite React TypeScript app, a plain webpack 5 app and a
+// fresh Next.js app-router app under a temporary folder (templates: js/pack/vite-app,
+// webpack-app, next-app; no resock configuration in any). All are built (Vite with tsc; Next
+// with its own type-check) and served: Vite's and webpack's by a fixture (--static, webpack's
+// under /webpack/), Next's by `next start` beside the fixture. Playwright
 // (playwright-core, Debian's /usr/bin/chromium) checks in each that a notification posted over
 // REST shows up, and that switching user on the mounted provider shows only the new user's data
 // (and closes the old user's socket). Needs pkg/ (scripts/build-pkg.sh) and
@@ -100,6 +101,14 @@ before(async () => {
   assert.equal(lstatSync(join(vite, "node_modules", "resock")).isSymbolicLink(), false, "installed from the tarball, not linked");
   run("npm", ["run", "build"], vite, "vite-build");
 
+  // webpack 5, plain JS: its bundle is served by the same fixture under /webpack/.
+  const webpack = app("webpack-app");
+  run("npm", npmInstall, webpack, "webpack-install");
+  assert.equal(lstatSync(join(webpack, "node_modules", "resock")).isSymbolicLink(), false);
+  run("npm", ["run", "build"], webpack, "webpack-build");
+  cpSync(join(webpack, "dist"), join(vite, "dist", "webpack"), { recursive: true });
+  cpSync(join(webpack, "index.html"), join(vite, "dist", "webpack", "index.html"));
+
   const next = app("next-app");
   run("npm", npmInstall, next, "next-install");
   assert.equal(lstatSync(join(next, "node_modules", "resock")).isSymbolicLink(), false);
@@ -167,7 +176,7 @@ async function check(base, label) {
     const page = await context.newPage();
     page.on("pageerror", (e) => errors.push(e.message));
     const [a, b] = [uid("ann"), uid("ben")];
-    await page.goto(`${base}/?user=${a}&next=${b}`);
+    await page.goto(`${base}?user=${a}&next=${b}`);
     const open = page.locator('[data-testid="notes"][data-state="open"]');
     await open.waitFor({ state: "attached", timeout: 20_000 });
     await notify(a, `hello ${a}`);
@@ -192,9 +201,13 @@ async function check(base, label) {
 }
 
 test("a fresh Vite React TS app with the packed tarball: a notification shows; a user switch shows only the new user's", async () => {
-  await check(fixture, "vite");
+  await check(`${fixture}/`, "vite");
+});
+
+test("a plain webpack 5 app with the packed tarball: a notification shows; a user switch shows only the new user's", async () => {
+  await check(`${fixture}/webpack/index.html`, "webpack");
 });
 
 test("a fresh Next.js app-router app (provider in a Server Component): a notification shows; a user switch shows only the new user's", async () => {
-  await check(nextUrl, "next");
+  await check(`${nextUrl}/`, "next");
 });
