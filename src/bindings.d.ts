@@ -26,6 +26,8 @@ export type AllReadMessage = Envelope<"all_read", Record<string, never>>;
 export type TaskUpdateMessage<Task = unknown> = Envelope<"task_update", { action: string; task: Task }>;
 export type RoomMessage<Data = unknown> = Envelope<"room_message", { room: string; from: string; data: Data }>;
 export type JoinedMessage = Envelope<"joined", { room: string; members: number }>;
+/** A room's member count: the answer to `request("presence", {room})`, then pushed whenever it changes. */
+export type PresenceMessage = Envelope<"presence", { room: string; members: number }>;
 export type LeftMessage = Envelope<"left", { room: string }>;
 export type AckMessage = Envelope<"ack", Record<string, never>>;
 export type PongMessage = Envelope<"pong", Record<string, never>>;
@@ -47,7 +49,8 @@ export type ServerMessage =
   | NotificationReadMessage
   | AllReadMessage
   | TaskUpdateMessage
-  | RoomMessage;
+  | RoomMessage
+  | PresenceMessage;
 
 /** What a client sends: any `{type, payload?}` object. */
 export interface ClientMessage {

@@ -26,6 +26,8 @@ export function describe(msg: ServerMessage): string {
       return `task ${msg.payload.action}`;
     case "room_message":
       return `${msg.payload.from} in ${msg.payload.room}`;
+    case "presence":
+      return `${msg.payload.members} in ${msg.payload.room}`;
     default:
       return assertNever(msg);
   }

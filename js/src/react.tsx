@@ -30,6 +30,7 @@ import init, {
   type ClientOptions,
   type ConnectionState,
   type Notification,
+  type PresenceMessage,
   type ResockError,
   type RoomMessage,
   type ServerMessage,
@@ -484,7 +485,10 @@ export interface RoomEntry<Data = unknown> {
 export interface RoomState<Data = unknown> {
   /** True once the server answered `joined`. */
   joined: boolean;
-  /** Members when joined (as the server counted them then). */
+  /**
+   * The room's members (connections): counted when joined, then kept current from the server's
+   * `presence` messages when it sends them (the resock fixture does).
+   */
   members: number | null;
   /** The room's messages in the order this client saw them, its own included (last 200). */
   messages: readonly RoomEntry<Data>[];
@@ -509,6 +513,13 @@ export function useRoom<Data = unknown>(room: string): RoomState<Data> {
     setJoined(null);
     setError(null);
     let failed = false;
+    const setMembers = (members: number) => live && setJoined((j) => (j && j.entry === entry ? { entry, members } : j));
+    // The live member count, from a server that has `presence` (else the count at join time).
+    const watch = () =>
+      entry.client.request<PresenceMessage>("presence", { room }).then(
+        (m) => setMembers(m.payload.members),
+        () => {},
+      );
     const settle = (p: Promise<{ payload: { members: number } }>) =>
       p.then(
         (m) => {
@@ -516,6 +527,7 @@ export function useRoom<Data = unknown>(room: string): RoomState<Data> {
           failed = false;
           setJoined({ entry, members: m.payload.members });
           setError(null);
+          void watch();
         },
         (e: ResockError) => {
           failed = true;
@@ -527,11 +539,18 @@ export function useRoom<Data = unknown>(room: string): RoomState<Data> {
     let was = entry.getConnection().state;
     const off = entry.subscribeConnection(() => {
       const now = entry.getConnection().state;
-      if (now === "open" && was !== "open" && failed && !entry.closed) settle(entry.client.join(room));
+      if (now === "open" && was !== "open" && !entry.closed) {
+        if (failed) settle(entry.client.join(room));
+        else void watch(); // a new connection: ask again (after the SDK's re-join)
+      }
       was = now;
+    });
+    const offPresence = entry.onMessage((m) => {
+      if (isMessage(m, "presence") && m.payload.room === room) setMembers(m.payload.members);
     });
     return () => {
       live = false;
+      offPresence();
       off();
       entry.leaveRoom(room); // the last useRoom of this room leaves it
     };

@@ -9,7 +9,12 @@ export const fake = {
   nextInit: (): Promise<unknown> => Promise.resolve({}),
   /** How joins answer; default: joined with 1 member. */
   joinAnswer: (room: string): Promise<unknown> => Promise.resolve({ type: "joined", payload: { room, members: 1 } }),
+  /** How requests answer; default: a server without presence (`unknown_type`). */
+  requestAnswer: (type: string, _payload: { room?: string }): Promise<unknown> =>
+    Promise.reject(Object.assign(new Error(`unknown message type ${type}`), { code: "unknown_type" })),
   reset() {
+    fake.requestAnswer = (type) =>
+      Promise.reject(Object.assign(new Error(`unknown message type ${type}`), { code: "unknown_type" }));
     fake.clients = [];
     fake.initCalls = 0;
     fake.nextInit = () => Promise.resolve({});
@@ -23,7 +28,7 @@ export default function init(): Promise<unknown> {
 }
 
 export function isKnownMessage(m: { type: string }): boolean {
-  return ["new_notification", "notification_read", "all_read", "task_update", "room_message"].includes(m.type);
+  return ["new_notification", "notification_read", "all_read", "task_update", "room_message", "presence"].includes(m.type);
 }
 
 export class Client {
@@ -74,6 +79,12 @@ export class Client {
     this.live();
     this.joins.push(room);
     return fake.joinAnswer(room);
+  }
+  readonly requests: { type: string; payload: unknown }[] = [];
+  request(type: string, payload: { room?: string }): Promise<unknown> {
+    this.live();
+    this.requests.push({ type, payload });
+    return fake.requestAnswer(type, payload);
   }
   leave(room: string): Promise<unknown> {
     this.live();

@@ -352,6 +352,33 @@ describe("hooks", () => {
     expect(client.leaves).toEqual(["lobby"]);
   });
 
+  test("useRoom keeps members current from the server's presence messages", async () => {
+    F.fake.requestAnswer = (type, payload) =>
+      type === "presence" ? Promise.resolve({ type: "presence", id: "x", payload: { room: payload.room, members: 2 } }) : Promise.reject(new Error("no"));
+    const { result, client } = await ready(() => R.useRoom("general"));
+    await waitFor(() => expect(result.current.members).toBe(2)); // joined said 1; presence answered 2
+    expect(client.requests).toEqual([{ type: "presence", payload: { room: "general" } }]);
+    act(() => client.emit("message", { type: "presence", payload: { room: "general", members: 3 } }));
+    expect(result.current.members).toBe(3);
+    act(() => client.emit("message", { type: "presence", payload: { room: "other", members: 9 } }));
+    expect(result.current.members).toBe(3);
+    // A new connection: asked again.
+    act(() => {
+      client.emit("state", "reconnecting");
+      client.emit("state", "open");
+    });
+    await waitFor(() => expect(client.requests).toHaveLength(2));
+  });
+
+  test("useRoom against a server without presence keeps the count from the join", async () => {
+    const { result, client } = await ready(() => R.useRoom("general"));
+    await waitFor(() => expect(result.current.joined).toBe(true));
+    await tick();
+    expect(client.requests).toHaveLength(1);
+    expect(result.current.members).toBe(1);
+    expect(result.current.error).toBeNull();
+  });
+
   test("useRoom asks again on the next open after a failed join", async () => {
     F.fake.joinAnswer = () => Promise.reject(Object.assign(new Error("timed out"), { code: "timeout" }));
     const { result, client } = await ready(() => R.useRoom("general"));

@@ -12,6 +12,8 @@ import {
 } from "resock/react";
 
 const origin = window.location.origin;
+/** The chat room: ?room=NAME, default "general". */
+const roomName = new URLSearchParams(window.location.search).get("room") ?? "general";
 const wsUrl = origin.replace(/^http/, "ws") + "/ws";
 
 async function devToken(userId: string, role?: string): Promise<string> {
@@ -228,7 +230,7 @@ const Tasks = memo(function Tasks() {
 });
 
 function Chat({ user }: { user: string }) {
-  const room = useRoom<string>("general");
+  const room = useRoom<string>(roomName);
   const { state } = useConnectionState();
   const [text, setText] = useState("");
   const send = (e: FormEvent) => {
@@ -240,12 +242,12 @@ function Chat({ user }: { user: string }) {
   return (
     <section className="chat">
       <h2>
-        Chat: general{" "}
+        Chat: {roomName}{" "}
         <span className="muted" data-testid="room-status">
           {state !== "open"
             ? "offline: messages wait"
             : room.joined
-              ? "joined"
+              ? `joined, ${room.members} here`
               : room.error
                 ? `not joined: ${room.error.message}`
                 : "joining…"}
