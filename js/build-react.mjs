@@ -1,5 +1,6 @@
 // Builds resock/react into the package folder (argument, default ../pkg): react.js (esbuild,
-// ESM, react and ./resock.js left as imports) and react.d.ts (tsc). Needs the wasm build there.
+// ESM, react and ./resock.js left as imports, "use client" on its first line for React Server
+// Components frameworks), react.js.map and react.d.ts (tsc). Needs the wasm build there.
 import { copyFileSync, existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
@@ -22,6 +23,10 @@ await build({
   format: "esm",
   target: "es2022",
   minify: true,
+  sourcemap: true,
+  sourcesContent: true,
+  // Next.js (app router) and other RSC frameworks: the provider and hooks are client code.
+  banner: { js: '"use client";' },
   external: ["react", "./resock.js"],
   logLevel: "warning",
 });

@@ -14,6 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"
 ADDR=${RESOCK_ADDR:-127.0.0.1:8080}
+# Before minutes of building: is the address free?
+if (exec 3<>"/dev/tcp/${ADDR%:*}/${ADDR##*:}") 2>/dev/null; then
+  echo "[demo] $ADDR is already in use: stop what listens there, or pick another address: RESOCK_ADDR=127.0.0.1:8090 scripts/demo.sh" >&2
+  exit 1
+fi
 
 scripts/setup.sh browser
 if [ "${1:-}" = "--kafka" ]; then scripts/setup.sh kafka; fi

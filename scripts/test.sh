@@ -5,7 +5,9 @@
 #   2. lints: rustfmt, clippy (native; and the wasm build, with unwrap/expect/panic/indexing denied in src/)
 #   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
 #   4. package: the release npm package, with its size figure and budget
-#   5. js: the TypeScript consumer type-check, the Playwright tests of the React demo, and the
+#   5. js: the React hooks' unit tests (vitest, a fake Client), the TypeScript consumer
+#      type-check, the Playwright tests of the React demo, the packed tarball in fresh Vite,
+#      webpack and Next.js apps (js/pack/), and the
 #      scale-out end-to-end test (js/scaleout/: the SDK in Chromium through nginx to two fixture
 #      instances on one redis-server, a rolling restart, then a Redis reset) and the Kafka one
 #      (records from a tansu broker to the SDK's listener through the same set-up)
@@ -36,19 +38,20 @@ section "3/5 browser tests: wasm-bindgen-test in headless Chromium against the f
 cargo build --locked -p resock-fixture
 # Two fixtures: the main one, and one that sends no welcome (like the seeds' servers).
 WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300} CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  scripts/with-fixture.sh --prefix RESOCK_SEED "--dev --no-welcome --heartbeat-ms 300 --pong-timeout-ms 300" \
-  scripts/with-fixture.sh "--dev --heartbeat-ms 500 --pong-timeout-ms 500 --max-connections-per-user 64" \
-  cargo test --locked --target wasm32-unknown-unknown --features test-hooks --test browser -- --nocapture
+  scripts/with-fixtures.sh cargo test --locked --target wasm32-unknown-unknown --features test-hooks --test browser -- --nocapture
 
 section "4/5 the npm package (release build, size budget)"
 scripts/build-pkg.sh
 
-section "5/5 js: React bindings and demo type-check, TypeScript consumer, Playwright, scale-out e2e"
-(cd js && npm run --silent typecheck && npm run --silent build:demo && npm run --silent typecheck:consumer)
+section "5/5 js: React bindings and demo type-check, hooks' unit tests, TypeScript consumer, Playwright, scale-out e2e"
+(cd js && npm run --silent typecheck && npm run --silent test:unit && npm run --silent build:demo && npm run --silent typecheck:consumer)
+echo "[js] the hooks' unit tests (js/unit/, vitest in happy-dom with a fake Client) passed"
 echo "[js] the consumer project type-checks against the built package with tsc --noEmit --strict"
 scripts/with-fixture.sh "--dev --static js/demo/dist --heartbeat-ms 5000" \
   node --test --test-concurrency=1 js/tests/
 echo "[js] screenshots: artifacts/*.png"
+echo "[pack] npm pack of pkg/, installed from the tarball into fresh Vite React TS, webpack 5 and Next.js app-router apps, built, served, checked in Chromium (js/pack/; logs in target/pack-e2e/)"
+node --test js/pack/
 echo "[scale-out] the SDK in Chromium -> nginx (deploy/nginx.conf) -> two release fixtures on one redis-server:"
 echo "[scale-out] 2 000 notifications through six SIGKILLs of an instance, then Redis restarted empty (js/scaleout/; logs in target/scaleout-e2e/)"
 echo "[kafka] then a record produced to Kafka (tansu) -> two instances in one group -> nginx -> the SDK's message listener: 300 records once each, in order, with the latency's p50/p99"

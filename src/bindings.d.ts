@@ -26,6 +26,8 @@ export type AllReadMessage = Envelope<"all_read", Record<string, never>>;
 export type TaskUpdateMessage<Task = unknown> = Envelope<"task_update", { action: string; task: Task }>;
 export type RoomMessage<Data = unknown> = Envelope<"room_message", { room: string; from: string; data: Data }>;
 export type JoinedMessage = Envelope<"joined", { room: string; members: number }>;
+/** A room's member count: the answer to `request("presence", {room})`, then pushed whenever it changes. */
+export type PresenceMessage = Envelope<"presence", { room: string; members: number }>;
 export type LeftMessage = Envelope<"left", { room: string }>;
 export type AckMessage = Envelope<"ack", Record<string, never>>;
 export type PongMessage = Envelope<"pong", Record<string, never>>;
@@ -47,7 +49,8 @@ export type ServerMessage =
   | NotificationReadMessage
   | AllReadMessage
   | TaskUpdateMessage
-  | RoomMessage;
+  | RoomMessage
+  | PresenceMessage;
 
 /** What a client sends: any `{type, payload?}` object. */
 export interface ClientMessage {
@@ -93,9 +96,12 @@ export interface ClientEvents {
 }
 
 export interface ClientOptions {
-  /** `ws://` or `wss://` URL of the socket. */
+  /**
+   * The socket: `ws://` or `wss://`; on a page also relative (`/ws`) or `http(s)://`, resolved
+   * against the page and made `ws(s)://`.
+   */
   url: string;
-  /** POSTed with `Authorization: Bearer <token>` for a fresh one-time ticket before every attempt. */
+  /** POSTed with `Authorization: Bearer <token>` for a fresh one-time ticket before every attempt (relative: against the page). */
   ticketUrl?: string;
   /** A token, or a function (sync or async) called before every attempt. Without `ticketUrl`, sent as `?token=`. */
   token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
@@ -103,6 +109,11 @@ export interface ClientOptions {
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number | null };
   /** Nothing received for heartbeat + this: the connection is dead. Default 15000. */
   heartbeatGraceMs?: number;
+  /**
+   * false: never drop a silent connection, for servers that never ping (a dead one is then
+   * noticed only when the browser closes the socket). Default true.
+   */
+  heartbeat?: boolean;
   /** Default timeout of `request`, `join` and `leave`. Default 10000. */
   requestTimeoutMs?: number;
   /** A connection open this long resets the backoff. Default 5000. */
@@ -121,6 +132,10 @@ export interface ClientOptions {
   outbox?: { maxMessages?: number; maxBytes?: number; ttlMs?: number };
 }
 
+/**
+ * A realtime connection. Keep a reference while you use it: a `Client` that is garbage-collected
+ * is freed, which closes its socket (1000) without a `state` event. Throws before `init()`.
+ */
 export class Client {
   constructor(options: ClientOptions);
   /** Adds a listener; returns the function that removes it. */
@@ -157,8 +172,17 @@ export class Client {
   readonly queued: number;
   /** Closes with 1000, never reconnects, frees every listener and timer. */
   close(): void;
-  /** Frees the wasm object (after close). */
+  /** Frees the wasm object (after close); any later call throws. Calling it twice does nothing. */
   free(): void;
+  /** `free()`, for `using client = new Client(...)` (TypeScript 5.2+). */
+  [Symbol.dispose](): void;
+}
+
+declare global {
+  // For libs older than ES2025 / esnext.disposable (the same declaration as @types/node's).
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
 }
 
 /**

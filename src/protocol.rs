@@ -168,6 +168,8 @@ pub enum ClientMessage<D> {
     Ping,
     Join(RoomRef),
     Leave(RoomRef),
+    /// Asks for the room's member count now and whenever it changes (`presence` messages).
+    Presence(RoomRef),
     RoomMessage(RoomSend<D>),
     Resume(Resume),
     /// Any other type: a server may answer `unknown_type`.
@@ -186,6 +188,8 @@ pub enum ServerMessage<D> {
     Pong,
     Joined(Joined),
     Left(RoomRef),
+    /// A room's member count: the answer to a `presence` request, then whenever it changes.
+    Presence(Joined),
     RoomMessage(RoomMessage<D>),
     Ack,
     Error(ErrorBody),
@@ -216,6 +220,7 @@ impl<D: DeserializeOwned> ClientMessage<D> {
             }
             "join" => ClientMessage::Join(RoomRef::deserialize(payload)?),
             "leave" => ClientMessage::Leave(RoomRef::deserialize(payload)?),
+            "presence" => ClientMessage::Presence(RoomRef::deserialize(payload)?),
             "room_message" => ClientMessage::RoomMessage(RoomSend::deserialize(payload)?),
             "resume" => ClientMessage::Resume(Resume::deserialize(payload)?),
             other => ClientMessage::Custom { kind: other.into(), payload: D::deserialize(payload)? },
@@ -231,6 +236,7 @@ impl<D> ClientMessage<D> {
             ClientMessage::Ping => "ping",
             ClientMessage::Join(_) => "join",
             ClientMessage::Leave(_) => "leave",
+            ClientMessage::Presence(_) => "presence",
             ClientMessage::RoomMessage(_) => "room_message",
             ClientMessage::Resume(_) => "resume",
             ClientMessage::Custom { kind, .. } => kind,
@@ -254,6 +260,7 @@ impl<D: DeserializeOwned> ServerMessage<D> {
             }
             "joined" => ServerMessage::Joined(Joined::deserialize(payload)?),
             "left" => ServerMessage::Left(RoomRef::deserialize(payload)?),
+            "presence" => ServerMessage::Presence(Joined::deserialize(payload)?),
             "room_message" => ServerMessage::RoomMessage(RoomMessage::deserialize(payload)?),
             "ack" => {
                 IgnoredAny::deserialize(payload)?;
@@ -282,6 +289,7 @@ impl<D> ServerMessage<D> {
             ServerMessage::Pong => "pong",
             ServerMessage::Joined(_) => "joined",
             ServerMessage::Left(_) => "left",
+            ServerMessage::Presence(_) => "presence",
             ServerMessage::RoomMessage(_) => "room_message",
             ServerMessage::Ack => "ack",
             ServerMessage::Error(_) => "error",
@@ -311,13 +319,14 @@ pub enum Audience {
 
 /// Every message type a server sends, in the order of [`ServerMessage`]: the one list of them
 /// (`bindings.d.ts` names the same; the contract test compares them).
-pub const SERVER_TYPES: [(&str, Audience); 13] = [
+pub const SERVER_TYPES: [(&str, Audience); 14] = [
     ("welcome", Audience::Client),
     ("ping", Audience::Client),
     ("pong", Audience::Client),
     ("joined", Audience::Reply),
     ("left", Audience::Reply),
     ("room_message", Audience::Room),
+    ("presence", Audience::Room),
     ("ack", Audience::Reply),
     ("error", Audience::Reply),
     ("resumed", Audience::Client),
@@ -354,7 +363,7 @@ impl<D: Serialize> Serialize for PayloadOf<'_, ServerMessage<D>> {
             ServerMessage::Ping | ServerMessage::Pong | ServerMessage::Ack | ServerMessage::AllRead => {
                 Empty {}.serialize(s)
             }
-            ServerMessage::Joined(p) => p.serialize(s),
+            ServerMessage::Joined(p) | ServerMessage::Presence(p) => p.serialize(s),
             ServerMessage::Left(p) => p.serialize(s),
             ServerMessage::RoomMessage(p) => p.serialize(s),
             ServerMessage::Error(p) => p.serialize(s),
@@ -371,7 +380,7 @@ impl<D: Serialize> Serialize for PayloadOf<'_, ClientMessage<D>> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             ClientMessage::Pong | ClientMessage::Ping => Empty {}.serialize(s),
-            ClientMessage::Join(p) | ClientMessage::Leave(p) => p.serialize(s),
+            ClientMessage::Join(p) | ClientMessage::Leave(p) | ClientMessage::Presence(p) => p.serialize(s),
             ClientMessage::RoomMessage(p) => p.serialize(s),
             ClientMessage::Resume(p) => p.serialize(s),
             ClientMessage::Custom { payload, .. } => payload.serialize(s),

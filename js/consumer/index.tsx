@@ -7,7 +7,7 @@ import init, {
   type ResockError,
   type ServerMessage,
 } from "resock";
-import { ResockProvider, useConnectionState, useMessages, useNotifications, useRoom } from "resock/react";
+import { isMessage, ResockProvider, useConnectionState, useMessages, useNotifications, useRoom } from "resock/react";
 
 function assertNever(x: never): never {
   throw new Error(`unhandled message ${JSON.stringify(x)}`);
@@ -26,6 +26,8 @@ export function describe(msg: ServerMessage): string {
       return `task ${msg.payload.action}`;
     case "room_message":
       return `${msg.payload.from} in ${msg.payload.room}`;
+    case "presence":
+      return `${msg.payload.members} in ${msg.payload.room}`;
     default:
       return assertNever(msg);
   }
@@ -70,6 +72,13 @@ export async function main(): Promise<void> {
 export function Panel() {
   const { state, retryAt } = useConnectionState();
   const tasks = useMessages((m) => (m.type === "task_update" ? m : undefined));
+  // Typed selectors: by type, by type with a map, and narrowed with isMessage; no cast.
+  const updates = useMessages("task_update");
+  const actions: readonly string[] = useMessages("task_update", (m) => m.payload.action);
+  const titles: readonly string[] = useMessages((m) => (isMessage(m, "new_notification") ? m.payload.title : undefined));
+  // @ts-expect-error: not a known message type
+  useMessages("nope");
+  console.log(updates.map((u) => u.payload.task), actions, titles);
   const room = useRoom<string>("general");
   const { items, unread, markRead, markAllRead } = useNotifications();
   return (

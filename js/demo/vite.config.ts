@@ -14,6 +14,18 @@ export default defineConfig({
       { find: /^resock$/, replacement: pkg("resock.js") },
     ],
   },
-  build: { outDir: "dist", emptyOutDir: true, target: "es2022" },
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    target: "es2022",
+    rollupOptions: {
+      // The demo, and a page with the SDK alone for the browser tests.
+      input: { main: fileURLToPath(new URL("index.html", import.meta.url)), sdk: fileURLToPath(new URL("sdk.html", import.meta.url)) },
+      // resock/react starts with "use client" (for Next.js); a client-only bundle has no use for it.
+      onwarn(warning, warn) {
+        if (warning.code !== "MODULE_LEVEL_DIRECTIVE") warn(warning);
+      },
+    },
+  },
   esbuild: { jsx: "automatic" },
 });

@@ -58,10 +58,10 @@ async function notify(user, title) {
 }
 
 /** Opens the demo in `context`, signs in as `user` and waits for the connection. */
-async function signIn(context, user) {
+async function signIn(context, user, room) {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[page ${user}] ${e.message}`));
-  await page.goto(`${BASE}/?user=${encodeURIComponent(user)}`);
+  await page.goto(`${BASE}/?user=${encodeURIComponent(user)}${room ? `&room=${encodeURIComponent(room)}` : ""}`);
   await page.getByTestId("sign-in").click();
   await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 10_000 });
   return page;
@@ -76,7 +76,7 @@ test("two users in two browser contexts chat in a room", async () => {
   try {
     const alice = await signIn(a, uid("alice"));
     const bob = await signIn(b, uid("bob"));
-    for (const p of [alice, bob]) await p.getByText(/joined, \d+ here/).waitFor();
+    for (const p of [alice, bob]) await p.locator('[data-testid="room-status"]', { hasText: "joined" }).waitFor();
     await alice.getByTestId("chat-input").fill("hello bob");
     await alice.getByTestId("chat-send").click();
     await bob.getByTestId("chat-message").filter({ hasText: "hello bob" }).waitFor({ timeout: 5000 });
@@ -196,6 +196,183 @@ test("useMessages re-renders its component only for the messages it selects", as
     await page.getByTestId("task-update").filter({ hasText: "Render check" }).waitFor({ timeout: 3000 });
     assert.equal(await renders(), before + 1, "one re-render for the selected message");
     await shot(page, "use-messages-selector");
+  } finally {
+    await context.close();
+  }
+});
+
+test("the SDK alone: clear errors before init() and after free(); relative and http(s) URLs; heartbeat: false", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${BASE}/sdk.html`);
+    await page.waitForFunction(() => window.resock !== undefined);
+    const r = await page.evaluate(async () => {
+      const { init, Client } = window.resock;
+      const out = {};
+      try {
+        new Client({ url: "/ws" });
+      } catch (e) {
+        out.beforeInit = e.message;
+      }
+      await init();
+      const res = await fetch("/dev/token", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ user_id: `sdk-${Math.random().toString(36).slice(2, 8)}` }),
+      });
+      const { token } = await res.json();
+      const opened = (c) =>
+        new Promise((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`not open in 5 s: ${c.state}`)), 5000);
+          c.on("state", (s) => s === "open" && (clearTimeout(t), resolve()));
+          c.connect();
+        });
+      const relative = new Client({ url: "/ws", ticketUrl: "/ws/ticket", token, heartbeat: false });
+      await opened(relative);
+      const http = new Client({ url: `${location.origin}/ws`, ticketUrl: `${location.origin}/ws/ticket`, token });
+      await opened(http);
+      relative.close();
+      http.close();
+      out.sendAfterClose = relative.send({ type: "x" });
+      relative.free();
+      relative.free(); // twice: nothing
+      try {
+        relative.send({ type: "x" });
+      } catch (e) {
+        out.afterFree = e.message;
+      }
+      http.free();
+      return out;
+    });
+    assert.match(r.beforeInit, /^resock: await init\(\) before new Client\(\)/);
+    assert.equal(r.sendAfterClose, false);
+    assert.equal(r.afterFree, "resock: Client.send() after free()");
+  } finally {
+    await context.close();
+  }
+});
+
+// ---- issue 14: the demo as a product (each at 1280x800 and 390x844, screenshots in artifacts/)
+
+const VIEWPORTS = [
+  { name: "desktop", width: 1280, height: 800 },
+  { name: "phone", width: 390, height: 844 },
+];
+
+for (const vp of VIEWPORTS) {
+  test(`[${vp.name}] a 404 on the .wasm shows an error with a retry, not a blank page; the retry connects`, async () => {
+    const context = await browser.newContext({ viewport: vp });
+    try {
+      const page = await context.newPage();
+      await page.route("**/*.wasm", (route) => route.fulfill({ status: 404, body: "not found" }));
+      await page.goto(`${BASE}/?user=${uid("gina")}`);
+      await page.getByTestId("sign-in").click();
+      const err = page.getByTestId("load-error");
+      await err.waitFor({ timeout: 10_000 });
+      assert.match(await err.innerText(), /404/);
+      await shot(page, `wasm-404-${vp.name}`);
+      await page.unroute("**/*.wasm");
+      await err.getByRole("button", { name: "Try again" }).click();
+      await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 10_000 });
+    } finally {
+      await context.close();
+    }
+  });
+
+  test(`[${vp.name}] closed by the server: the reason and a Reconnect button that connects again`, async () => {
+    const context = await browser.newContext({ viewport: vp });
+    try {
+      const user = uid("hank");
+      const page = await signIn(context, user);
+      assert.equal((await api("POST", "/dev/drop", { body: { user_id: user, close_code: 1000 } })).status, 200);
+      await page.locator('[data-testid="connection"][data-state="closed"]').waitFor({ timeout: 5000 });
+      const reason = await page.getByTestId("closed-reason").innerText();
+      assert.ok(reason.length > 0, "a reason is shown");
+      await shot(page, `closed-${vp.name}`);
+      await page.getByTestId("reconnect").click();
+      await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 10_000 });
+      // The new client works: a notification posted now shows.
+      await notify(user, "after reconnect");
+      await page.getByText("after reconnect").waitFor({ timeout: 3000 });
+    } finally {
+      await context.close();
+    }
+  });
+
+  test(`[${vp.name}] a message sent while reconnecting shows a pending mark until the server took it`, async () => {
+    const context = await browser.newContext({ viewport: vp });
+    try {
+      const user = uid("ivy");
+      const page = await signIn(context, user);
+      await page.locator('[data-testid="room-status"]', { hasText: "joined" }).waitFor();
+      assert.equal((await api("POST", "/dev/drop", { body: { user_id: user, refuse_ms: 2500 } })).status, 200);
+      await page.locator('[data-testid="connection"][data-state="reconnecting"]').waitFor({ timeout: 5000 });
+      // The header keeps its height while the countdown ticks (no reflow on a phone).
+      const header = page.locator("header");
+      const heights = new Set();
+      for (let i = 0; i < 5; i++) {
+        heights.add((await header.boundingBox()).height);
+        await page.waitForTimeout(120);
+      }
+      assert.equal(heights.size, 1, `header height changed while counting down: ${[...heights]}`);
+      await page.getByTestId("chat-input").fill("sent while offline");
+      await page.getByTestId("chat-send").click();
+      const msg = page.getByTestId("chat-message").filter({ hasText: "sent while offline" });
+      assert.equal(await msg.getAttribute("data-status"), "pending");
+      await msg.getByTestId("pending").waitFor();
+      await shot(page, `pending-${vp.name}`);
+      await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout: 15_000 });
+      await page.locator('[data-testid="chat-message"][data-status="sent"]', { hasText: "sent while offline" }).waitFor({ timeout: 5000 });
+    } finally {
+      await context.close();
+    }
+  });
+
+  test(`[${vp.name}] the member count in two contexts stays current (presence); the send button stays in its card; long words wrap`, async () => {
+    const [a, b] = [await browser.newContext({ viewport: vp }), await browser.newContext({ viewport: vp })];
+    try {
+      // A room of this test's own, so that other tests' members do not count.
+      const room = uid("room");
+      const pa = await signIn(a, uid("jay"), room);
+      const count = (p) => p.locator('[data-testid="room-status"]');
+      await count(pa).filter({ hasText: "joined, 1 here" }).waitFor({ timeout: 5000 });
+      const pb = await signIn(b, uid("kim"), room);
+      for (const p of [pa, pb]) await count(p).filter({ hasText: "joined, 2 here" }).waitFor({ timeout: 5000 });
+      await shot(pa, `members-a-${vp.name}`);
+      const long = "x".repeat(300);
+      await pa.getByTestId("chat-input").fill(long);
+      await pa.getByTestId("chat-send").click();
+      await pb.getByTestId("chat-message").filter({ hasText: long }).waitFor({ timeout: 5000 });
+      for (const p of [pa, pb]) {
+        const card = await p.locator("section.chat").boundingBox();
+        const button = await p.getByTestId("chat-send").boundingBox();
+        assert.ok(button.x + button.width <= card.x + card.width + 0.5, "the Send button inside its card");
+        const item = await p.getByTestId("chat-message").filter({ hasText: long }).boundingBox();
+        assert.ok(item.x + item.width <= card.x + card.width + 0.5, "a long word wraps inside the card");
+        const overflow = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+        assert.equal(overflow, false, "no horizontal scroll");
+      }
+      await shot(pa, `room-a-${vp.name}`);
+      await shot(pb, `room-b-${vp.name}`);
+      await b.close();
+      await count(pa).filter({ hasText: "joined, 1 here" }).waitFor({ timeout: 5000 });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+test("sign-out returns to the sign-in form and closes the socket", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("lou");
+    const page = await signIn(context, user);
+    await page.getByTestId("sign-out").click();
+    await page.getByTestId("sign-in").waitFor();
+    await page.waitForTimeout(300);
+    assert.equal((await api("GET", "/dev/stats")).body.users[user]?.open ?? 0, 0);
   } finally {
     await context.close();
   }

@@ -118,6 +118,8 @@ struct Conn {
     tx: mpsc::Sender<Out>,
     kill: Option<oneshot::Sender<Kill>>,
     rooms: HashSet<String>,
+    /// The rooms whose member count it asked for (`presence`): a subset of `rooms`.
+    presence: HashSet<String>,
     /// Until the welcome: what was delivered meanwhile, with the seq of user-stream frames.
     held: Option<Vec<(Option<u64>, Out)>>,
     /// The user-stream epoch of its welcome.
@@ -294,6 +296,7 @@ impl Hub {
             tx,
             kill: Some(kill_tx),
             rooms: HashSet::new(),
+            presence: HashSet::new(),
             held: Some(Vec::new()),
             epoch: None,
         };
@@ -352,8 +355,23 @@ impl Hub {
             conn.rooms.insert(room.to_owned());
         }
         let members = st.rooms.entry(room.to_owned()).or_default();
-        members.insert(id);
-        Ok(Joined { room: room.to_owned(), members: members.len() as u64 })
+        let added = members.insert(id);
+        let joined = Joined { room: room.to_owned(), members: members.len() as u64 };
+        if added {
+            presence_locked(&mut st, room);
+        }
+        Ok(joined)
+    }
+
+    /// Connection `id`, a member of `room`, gets the room's member count now and a `presence`
+    /// message whenever it changes, until it leaves the room.
+    pub fn watch_presence(&self, id: ConnId, room: &str) -> Result<Joined, RoomError> {
+        let mut st = self.lock();
+        let members =
+            st.rooms.get(room).filter(|m| m.contains(&id)).map(|m| m.len() as u64).ok_or(RoomError::NotMember)?;
+        let conn = st.conns.get_mut(&id).ok_or(RoomError::Gone)?;
+        conn.presence.insert(room.to_owned());
+        Ok(Joined { room: room.to_owned(), members })
     }
 
     /// Leaves a room; leaving a room one is not in is not an error.
@@ -361,6 +379,7 @@ impl Hub {
         let mut st = self.lock();
         if let Some(conn) = st.conns.get_mut(&id) {
             conn.rooms.remove(room);
+            conn.presence.remove(room);
         }
         leave_room(&mut st, id, room);
     }
@@ -620,10 +639,27 @@ fn remove_conn(st: &mut State, id: ConnId, kill: Option<Kill>) {
 
 fn leave_room(st: &mut State, id: ConnId, room: &str) {
     if let Some(members) = st.rooms.get_mut(room) {
-        members.remove(&id);
+        let removed = members.remove(&id);
         if members.is_empty() {
             st.rooms.remove(room);
+        } else if removed {
+            presence_locked(st, room);
         }
+    }
+}
+
+/// Sends the member count of `room` to its members that asked for it (`presence`).
+fn presence_locked(st: &mut State, room: &str) {
+    let Some(members) = st.rooms.get(room) else { return };
+    let count = members.len() as u64;
+    let targets: Vec<ConnId> =
+        members.iter().copied().filter(|c| st.conns.get(c).is_some_and(|c| c.presence.contains(room))).collect();
+    if targets.is_empty() {
+        return;
+    }
+    let frame = encode(&ServerMessage::Presence(Joined { room: room.to_owned(), members: count }), None, None);
+    for target in targets {
+        send_locked(st, target, Out::Text(frame.clone()));
     }
 }
 

@@ -488,6 +488,15 @@ impl Session<'_> {
                 let _ = self.app.engine.room_left(&room).await;
                 self.reply(&ServerMessage::Left(RoomRef { room }), id);
             }
+            ClientMessage::Presence(RoomRef { room }) => match self.app.hub.watch_presence(self.id, &room) {
+                Ok(count) => self.reply(&ServerMessage::Presence(count), id),
+                Err(RoomError::NotMember) => self.error(
+                    ErrorCode::NotMember,
+                    format!("not a member of room {:?}: join it first", clip_str(&room, 64)),
+                    id,
+                ),
+                Err(_) => {}
+            },
             ClientMessage::RoomMessage(send) => match self.app.hub.check_member(self.id, &send.room) {
                 Ok(()) => {
                     let msg = ServerMessage::RoomMessage(resock::protocol::RoomMessage {

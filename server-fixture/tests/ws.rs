@@ -307,6 +307,48 @@ async fn room_messages_reach_other_members_and_the_sender_gets_an_ack() {
 }
 
 #[tokio::test]
+async fn presence_answers_the_member_count_then_tells_each_change_to_those_who_asked() {
+    let fx = Fx::start(&[]).await;
+    let (mut alice, _) = fx.connect("alice").await;
+    let (mut bob, _) = fx.connect("bob").await;
+    let (carol, _) = fx.connect("carol").await;
+    // Not a member yet: not_member.
+    alice.send(json!({"type": "presence", "id": "p0", "payload": {"room": "lobby"}})).await;
+    let e = alice.expect_type("error").await;
+    assert_eq!((e["id"].clone(), e["payload"]["code"].clone()), (json!("p0"), json!("not_member")));
+    alice.send(json!({"type": "join", "id": "1", "payload": {"room": "lobby"}})).await;
+    alice.expect_type("joined").await;
+    alice.send(json!({"type": "presence", "id": "p1", "payload": {"room": "lobby"}})).await;
+    let now = alice.expect_type("presence").await;
+    assert_eq!(now, json!({"type": "presence", "id": "p1", "payload": {"room": "lobby", "members": 1}}));
+    // bob joins without asking: alice is told, bob is not.
+    bob.send(json!({"type": "join", "id": "2", "payload": {"room": "lobby"}})).await;
+    assert_eq!(bob.expect_type("joined").await["payload"]["members"], 2);
+    assert_eq!(
+        alice.expect_type("presence").await,
+        json!({"type": "presence", "payload": {"room": "lobby", "members": 2}})
+    );
+    // A join of a room already joined changes nothing.
+    bob.send(json!({"type": "join", "id": "3", "payload": {"room": "lobby"}})).await;
+    bob.expect_type("joined").await;
+    alice.expect_quiet(Duration::from_millis(100)).await;
+    bob.expect_quiet(Duration::from_millis(50)).await;
+    // carol joins, then her connection closes: two changes.
+    let mut carol = carol;
+    carol.send(json!({"type": "join", "id": "4", "payload": {"room": "lobby"}})).await;
+    carol.expect_type("joined").await;
+    assert_eq!(alice.expect_type("presence").await["payload"]["members"], 3);
+    carol.close().await;
+    assert_eq!(alice.expect_type("presence").await["payload"]["members"], 2);
+    // After alice leaves, she hears nothing more of the room.
+    alice.send(json!({"type": "leave", "id": "5", "payload": {"room": "lobby"}})).await;
+    alice.expect_type("left").await;
+    bob.send(json!({"type": "leave", "id": "6", "payload": {"room": "lobby"}})).await;
+    bob.expect_type("left").await;
+    alice.expect_quiet(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
 async fn a_room_message_sent_again_with_its_id_is_acked_and_not_delivered_twice() {
     let fx = Fx::start(&[]).await;
     let (mut bob, _) = fx.connect("bob").await;

@@ -64,6 +64,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The `heartbeat_grace_ms` of a client that never drops a silent connection (`heartbeat:
+    /// false` in JavaScript), for servers that never ping: the liveness deadline never comes, so
+    /// a dead connection is noticed only when the browser reports the socket closed (or on a
+    /// `ping` probe when the page comes back online or visible, against a server that answers).
+    pub const NO_HEARTBEAT: u64 = u64::MAX;
+
     /// Refuses a configuration the machine cannot follow: a maximum reconnect delay below the
     /// initial one, or a send rate of 0 frames or a 0 ms window.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -79,7 +85,8 @@ impl Config {
 
 /// Checks the socket URL (`ws://` or `wss://`) and the ticket URL (`http://` or `https://`),
 /// without the platform's `URL` (to stay small): the browser refuses anything else when the
-/// socket opens, which is reported then (`bad_url`).
+/// socket opens, which is reported then (`bad_url`). In the npm package the JS glue resolves
+/// relative and `http(s)://` URLs against the page before they get here (scripts/finish-pkg.mjs).
 pub fn check_urls(url: &str, ticket_url: Option<&str>) -> Result<(), ConfigError> {
     check_url(url, "url", ["ws", "wss"])?;
     match ticket_url {
@@ -118,3 +125,22 @@ impl core::fmt::Display for ConfigError {
 }
 
 impl core::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::Sim;
+    use super::super::Action;
+    use super::Config;
+
+    #[test]
+    fn without_heartbeat_a_silent_connection_is_kept() {
+        let mut s = Sim::new(Config { heartbeat_grace_ms: Config::NO_HEARTBEAT, ..Config::default() });
+        s.open();
+        // A day of silence (a server that never pings): still open, nothing closed.
+        for _ in 0..24 {
+            let out = s.advance(3_600_000);
+            assert!(out.iter().all(|a| !matches!(a, Action::CloseSocket { .. })), "{out:?}");
+        }
+        assert_eq!(s.m.state(), super::super::State::Open);
+    }
+}

@@ -24,9 +24,11 @@ pub(crate) mod stream;
 pub(crate) mod types;
 pub(crate) mod vecmap;
 
-#[cfg(test)]
+// Native only: proptest is a native dev-dependency (`wasm-pack test` builds the unit tests for
+// wasm32 too).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod delivery;
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests;
 #[cfg(test)]
 mod testkit;

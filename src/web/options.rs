@@ -91,6 +91,10 @@ impl Options {
             }
         };
         set(number(opts, "heartbeatGraceMs", "heartbeatGraceMs")?, &mut config.heartbeat_grace_ms);
+        // `heartbeat: false`: a server that never pings (the core's `Config::NO_HEARTBEAT`).
+        if get(opts, "heartbeat").as_bool() == Some(false) {
+            config.heartbeat_grace_ms = Config::NO_HEARTBEAT;
+        }
         set(number(opts, "requestTimeoutMs", "requestTimeoutMs")?, &mut config.request_timeout_ms);
         set(number(opts, "stableAfterMs", "stableAfterMs")?, &mut config.stable_after_ms);
         set(number(opts, "connectTimeoutMs", "connectTimeoutMs")?, &mut config.connect_timeout_ms);

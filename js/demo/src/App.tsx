@@ -1,15 +1,19 @@
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
-import type { ClientOptions, TaskUpdateMessage } from "resock";
+import type { ClientOptions } from "resock";
 import {
+  isMessage,
   ResockProvider,
   useConnectionState,
   useMessages,
   useNotifications,
+  useResockStatus,
   useRoom,
   type NotificationsState,
 } from "resock/react";
 
 const origin = window.location.origin;
+/** The chat room: ?room=NAME, default "general". */
+const roomName = new URLSearchParams(window.location.search).get("room") ?? "general";
 const wsUrl = origin.replace(/^http/, "ws") + "/ws";
 
 async function devToken(userId: string, role?: string): Promise<string> {
@@ -18,8 +22,21 @@ async function devToken(userId: string, role?: string): Promise<string> {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ user_id: userId, role }),
   });
-  if (!res.ok) throw new Error(`could not sign in: HTTP ${res.status} (is the fixture running with --dev?)`);
+  if (!res.ok) throw new Error(`could not sign in: ${await serverError(res)}`);
   return ((await res.json()) as { token: string }).token;
+}
+
+/** The server's own error message (`{"error": ...}`), with the status. */
+async function serverError(res: Response): Promise<string> {
+  let why = "";
+  try {
+    const body = (await res.json()) as { error?: unknown };
+    if (typeof body.error === "string") why = `: ${body.error}`;
+  } catch {
+    // not JSON
+  }
+  const hint = res.status === 404 ? " (the server has no /dev routes: start the fixture with --dev)" : "";
+  return `HTTP ${res.status}${why}${hint}`;
 }
 
 export function App() {
@@ -30,8 +47,20 @@ export function App() {
   );
   if (!session || !options) return <SignIn onSignIn={(user, token) => setSession({ user, token })} />;
   return (
-    <ResockProvider options={options} fallback="Loading…">
-      <Shell user={session.user} />
+    <ResockProvider
+      options={options}
+      userKey={session.user}
+      errorFallback={(error, retry) => (
+        <section className="load-error" role="alert" data-testid="load-error">
+          <h2>Could not load the realtime client</h2>
+          <p className="muted">{error.message}</p>
+          <button className="primary" onClick={retry}>
+            Try again
+          </button>
+        </section>
+      )}
+    >
+      <Shell user={session.user} onSignOut={() => setSession(null)} />
     </ResockProvider>
   );
 }
@@ -63,14 +92,19 @@ function SignIn({ onSignIn }: { onSignIn: (user: string, token: string) => void 
 }
 
 /** One notifications state for the bell and the list (one REST load, one listener). */
-function Shell({ user }: { user: string }) {
+function Shell({ user, onSignOut }: { user: string; onSignOut: () => void }) {
   const notifications = useNotifications();
   return (
     <>
       <header>
-        <h1>resock demo — {user}</h1>
+        <h1>
+          resock demo <span className="who">— {user}</span>
+        </h1>
         <ConnectionIndicator />
         <Bell unread={notifications.unread} />
+        <button className="signout" data-testid="sign-out" onClick={onSignOut}>
+          Sign out
+        </button>
       </header>
       <main>
         <Notifications state={notifications} />
@@ -83,23 +117,38 @@ function Shell({ user }: { user: string }) {
 }
 
 function ConnectionIndicator() {
-  const { state, retryAt } = useConnectionState();
-  const [now, setNow] = useState(Date.now());
+  const { state, retryAt, lastError } = useConnectionState();
+  const { retry } = useResockStatus();
+  const [, tick] = useState(0);
   useEffect(() => {
     if (state !== "reconnecting") return;
-    const t = setInterval(() => setNow(Date.now()), 100);
+    const t = setInterval(() => tick((n) => n + 1), 100);
     return () => clearInterval(t);
   }, [state]);
   let text: string = state;
   if (state === "open") text = "connected";
   if (state === "reconnecting") {
-    const left = retryAt === null ? 0 : Math.max(0, retryAt - now);
+    // Read the clock at render: the first frame after a retry is scheduled is right too.
+    const left = retryAt === null ? 0 : Math.max(0, retryAt - Date.now());
     text = left > 0 ? `reconnecting in ${(left / 1000).toFixed(1)} s` : "reconnecting…";
   }
+  if (state === "closed") text = "disconnected";
   return (
     <span className="indicator" data-testid="connection" data-state={state}>
       <span className={`dot ${state}`} />
-      {text}
+      <span className="state-text">{text}</span>
+      {state === "closed" && (
+        <>
+          {lastError && (
+            <span className="reason" data-testid="closed-reason" title={lastError.message}>
+              {lastError.message || lastError.code}
+            </span>
+          )}
+          <button className="primary" data-testid="reconnect" onClick={retry}>
+            Reconnect
+          </button>
+        </>
+      )}
     </span>
   );
 }
@@ -125,8 +174,17 @@ function Notifications({ state }: { state: NotificationsState }) {
       <h2>
         Notifications <span className="muted">({unread} unread)</span>
       </h2>
-      {loading && <p className="muted">Loading…</p>}
-      {error && <p className="muted">{error}</p>}
+      {loading && items.length === 0 && (
+        <p className="muted loading" data-testid="notifications-loading">
+          Loading notifications…
+        </p>
+      )}
+      {error && (
+        <p className="error" role="alert">
+          {error}
+        </p>
+      )}
+      {!loading && !error && items.length === 0 && <p className="muted empty">No notifications yet. Use “Notify me” below.</p>}
       <button data-testid="mark-all-read" onClick={() => void markAllRead()} disabled={unread === 0}>
         Mark all read
       </button>
@@ -153,7 +211,7 @@ const Tasks = memo(function Tasks() {
   const renders = useRef(0);
   renders.current += 1;
   const updates = useMessages(
-    (m) => (m.type === "task_update" ? (m as TaskUpdateMessage<{ id?: string; title?: string }>) : undefined),
+    (m) => (isMessage(m, "task_update") ? { seq: m.seq, action: m.payload.action, task: m.payload.task as { id?: string; title?: string } } : undefined),
     { limit: 20 },
   );
   return (
@@ -163,7 +221,7 @@ const Tasks = memo(function Tasks() {
       <ul>
         {[...updates].reverse().map((u) => (
           <li key={u.seq} data-testid="task-update">
-            <strong>{u.payload.action}</strong> {u.payload.task.title ?? u.payload.task.id}
+            <strong>{u.action}</strong> {u.task.title ?? u.task.id}
           </li>
         ))}
       </ul>
@@ -172,7 +230,8 @@ const Tasks = memo(function Tasks() {
 });
 
 function Chat({ user }: { user: string }) {
-  const room = useRoom<string>("general");
+  const room = useRoom<string>(roomName);
+  const { state } = useConnectionState();
   const [text, setText] = useState("");
   const send = (e: FormEvent) => {
     e.preventDefault();
@@ -183,12 +242,28 @@ function Chat({ user }: { user: string }) {
   return (
     <section className="chat">
       <h2>
-        Chat: general <span className="muted">{room.joined ? `joined, ${room.members} here` : "joining…"}</span>
+        Chat: {roomName}{" "}
+        <span className="muted" data-testid="room-status">
+          {state !== "open"
+            ? "offline: messages wait"
+            : room.joined
+              ? `joined, ${room.members} here`
+              : room.error
+                ? `not joined: ${room.error.message}`
+                : "joining…"}
+        </span>
       </h2>
       <ul data-testid="chat">
+        {room.messages.length === 0 && <li className="muted empty">No messages yet. Say hello.</li>}
         {room.messages.map((m, i) => (
-          <li key={i} data-testid="chat-message">
-            <strong>{m.mine ? user : m.from}</strong> {m.data}
+          <li key={m.id ?? i} data-testid="chat-message" data-status={m.status} className={`msg ${m.status}`}>
+            <strong>{m.mine ? user : m.from}</strong> <span className="text">{m.data}</span>
+            {m.status === "pending" && (
+              <span className="mark" data-testid="pending" title="queued: sent when the connection is back">
+                sending…
+              </span>
+            )}
+            {m.status === "failed" && <span className="mark failed">not sent</span>}
           </li>
         ))}
       </ul>
@@ -211,7 +286,7 @@ function DevTools({ user }: { user: string }) {
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify(body),
     });
-    setStatus(`${path}: HTTP ${res.status}`);
+    setStatus(res.ok ? `${path}: done` : `${path}: ${await serverError(res)}`);
   };
   const n = Math.floor(Math.random() * 1000);
   return (

@@ -1,0 +1,4 @@
+// As create-next-app writes it: nothing for resock.
+/** @type {import('next').NextConfig} */
+const nextConfig = {};
+export default nextConfig;
