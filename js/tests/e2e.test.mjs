@@ -267,6 +267,10 @@ for (const vp of VIEWPORTS) {
       const page = await context.newPage();
       await page.route("**/*.wasm", (route) => route.fulfill({ status: 404, body: "not found" }));
       await page.goto(`${BASE}/?user=${uid("gina")}`);
+      // The sign-in form itself fits the viewport (no horizontal scroll), phone included.
+      await page.getByTestId("sign-in").waitFor();
+      assert.equal(await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth), false, "sign-in form: no horizontal scroll");
+      await shot(page, `sign-in-${vp.name}`);
       await page.getByTestId("sign-in").click();
       const err = page.getByTestId("load-error");
       await err.waitFor({ timeout: 10_000 });

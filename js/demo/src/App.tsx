@@ -302,8 +302,9 @@ function DevTools({ user }: { user: string }) {
         <button
           data-testid="drop"
           onClick={() =>
-            void fetch(`${origin}/dev/drop`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: user, refuse_ms: 3000 }) }).then((r) =>
-              setStatus(`/dev/drop: HTTP ${r.status}`),
+            void fetch(`${origin}/dev/drop`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: user, refuse_ms: 3000 }) }).then(
+              async (r) => setStatus(r.ok ? "/dev/drop: done (new connections refused for 3 s)" : `/dev/drop: ${await serverError(r)}`),
+              (e: unknown) => setStatus(`/dev/drop: ${e instanceof Error ? e.message : String(e)}`),
             )
           }
         >
