@@ -391,7 +391,7 @@ function report({ results, rounds, n, userAgent }) {
   }
   if (results.some((r) => r.mode === "open")) {
     const w = "time to first open (cold)";
-    const samples = results.filter((r) => r.mode === "open" && r.variant === "raw").length;
+    const samples = results.filter((r) => r.mode === "open" && r.workload === w && r.variant === "raw").length;
     console.log(`\nTime to first open, ${browser}, a fresh Chromium per sample (${samples} each, interleaved), from navigation start to \`open\` on a loopback server (ms, median):\n`);
     console.log(`| | raw WebSocket | resock (fetch + compile the wasm, then connect) | resock - raw |\n|---|---|---|---|`);
     const raw = med("open", w, "raw", "ms");
