@@ -14,8 +14,13 @@
 #   - dispatch (issue 11, --dispatch): the SDK in headless Chromium, messages per second through
 #     `on("message")` next to raw `WebSocket` + `JSON.parse` and partysocket, from a loopback
 #     server, on four workloads, µs per message with the frames handed in-page, and sends per
-#     second through `send()` next to raw `ws.send(JSON.stringify(...))`, and the time from a
-#     cold page's start to the first `open` next to a raw WebSocket
+#     second through `send()` next to raw `ws.send(JSON.stringify(...))`, the time from a
+#     cold page's start to the first `open` next to a raw WebSocket (and warm: a second load in
+#     the same browser; with preload links for the glue and the wasm; socket.io-client against
+#     its own socket.io server), JS heap and wasm memory after N messages next to raw, the
+#     reconnect time after a cut (default backoff, a 10 ms initial delay, raw reconnecting at
+#     once), and bundle bytes (gzip -9) next to socket.io-client, centrifuge and phoenix bundled
+#     by esbuild
 #     (bench/browser/; Chromium runs with no DevTools connection: docs/BENCHMARKS.md says why)
 # Usage: scripts/bench.sh [--baseline REV] [--rounds N] [--scaleout | --kafka]
 #        scripts/bench.sh --dispatch [--baseline REV] [--rounds N (default 5)] [--n MESSAGES (default 100000)]
@@ -53,8 +58,12 @@ if [ "$dispatch" = true ]; then
   scripts/setup.sh browser
   echo "[bench] building the package to measure (scripts/build-pkg.sh)"
   scripts/build-pkg.sh
-  if [ ! -d bench/browser/node_modules/ws ] || [ ! -d bench/browser/node_modules/partysocket ]; then
-    echo "[bench] npm ci in bench/browser (ws, partysocket)"
+  missing=false
+  for dep in ws partysocket socket.io socket.io-client centrifuge phoenix; do
+    [ -f "bench/browser/node_modules/$dep/package.json" ] || missing=true
+  done
+  if [ "$missing" = true ]; then
+    echo "[bench] npm ci in bench/browser (ws, partysocket, socket.io, socket.io-client, centrifuge, phoenix)"
     (cd bench/browser && npm ci --no-audit --no-fund --loglevel=error)
   fi
   base_args=()
