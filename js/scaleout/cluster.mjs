@@ -7,7 +7,7 @@
 // test runner dies first. Readiness is awaited on events (the `listening on` line, Redis's
 // `Ready to accept connections`), and /healthz or a TCP connect where there is no event.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
 
@@ -26,6 +26,19 @@ export function bounded(tag, capMs, after, resources) {
     await browser?.close().catch(() => {});
     await cluster?.stop();
   });
+}
+
+/**
+ * A fresh folder `work`/site for the fixtures' `--static`: the app page `page` as index.html and
+ * the built package (pkg/resock.js and resock_bg.wasm) beside it. Returns its path.
+ */
+export function appSite(root, work, page) {
+  rmSync(work, { recursive: true, force: true });
+  const site = join(work, "site");
+  mkdirSync(site, { recursive: true });
+  copyFileSync(page, join(site, "index.html"));
+  for (const f of ["resock.js", "resock_bg.wasm"]) copyFileSync(join(root, "pkg", f), join(site, f));
+  return site;
 }
 
 /** A free TCP port on 127.0.0.1 (bound then released; the caller binds it at once). */

@@ -14,12 +14,12 @@
 //                               cargo build --release -p resock-fixture -p resock-bench; tansu)
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { bounded, Cluster } from "./cluster.mjs";
+import { appSite, bounded, Cluster } from "./cluster.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..", "..");
@@ -41,11 +41,7 @@ test("a record produced to Kafka reaches the SDK's message listener once, in ord
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   assert.ok(existsSync(join(ROOT, "pkg", "resock_bg.wasm")), "pkg/ is missing: run scripts/build-pkg.sh first");
   for (const bin of [FIXTURE, PRODUCE]) assert.ok(existsSync(bin), `${bin} is missing: cargo build --release -p resock-fixture -p resock-bench`);
-  rmSync(WORK, { recursive: true, force: true });
-  const site = join(WORK, "site");
-  mkdirSync(site, { recursive: true });
-  copyFileSync(join(HERE, "kafka.html"), join(site, "index.html"));
-  for (const f of ["resock.js", "resock_bg.wasm"]) copyFileSync(join(ROOT, "pkg", f), join(site, f));
+  const site = appSite(ROOT, WORK, join(HERE, "kafka.html"));
 
   cluster = new Cluster({
     root: ROOT,

@@ -21,11 +21,11 @@
 //                                  RESOCK_FIXTURE_BIN overrides target/release/resock-fixture)
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { bounded, Cluster } from "./cluster.mjs";
+import { appSite, bounded, Cluster } from "./cluster.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..", "..");
@@ -64,11 +64,7 @@ test("two instances behind nginx on one Redis: a rolling restart loses and repea
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   assert.ok(existsSync(join(ROOT, "pkg", "resock_bg.wasm")), "pkg/ is missing: run scripts/build-pkg.sh first");
   assert.ok(existsSync(FIXTURE), `${FIXTURE} is missing: cargo build --release -p resock-fixture`);
-  rmSync(WORK, { recursive: true, force: true });
-  const site = join(WORK, "site");
-  mkdirSync(site, { recursive: true });
-  copyFileSync(join(HERE, "index.html"), join(site, "index.html"));
-  for (const f of ["resock.js", "resock_bg.wasm"]) copyFileSync(join(ROOT, "pkg", f), join(site, f));
+  const site = appSite(ROOT, WORK, join(HERE, "index.html"));
 
   cluster = new Cluster({
     root: ROOT,
