@@ -259,12 +259,8 @@ pub struct Redis {
 impl Redis {
     pub async fn start() -> Result<Redis, String> {
         let port = free_port()?;
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start redis-server (scripts/setup.sh installs it): {e}"))?;
+        let args = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        let child = spawn_quiet("redis-server", &args, "scripts/setup.sh installs it")?;
         let redis = Redis { child, port };
         wait_listening(port, "redis-server").await?;
         Ok(redis)
@@ -330,6 +326,16 @@ impl Drop for Nginx {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `bin args` with its output discarded (a server the tools wait on by its port).
+fn spawn_quiet(bin: &str, args: &[&str], install_hint: &str) -> Result<std::process::Child, String> {
+    std::process::Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {bin} ({install_hint}): {e}"))
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the caller to bind at once).
@@ -399,13 +405,16 @@ impl Broker {
         let home = std::env::var("HOME").unwrap_or_default();
         let installed = format!("{home}/.cargo/bin/tansu");
         let bin = if std::path::Path::new(&installed).exists() { installed.as_str() } else { "tansu" };
-        let child = std::process::Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start tansu (scripts/setup.sh kafka installs it): {e}"))?;
+        let args = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ];
+        let child = spawn_quiet(bin, &args, "scripts/setup.sh kafka installs it")?;
         let broker = Broker { child, addr };
         wait_listening(port, "tansu").await?;
         Ok(broker)
