@@ -131,13 +131,13 @@ async fn consume(
         let msg = match next {
             Ok(msg) => msg.detach(),
             Err(e) => {
-                stats.set_state(format!("error: {e}"));
+                stats.set_state(&format!("error: {e}"));
                 log::info(format_args!("kafka: {e}; retrying"));
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        stats.set_state("consuming".into());
+        stats.set_state("consuming");
         stats.consumed.fetch_add(1, Ordering::Relaxed);
         let lane = lanes.entry((msg.topic().to_owned(), msg.partition())).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(LANE_QUEUE);
@@ -210,7 +210,7 @@ async fn apply(app: &App, id: &RecordId, action: RecordAction) {
                 return;
             }
             Err(e) => {
-                stats.set_state(format!("waiting for the engine: {e}"));
+                stats.set_state(&format!("waiting for the engine: {e}"));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -299,10 +299,11 @@ fn lag_of(consumer: &StreamConsumer) -> Option<(u64, i64)> {
 }
 
 impl SourceStats {
-    fn set_state(&self, state: String) {
+    /// Called once per record: allocates only when the state text changes.
+    fn set_state(&self, state: &str) {
         if let Ok(mut s) = self.state.lock() {
             if *s != state {
-                *s = state;
+                state.clone_into(&mut *s);
             }
         }
     }
