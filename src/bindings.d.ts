@@ -130,6 +130,16 @@ export interface ClientOptions {
   sendRate?: { max?: number; windowMs?: number } | null;
   /** The queue of messages sent while not connected. Defaults: 1000 messages, 1 MiB, no TTL. */
   outbox?: { maxMessages?: number; maxBytes?: number; ttlMs?: number };
+  /**
+   * One socket for every tab of this user: a key unique to the user (their id). Tabs of this
+   * origin with the same `url` and `share` key elect one leader with the Web Locks API; it holds
+   * the socket and the others reach the server through it over a BroadcastChannel. Every tab's
+   * `message` listeners still get every message once, in order; `send`, `join`/`leave` (counted
+   * across tabs), `request` and the outbox work from any tab; when the leader tab closes,
+   * crashes or freezes, another takes over and resumes the stream. Where the browser has no
+   * Web Locks or BroadcastChannel, each tab keeps its own socket. Default: off.
+   */
+  share?: string;
 }
 
 /**
@@ -170,6 +180,11 @@ export class Client {
   readonly state: ConnectionState;
   /** Messages waiting to be sent. */
   readonly queued: number;
+  /**
+   * With `share`: `"leader"` in the tab that holds the socket, `"follower"` in the others;
+   * `"solo"` without sharing (or where the browser cannot share).
+   */
+  readonly role: "solo" | "leader" | "follower";
   /** Closes with 1000, never reconnects, frees every listener and timer. */
   close(): void;
   /** Frees the wasm object (after close); any later call throws. Calling it twice does nothing. */

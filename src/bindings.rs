@@ -123,6 +123,19 @@ impl Client {
         dispatch(&self.shared, Input::Close);
     }
 
+    /// `"solo"`, `"leader"` or `"follower"` (cross-tab sharing).
+    #[wasm_bindgen(getter)]
+    pub fn role(&self) -> String {
+        use crate::core::share::Role;
+        let role = self.shared.read(|d| d.machine.role()).flatten();
+        match role {
+            None => "solo",
+            Some(Role::Leader) => "leader",
+            Some(Role::Follower) => "follower",
+        }
+        .into()
+    }
+
     /// Messages waiting in the outbox.
     #[wasm_bindgen(getter, js_name = queued)]
     pub fn queued(&self) -> usize {

@@ -40,6 +40,8 @@ pub struct Config {
     /// After a reconnect to a server that sent a `welcome` before, how long to wait for the new
     /// one (which decides the resume) before sending anything.
     pub welcome_timeout_ms: u64,
+    /// Share one socket among the tabs of one user (`core::share`).
+    pub share: bool,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             send_rate: Some(SendRate::default()),
             connect_timeout_ms: 10_000,
             welcome_timeout_ms: 2_000,
+            share: false,
         }
     }
 }

@@ -87,7 +87,7 @@ impl World {
         let d = self.delay();
         if let Some(c) = self.conn.as_mut() {
             let at = c.down.back().map_or(arrived + d, |(last, _)| (*last).max(arrived + d));
-            c.down.push_back((at, Inbound { kind, id: id.map(String::from), seq: None, msg }));
+            c.down.push_back((at, Inbound { kind, id: id.map(String::from), seq: None, msg, room: None }));
         }
     }
 

@@ -27,10 +27,16 @@ impl<P: Clone> Machine<P> {
         if self.auth_failures > 0 {
             self.auth_failures = 0; // the server spoke to us: the credentials were good
         }
-        let Inbound { kind, id, seq, msg } = inbound;
+        let Inbound { kind, id, seq, msg, room } = inbound;
         if matches!(kind, InKind::Ping) {
             self.push(Action::Send(String::from(frames::PONG)));
             return;
+        }
+        if self.share.is_some() && !self.takes_shared(id.as_deref(), room.as_deref()) {
+            return;
+        }
+        if let Some(seq) = seq {
+            self.share_saw_seq(seq);
         }
         if let Some(fid) = id.as_deref() {
             // The answer to a frame sent from here: done, or refused by the rate limit and
@@ -97,7 +103,17 @@ impl<P: Clone> Machine<P> {
         }
     }
 
+    /// With tabs sharing one socket, every tab gets every frame: it takes the replies to its own
+    /// frames and its own rooms' messages; the rest is another tab's.
+    fn takes_shared(&self, id: Option<&str>, room: Option<&str>) -> bool {
+        if let Some(id) = id {
+            return self.sender.tracks(id) || self.requests.contains(id);
+        }
+        room.is_none_or(|r| self.rooms.contains(r))
+    }
+
     pub(super) fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
+        self.share_welcomed(heartbeat_ms, epoch, seq);
         self.expect_welcome = true;
         if let Phase::Open(open) = &mut self.phase {
             open.welcomed = true;

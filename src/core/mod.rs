@@ -20,6 +20,7 @@ mod phase;
 mod requests;
 pub(crate) mod rooms;
 pub(crate) mod sender;
+pub(crate) mod share;
 pub(crate) mod stream;
 pub(crate) mod types;
 pub(crate) mod vecmap;

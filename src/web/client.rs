@@ -68,6 +68,7 @@ impl Client {
             ticket_url: options.ticket_url,
             token: options.token.map_or(TokenSource::None, TokenSource::Fixed),
             config: options.config,
+            share: None,
         };
         Ok(Client { shared: Driver::new(opts) })
     }

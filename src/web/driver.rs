@@ -15,7 +15,9 @@ use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
 use super::parse::{parse, resock_emit, set};
+use super::share::{decode, FromTab, Relay, Tabs};
 use super::socket::{Socket, SocketEvent};
+use crate::core::share::{Role, ShareInput};
 use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
 use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
@@ -90,6 +92,9 @@ pub struct Driver {
     socket_url: Option<(u32, String)>,
     timer: Option<Counted<Timeout>>,
     lifecycle: Option<Counted<Lifecycle>>,
+    /// Sharing: the lock and channel, and a follower's relay (its socket).
+    tabs: Option<Counted<Tabs>>,
+    relay: Option<Relay>,
     /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
     /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
     js_listeners: Rc<[Set; 5]>,
@@ -139,6 +144,8 @@ impl Driver {
             socket_url: None,
             timer: None,
             lifecycle: None,
+            tabs: None,
+            relay: None,
             js_listeners: Rc::new([
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
@@ -225,7 +232,15 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
         SocketEvent::Open => Input::SocketOpened { attempt },
         SocketEvent::Message { msg, what, seq, flags, now } => {
             let input = match parse(msg, what, seq, flags) {
-                Ok(inbound) => Input::Frame { attempt, inbound },
+                Ok(mut inbound) => {
+                    if inbound.id.is_none() && inbound.seq.is_none() && shared.read(|d| d.tabs.is_some()) == Some(true)
+                    {
+                        // Tabs share the socket: the core keeps this tab's rooms' messages.
+                        inbound.room =
+                            super::parse::get(&super::parse::get(&inbound.msg, "payload"), "room").as_string();
+                    }
+                    Input::Frame { attempt, inbound }
+                }
                 Err(message) => Input::BadFrame { attempt, message: message.into() },
             };
             dispatch_at(&shared, input, now);
@@ -269,7 +284,14 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             let weak = Rc::downgrade(shared);
             match Socket::open(&url, move |e| on_socket_event(&weak, attempt, e)) {
                 Ok(sock) => {
-                    let old = shared.update(|d| d.socket.replace(Counted::new(sock)));
+                    let old = shared.update(|d| {
+                        if let (Some(tabs), Some(Role::Leader), Some(me)) =
+                            (&d.tabs, d.machine.role(), d.machine.tab_id())
+                        {
+                            tabs.0.relay(sock.ws(), me);
+                        }
+                        d.socket.replace(Counted::new(sock))
+                    });
                     defer_drop(old);
                 }
                 Err(e) => {
@@ -281,6 +303,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             }
         }
         Action::CloseSocket { code, reason } => {
+            let relay = shared.update(|d| d.relay.take()).flatten();
+            defer_drop(relay);
             let sock = shared.update(|d| d.socket.take()).flatten();
             if let Some(sock) = &sock {
                 sock.0.close(code, reason);
@@ -288,7 +312,31 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             defer_drop(sock);
         }
         Action::Send(text) => {
-            shared.read(|d| d.socket.as_ref().map(|sock| sock.0.send(&text)));
+            shared.read(|d| match (&d.socket, &d.relay, &d.tabs, d.machine.tab_id()) {
+                (Some(sock), ..) => {
+                    let _ = sock.0.send(&text);
+                }
+                (None, Some(_), Some(tabs), Some(me)) => tabs.0.up(me, &text),
+                _ => {}
+            });
+        }
+        Action::RequestLock | Action::StealLock => {
+            let steal = matches!(action, Action::StealLock);
+            if shared.read(|d| d.tabs.is_none()) == Some(true) {
+                open_tabs(shared);
+            }
+            shared.read(|d| d.tabs.as_ref().map(|t| t.0.lock(steal)));
+        }
+        Action::Post(peer) => {
+            shared.read(|d| d.tabs.as_ref().map(|t| t.0.post(&peer)));
+        }
+        Action::OpenRelay { attempt } => {
+            let weak = Rc::downgrade(shared);
+            let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
+            if let Ok(relay) = Relay::new(report) {
+                let old = shared.update(|d| d.relay.replace(relay));
+                defer_drop(old);
+            }
         }
         Action::Schedule(at) => {
             let timer = at.map(|at| {
@@ -313,11 +361,42 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
     }
 }
 
+/// Opens the lock and channel of a sharing client: messages and lock news go to the machine,
+/// frames relayed down to the relay.
+fn open_tabs(shared: &Shared) {
+    let Some(Some(name)) = shared.read(|d| d.opts.share.clone()) else { return };
+    let weak = Rc::downgrade(shared);
+    let on_peer = move |msg: JsValue| {
+        let Some(shared) = weak.upgrade() else { return };
+        match decode(&msg) {
+            Some(FromTab::Down { from, text }) => {
+                // The slot only: nothing is borrowed while the frame runs (its listeners may call
+                // the client).
+                let slot = shared.read(|d| d.relay.as_ref().filter(|_| d.machine.accepts_down(&from)).map(Relay::slot));
+                if let Some(Some(slot)) = slot {
+                    Relay::frame(slot, &text);
+                }
+            }
+            Some(FromTab::Peer(peer)) => dispatch(&shared, Input::Share(ShareInput::Peer(peer))),
+            None => {}
+        }
+    };
+    let weak = Rc::downgrade(shared);
+    let on_lock = move |granted: JsValue| {
+        if let Some(shared) = weak.upgrade() {
+            let input = if granted.is_truthy() { ShareInput::LockGranted } else { ShareInput::LockLost };
+            dispatch(&shared, Input::Share(input));
+        }
+    };
+    let tabs = Counted::new(Tabs::open(&name, on_peer, on_lock));
+    shared.update(|d| d.tabs = Some(tabs));
+}
+
 /// Frees every browser resource and listener of a closed client.
 fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
-            defer_drop((d.socket.take(), d.timer.take(), d.lifecycle.take()));
+            defer_drop((d.socket.take(), d.timer.take(), d.lifecycle.take(), d.relay.take(), d.tabs.take()));
             for set in d.js_listeners.iter() {
                 set.clear();
             }

@@ -30,27 +30,37 @@ function typeIndex(t) {
 // (msg is undefined unless what >= 0). Decoded by the core: classify::Envelope::from_numbers.
 //   now: Date.now()
 export function resock_onmessage(ws, exports, slot) {
-  const handler = (m, what, seq, flags) => exports.__resock_message(slot, m, what, seq, flags, Date.now());
   ws.onmessage = (event) => {
     const data = event.data;
-    if (typeof data !== "string") return handler(undefined, -3, NaN, 0);
-    let m;
-    try {
-      m = JSON.parse(data);
-    } catch {
-      return handler(undefined, -2, NaN, 0);
-    }
-    if (m === null || typeof m !== "object" || Array.isArray(m)) return handler(undefined, -1, NaN, 0);
-    const t = m.type;
-    const seq = m.seq;
-    const p = m.payload;
-    handler(
-      m,
-      typeof t !== "string" ? 0 : typeIndex(t) + 2,
-      typeof seq === "number" ? seq : NaN,
-      (p !== undefined && p !== null ? 1 : 0) | (typeof m.id === "string" ? 2 : 0),
-    );
+    if (ws.resockRelay) ws.resockRelay(data); // a leader tab's socket (src/web/share.js)
+    resock_frame(data, exports, slot);
   };
+}
+
+// One frame's text (a socket's, or one relayed by the leader tab) to wasm, as above.
+export function resock_frame(data, exports, slot) {
+  const now = Date.now();
+  if (typeof data !== "string") return exports.__resock_message(slot, undefined, -3, NaN, 0, now);
+  let m;
+  try {
+    m = JSON.parse(data);
+  } catch {
+    return exports.__resock_message(slot, undefined, -2, NaN, 0, now);
+  }
+  if (m === null || typeof m !== "object" || Array.isArray(m)) {
+    return exports.__resock_message(slot, undefined, -1, NaN, 0, now);
+  }
+  const t = m.type;
+  const seq = m.seq;
+  const p = m.payload;
+  exports.__resock_message(
+    slot,
+    m,
+    typeof t !== "string" ? 0 : typeIndex(t) + 2,
+    typeof seq === "number" ? seq : NaN,
+    (p !== undefined && p !== null ? 1 : 0) | (typeof m.id === "string" ? 2 : 0),
+    now,
+  );
 }
 
 // Calls every listener of `set` with `value`, as the set was when the event began (one listed

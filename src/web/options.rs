@@ -22,6 +22,8 @@ pub struct Options {
     pub ticket_url: Option<String>,
     pub token: TokenSource,
     pub config: Config,
+    /// The name of the lock and channel the tabs sharing a socket use (option `share`).
+    pub share: Option<String>,
 }
 
 fn type_error(msg: &str) -> JsValue {
@@ -119,7 +121,13 @@ impl Options {
             };
             config.outbox_ttl_ms = number(&outbox, "ttlMs", "outbox.ttlMs")?;
         }
+        // `share: "<user key>"`: one socket for the tabs of this origin with the same URL and key;
+        // one per tab where the browser has no Web Locks or BroadcastChannel.
+        let share = string(opts, "share")?
+            .filter(|_| super::share::resock_share_supported())
+            .map(|key| concat(&["resock\n", &url, "\n", &key]));
+        config.share = share.is_some();
         config.validate().map_err(refused)?;
-        Ok(Options { url, ticket_url, token, config })
+        Ok(Options { url, ticket_url, token, config, share })
     }
 }
