@@ -121,6 +121,31 @@ test("a notification posted over REST shows in the bell within a second; mark-re
   }
 });
 
+test("the demo's two tabs of one user share one socket: one leads, the server sees one socket", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("tess");
+    const tab1 = await signIn(context, user);
+    const tab2 = await signIn(context, user);
+    for (const tab of [tab1, tab2]) await tab.locator('[data-testid="sharing"][data-sockets="1"]').waitFor({ timeout: 5000 });
+    const roles = [];
+    for (const tab of [tab1, tab2]) {
+      await tab.locator('[data-testid="sharing"][data-role="leader"], [data-testid="sharing"][data-role="follower"]').waitFor();
+      roles.push(await tab.getByTestId("sharing").getAttribute("data-role"));
+    }
+    assert.deepEqual(roles.sort(), ["follower", "leader"]);
+    await shot(tab2, "sharing-follower");
+    // The leader tab closes: the other takes over, still one socket.
+    const leader = roles[0] === "leader" ? tab1 : tab2;
+    const other = leader === tab1 ? tab2 : tab1;
+    await leader.close();
+    await other.locator('[data-testid="sharing"][data-role="leader"][data-sockets="1"]').waitFor({ timeout: 5000 });
+    await other.locator('[data-testid="connection"][data-state="open"]').waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
 test("the fixture restarted mid-session: reconnecting, then connected; a notification posted meanwhile appears once", async () => {
   const context = await browser.newContext();
   try {

@@ -79,6 +79,8 @@ impl World {
                 Action::Schedule(t) => self.wake = t,
                 Action::Emit(Event::Error(e)) => self.errors.push(e.kind.code().to_string()),
                 Action::Emit(_) | Action::Settle { .. } => {}
+                // Sharing is off in this model (core/share_sim.rs has the tabs).
+                Action::RequestLock | Action::StealLock | Action::Post(_) | Action::OpenRelay { .. } => {}
             }
         }
     }

@@ -31,6 +31,8 @@ pub(crate) mod vecmap;
 mod delivery;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod share_sim;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
