@@ -42,6 +42,9 @@ pub const RELAY_TIMEOUT_MS: u64 = 2_000;
 /// The close reason of a socket given up because another tab leads now.
 pub const REASON_ANOTHER_TAB: &str = "Another tab leads";
 
+/// A tab's id: random below 2⁵³ (a JS number), unique among the tabs.
+pub type TabId = u64;
+
 /// A tab's part in the sharing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -66,19 +69,19 @@ pub struct Welcomed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// The leader is alive; `open`: its socket is open (a follower may open its relay).
-    Alive { from: String, open: bool },
+    Alive { from: TabId, open: bool },
     /// A follower opens its relay.
-    Hello { from: String },
+    Hello { from: TabId },
     /// The leader opened `to`'s relay.
-    Welcome { from: String, to: String, welcome: Option<Welcomed> },
+    Welcome { from: TabId, to: TabId, welcome: Option<Welcomed> },
     /// A frame a follower sends, with what the leader needs of it (read by the shell).
-    Up { from: String, text: String, kind: String, room: Option<String>, id: Option<String> },
+    Up { from: TabId, text: String, kind: String, room: Option<String>, id: Option<String> },
     /// A frame for the followers: from the server, or the leader's own answer.
-    Down { from: String, text: String },
+    Down { from: TabId, text: String },
     /// The leader's socket ended: every relay through it is closed.
-    Closed { from: String },
+    Closed { from: TabId },
     /// A tab is going away (closed, or its page hidden for good).
-    Bye { from: String },
+    Bye { from: TabId },
 }
 
 /// What the shell reports about the lock and the channel.
@@ -94,10 +97,10 @@ pub enum ShareInput {
 #[derive(Debug)]
 pub struct Share {
     /// This tab's id: random, unique among the tabs.
-    pub me: String,
+    pub me: TabId,
     pub role: Role,
     /// Follower: the leader its relay goes through.
-    relay_leader: Option<String>,
+    relay_leader: Option<TabId>,
     /// Follower: when a leader was last heard; the lock is stolen after `steal_after` more.
     heard_at: u64,
     steal_after: u64,
@@ -108,11 +111,11 @@ pub struct Share {
     /// Leader: what the server's welcome said, with the highest seq seen since.
     welcomed: Option<Welcomed>,
     /// Leader: the rooms each follower wants (from the joins and leaves it sent up).
-    tabs: VecMap<String, Rooms>,
+    tabs: VecMap<TabId, Rooms>,
 }
 
 impl Share {
-    pub fn new(me: String, now: u64, jitter: f64) -> Share {
+    pub fn new(me: TabId, now: u64, jitter: f64) -> Share {
         Share {
             me,
             role: Role::Follower,
@@ -146,8 +149,8 @@ fn steal_after(jitter: f64) -> u64 {
 
 impl<P: Clone> Machine<P> {
     /// This tab's id, when it shares.
-    pub fn tab_id(&self) -> Option<&str> {
-        self.share.as_ref().map(|s| s.me.as_str())
+    pub fn tab_id(&self) -> Option<TabId> {
+        self.share.as_ref().map(|s| s.me)
     }
 
     /// This tab's role, when it shares.
@@ -157,8 +160,8 @@ impl<P: Clone> Machine<P> {
 
     /// True for a frame relayed down by `from` that this tab must take: the leader its open relay
     /// goes through.
-    pub fn accepts_down(&self, from: &str) -> bool {
-        matches!(&self.share, Some(s) if s.role == Role::Follower && s.relay_leader.as_deref() == Some(from))
+    pub fn accepts_down(&self, from: TabId) -> bool {
+        matches!(&self.share, Some(s) if s.role == Role::Follower && s.relay_leader == Some(from))
             && self.phase.is_open()
     }
 
@@ -188,7 +191,7 @@ impl<P: Clone> Machine<P> {
     /// A follower's attempt: open the relay (no credentials: the leader has the socket).
     pub(super) fn start_relay(&mut self, now: u64) {
         let Some(s) = &self.share else { return };
-        let hello = Peer::Hello { from: s.me.clone() };
+        let hello = Peer::Hello { from: s.me };
         self.phase = Phase::Socket { deadline: now.saturating_add(RELAY_TIMEOUT_MS) };
         self.push(Action::OpenRelay { attempt: self.attempt });
         self.push(Action::Post(hello));
@@ -200,7 +203,7 @@ impl<P: Clone> Machine<P> {
             if s.role == Role::Leader {
                 s.tabs = VecMap::new();
                 s.welcomed = None;
-                let closed = Peer::Closed { from: s.me.clone() };
+                let closed = Peer::Closed { from: s.me };
                 self.push(Action::Post(closed));
             }
         }
@@ -221,7 +224,7 @@ impl<P: Clone> Machine<P> {
         match s.role {
             Role::Leader if now >= s.alive_at => {
                 s.alive_at = now.saturating_add(ALIVE_EVERY_MS);
-                let alive = Peer::Alive { from: s.me.clone(), open };
+                let alive = Peer::Alive { from: s.me, open };
                 self.push(Action::Post(alive));
             }
             Role::Follower if !s.stealing && now >= s.heard_at.saturating_add(s.steal_after) => {
@@ -299,7 +302,7 @@ impl<P: Clone> Machine<P> {
             Peer::Alive { from, open } if !leader => {
                 s.heard_at = now;
                 s.stealing = false;
-                let relay_to_other = s.relay_leader.as_ref().is_some_and(|l| *l != from);
+                let relay_to_other = s.relay_leader.is_some_and(|l| l != from);
                 if relay_to_other && self.phase.has_socket() {
                     // The leader this relay went through is gone: another one speaks.
                     self.relay_lost(now);
@@ -307,7 +310,7 @@ impl<P: Clone> Machine<P> {
                     match self.phase {
                         // Opening, and the leader may not have been open when it was asked.
                         Phase::Socket { .. } => {
-                            let hello = Peer::Hello { from: s.me.clone() };
+                            let hello = Peer::Hello { from: s.me };
                             self.push(Action::Post(hello));
                         }
                         Phase::Waiting { .. }
@@ -321,8 +324,8 @@ impl<P: Clone> Machine<P> {
                 }
             }
             Peer::Hello { from } if leader && ready => {
-                s.tabs.insert(from.clone(), Rooms::default());
-                let welcome = Peer::Welcome { from: s.me.clone(), to: from, welcome: s.welcomed.clone() };
+                s.tabs.insert(from, Rooms::default());
+                let welcome = Peer::Welcome { from: s.me, to: from, welcome: s.welcomed.clone() };
                 self.push(Action::Post(welcome));
             }
             Peer::Welcome { from, to, welcome } if !leader && to == s.me => {
@@ -339,9 +342,7 @@ impl<P: Clone> Machine<P> {
             Peer::Up { from, text, kind, room, id } if leader && self.phase.is_open() => {
                 self.on_up(from, text, &kind, room, id);
             }
-            Peer::Closed { from }
-                if !leader && s.relay_leader.as_deref() == Some(from.as_str()) && self.phase.has_socket() =>
-            {
+            Peer::Closed { from } if !leader && s.relay_leader == Some(from) && self.phase.has_socket() => {
                 self.relay_lost(now);
             }
             Peer::Bye { from } if leader => {
@@ -372,7 +373,7 @@ impl<P: Clone> Machine<P> {
     /// A frame a follower sends up: the leader writes it on its socket, except what it answers
     /// itself (a `leave` of a room another tab wants) or drops (a `pong`: the leader answers
     /// the server's pings).
-    fn on_up(&mut self, from: String, text: String, kind: &str, room: Option<String>, id: Option<String>) {
+    fn on_up(&mut self, from: TabId, text: String, kind: &str, room: Option<String>, id: Option<String>) {
         let Some(s) = &mut self.share else { return };
         match (kind, room) {
             ("pong", _) => return,
@@ -380,7 +381,7 @@ impl<P: Clone> Machine<P> {
                 let rooms = match s.tabs.get_mut(&from) {
                     Some(rooms) => rooms,
                     None => {
-                        s.tabs.insert(from.clone(), Rooms::default());
+                        s.tabs.insert(from, Rooms::default());
                         let Some(rooms) = s.tabs.get_mut(&from) else { return };
                         rooms
                     }
@@ -392,7 +393,7 @@ impl<P: Clone> Machine<P> {
                     rooms.unwant(&room);
                 }
                 if self.rooms.contains(&room) || s.others_want(&room) {
-                    let me = s.me.clone();
+                    let me = s.me;
                     if let Some(id) = id {
                         let left = frames::left(&id, &room);
                         self.push(Action::Post(Peer::Down { from: me, text: left }));
@@ -408,8 +409,7 @@ impl<P: Clone> Machine<P> {
 
 /// Seeds a tab's sharing state when the machine is made (`Config::share`).
 pub(super) fn new_share(me_unit: f64, jitter: f64) -> Share {
-    let me = frames::u64_to_string((me_unit * 9e15) as u64);
-    Share::new(me, 0, jitter)
+    Share::new((me_unit * 9e15) as TabId, 0, jitter)
 }
 
 /// Starts the sharing part of `connect()`: ask for the lock, and open a relay meanwhile (the

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::machine::Machine;
-use super::share::{Peer, Role, ShareInput};
+use super::share::{Peer, Role, ShareInput, TabId};
 use super::testkit::{parse, rng};
 use super::types::{Action, Event, Input};
 use super::Config;
@@ -26,7 +26,7 @@ use super::Config;
 enum Item {
     Input(Input<Value>),
     SocketFrame { attempt: u32, text: String },
-    Down { from: String, text: String },
+    Down { from: TabId, text: String },
 }
 
 struct Tab {
@@ -115,8 +115,8 @@ impl Sim {
         self.tabs.get_mut(i).and_then(Option::as_mut)
     }
 
-    fn me(&self, i: usize) -> String {
-        self.tabs[i].as_ref().and_then(|t| t.m.tab_id().map(String::from)).unwrap_or_default()
+    fn me(&self, i: usize) -> TabId {
+        self.tabs[i].as_ref().and_then(|t| t.m.tab_id()).unwrap_or_default()
     }
 
     fn post(&mut self, from: usize, item: impl Fn() -> Item) {
@@ -296,7 +296,7 @@ impl Sim {
                 }
                 if self.tabs[i].as_ref().and_then(|t| t.m.role()) == Some(Role::Leader) {
                     let from = self.me(i);
-                    self.post(i, || Item::Down { from: from.clone(), text: text.clone() });
+                    self.post(i, || Item::Down { from, text: text.clone() });
                 }
                 if let Ok(inbound) = parse(&text) {
                     self.feed(i, Input::Frame { attempt, inbound });
@@ -304,7 +304,7 @@ impl Sim {
             }
             Item::Down { from, text } => {
                 let Some(t) = self.tab(i) else { return };
-                if let (true, Some(attempt)) = (t.m.accepts_down(&from), t.relay) {
+                if let (true, Some(attempt)) = (t.m.accepts_down(from), t.relay) {
                     if let Ok(inbound) = parse(&text) {
                         self.feed(i, Input::Frame { attempt, inbound });
                     }

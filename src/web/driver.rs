@@ -372,7 +372,7 @@ fn open_tabs(shared: &Shared) {
             Some(FromTab::Down { from, text }) => {
                 // The slot only: nothing is borrowed while the frame runs (its listeners may call
                 // the client).
-                let slot = shared.read(|d| d.relay.as_ref().filter(|_| d.machine.accepts_down(&from)).map(Relay::slot));
+                let slot = shared.read(|d| d.relay.as_ref().filter(|_| d.machine.accepts_down(from)).map(Relay::slot));
                 if let Some(Some(slot)) = slot {
                     Relay::frame(slot, &text);
                 }

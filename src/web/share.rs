@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::socket::{Report, Slot};
-use crate::core::share::{Peer, Welcomed};
+use crate::core::share::{Peer, TabId, Welcomed};
 
 #[wasm_bindgen(module = "/src/web/share.js")]
 extern "C" {
@@ -16,8 +16,8 @@ extern "C" {
     fn resock_share_open(name: &str, on_peer: &Function, on_lock: &Function) -> JsValue;
     fn resock_share_lock(h: &JsValue, steal: bool);
     fn resock_share_post(h: &JsValue, msg: &Array);
-    fn resock_share_up(h: &JsValue, me: &str, text: &str);
-    fn resock_share_relay(ws: &web_sys::WebSocket, h: &JsValue, me: &str);
+    fn resock_share_up(h: &JsValue, me: f64, text: &str);
+    fn resock_share_relay(ws: &web_sys::WebSocket, h: &JsValue, me: f64);
     fn resock_share_close(h: &JsValue);
 }
 
@@ -32,7 +32,7 @@ pub struct Tabs {
 
 /// A message from another tab: a frame relayed down, or anything else for the core.
 pub enum FromTab {
-    Down { from: String, text: JsValue },
+    Down { from: TabId, text: JsValue },
     Peer(Peer),
 }
 
@@ -53,13 +53,13 @@ impl Tabs {
     }
 
     /// A follower's frame, up to the leader.
-    pub fn up(&self, me: &str, text: &str) {
-        resock_share_up(&self.handle, me, text);
+    pub fn up(&self, me: TabId, text: &str) {
+        resock_share_up(&self.handle, me as f64, text);
     }
 
     /// Every frame of the leader's socket goes down to the other tabs.
-    pub fn relay(&self, ws: &web_sys::WebSocket, me: &str) {
-        resock_share_relay(ws, &self.handle, me);
+    pub fn relay(&self, ws: &web_sys::WebSocket, me: TabId) {
+        resock_share_relay(ws, &self.handle, me as f64);
     }
 }
 
@@ -93,16 +93,20 @@ fn s(v: &str) -> JsValue {
     JsValue::from_str(v)
 }
 
+fn tab(v: TabId) -> JsValue {
+    JsValue::from(v as f64)
+}
+
 fn opt(v: &Option<String>) -> JsValue {
     v.as_deref().map_or(JsValue::UNDEFINED, s)
 }
 
 fn encode(peer: &Peer) -> Array {
     match peer {
-        Peer::Alive { from, open } => Array::of3(&s("a"), &s(from), &JsValue::from_bool(*open)),
-        Peer::Hello { from } => Array::of2(&s("h"), &s(from)),
+        Peer::Alive { from, open } => Array::of3(&s("a"), &tab(*from), &JsValue::from_bool(*open)),
+        Peer::Hello { from } => Array::of2(&s("h"), &tab(*from)),
         Peer::Welcome { from, to, welcome } => {
-            let a = Array::of3(&s("w"), &s(from), &s(to));
+            let a = Array::of3(&s("w"), &tab(*from), &tab(*to));
             if let Some(w) = welcome {
                 a.push(&JsValue::from(w.heartbeat_ms as f64));
                 a.push(&s(&w.epoch));
@@ -111,14 +115,14 @@ fn encode(peer: &Peer) -> Array {
             a
         }
         Peer::Up { from, text, kind, room, id } => {
-            let a = Array::of4(&s("u"), &s(from), &s(text), &s(kind));
+            let a = Array::of4(&s("u"), &tab(*from), &s(text), &s(kind));
             a.push(&opt(room));
             a.push(&opt(id));
             a
         }
-        Peer::Down { from, text } => Array::of3(&s("d"), &s(from), &s(text)),
-        Peer::Closed { from } => Array::of2(&s("c"), &s(from)),
-        Peer::Bye { from } => Array::of2(&s("b"), &s(from)),
+        Peer::Down { from, text } => Array::of3(&s("d"), &tab(*from), &s(text)),
+        Peer::Closed { from } => Array::of2(&s("c"), &tab(*from)),
+        Peer::Bye { from } => Array::of2(&s("b"), &tab(*from)),
     }
 }
 
@@ -130,7 +134,7 @@ fn num(v: JsValue) -> Option<u64> {
 pub fn decode(msg: &JsValue) -> Option<FromTab> {
     let a: &Array = msg.dyn_ref()?;
     let tag = a.get(0).as_string()?;
-    let from = a.get(1).as_string()?;
+    let from = num(a.get(1))?;
     let str_at = |i: u32| a.get(i).as_string();
     let peer = match tag.as_str() {
         "d" => return Some(FromTab::Down { from, text: a.get(2) }),
@@ -141,7 +145,7 @@ pub fn decode(msg: &JsValue) -> Option<FromTab> {
                 (Some(heartbeat_ms), Some(epoch), Some(seq)) => Some(Welcomed { heartbeat_ms, epoch, seq }),
                 _ => None,
             };
-            Peer::Welcome { from, to: str_at(2)?, welcome }
+            Peer::Welcome { from, to: num(a.get(2))?, welcome }
         }
         "u" => Peer::Up { from, text: str_at(2)?, kind: str_at(3).unwrap_or_default(), room: str_at(4), id: str_at(5) },
         "c" => Peer::Closed { from },
