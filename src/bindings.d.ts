@@ -140,6 +140,18 @@ export interface ClientOptions {
    * Web Locks or BroadcastChannel, each tab keeps its own socket. Default: off.
    */
   share?: string;
+  /**
+   * The server's SSE session route (`GET /sse/notifications` on the fixture), to fall back to
+   * where WebSocket upgrades fail on the network path (a proxy or antivirus that breaks them):
+   * after 3 attempts in a row cut (1006) before they opened while the ticket URL answered, the
+   * client receives over Server-Sent Events and sends with HTTP POST to `sseSendUrl` (default:
+   * `send` beside `sseUrl`), with the same events, order and resume. It tries WebSocket again
+   * `sseProbeMs` (default 60000) after each SSE connection opens and stays there when it opens.
+   * `transport` says which is in use. Default: no fallback.
+   */
+  sseUrl?: string;
+  sseSendUrl?: string;
+  sseProbeMs?: number;
 }
 
 /**
@@ -185,6 +197,8 @@ export class Client {
    * `"solo"` without sharing (or where the browser cannot share).
    */
   readonly role: "solo" | "leader" | "follower";
+  /** `"websocket"`, or `"sse"` while the SSE fallback carries the connection (`sseUrl`). */
+  readonly transport: "websocket" | "sse";
   /** Closes with 1000, never reconnects, frees every listener and timer. */
   close(): void;
   /** Frees the wasm object (after close); any later call throws. Calling it twice does nothing. */

@@ -136,6 +136,12 @@ impl Client {
         .into()
     }
 
+    /// `"websocket"`, or `"sse"` while the SSE fallback carries the connection.
+    #[wasm_bindgen(getter)]
+    pub fn transport(&self) -> String {
+        self.shared.read(|d| d.machine.transport().as_str()).unwrap_or("websocket").into()
+    }
+
     /// Messages waiting in the outbox.
     #[wasm_bindgen(getter, js_name = queued)]
     pub fn queued(&self) -> usize {

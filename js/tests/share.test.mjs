@@ -1,7 +1,9 @@
-// Cross-tab sharing (issue 12) in headless Chromium: five tabs (pages of one context) of one
-// user share one socket; 1 000 notifications reach every tab exactly once, in order, while the
-// leader tab is closed twice; a follower's room message reaches another user; a room joined in
-// two tabs and left in one stays joined. Runs under scripts/with-fixture.sh (RESOCK_FIXTURE_URL),
+// Cross-tab sharing and the SSE fallback (issue 12) in headless Chromium: five tabs (pages of
+// one context) of one user share one socket; 1 000 notifications reach every tab exactly once,
+// in order, while the leader tab is closed twice; a follower's room message reaches another
+// user; a room joined in two tabs and left in one stays joined. A page whose WebSocket always
+// fails with 1006 receives 1 000 notifications over SSE, sends over POST, and moves back to
+// WebSocket when it is allowed again, without a gap. Runs under scripts/with-fixture.sh (RESOCK_FIXTURE_URL),
 // whose fixture serves js/demo/dist: the page and the built package are copied there.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -57,10 +59,10 @@ async function until(what, f, ms = 10_000) {
   }
 }
 
-async function openTab(context, user) {
+async function openTab(context, user, query = "") {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[tab ${user}] ${e.message}`));
-  await page.goto(`${BASE}/share-e2e/index.html?user=${encodeURIComponent(user)}`);
+  await page.goto(`${BASE}/share-e2e/index.html?user=${encodeURIComponent(user)}${query}`);
   await page.waitForFunction(() => window.app && (window.app.ready || window.app.failed));
   const failed = await page.evaluate(() => window.app.failed);
   assert.equal(failed, null);
@@ -157,6 +159,54 @@ test("a follower's room message reaches another user; a room joined in two tabs 
     assert.deepEqual(await f1.evaluate(() => window.app.rooms.shared ?? []), [], "the tab that left gets nothing of the room");
     const stats = (await api("GET", "/dev/stats")).body;
     assert.equal(stats.rooms.shared, 2, "alice's one socket and bob's");
+  } finally {
+    await ca.close();
+    await cb.close();
+  }
+});
+
+test("WebSocket blocked (always 1006): 1 000 notifications over SSE exactly once, sends over POST, back to WebSocket without a gap", async () => {
+  const user = uid("sse");
+  const bob = uid("bob");
+  const [ca, cb] = [await browser.newContext(), await browser.newContext()];
+  try {
+    const page = await openTab(ca, user, "&share=0&sse=1&blockws=1&probe=3000");
+    const bobTab = await openTab(cb, bob, "&share=0");
+    await until("the blocked page is open over SSE", async () => (await state(page)) === "open" && (await page.evaluate(() => window.client.transport)) === "sse");
+    assert.ok((await page.evaluate(() => window.blockedSockets)) >= 3, "WebSocket was tried first");
+    assert.equal(await sockets(user), 0, "no socket: the stream is an SSE session");
+
+    const service = (await api("POST", "/dev/token", { body: { user_id: "e2e-backend", role: "service" } })).body.token;
+    const first = (await api("GET", "/dev/stats")).body.users[user]?.seq ?? 0;
+    const N = 1000;
+    const post = async (from, to) => {
+      for (let i = from; i <= to; i++) {
+        const res = await api("POST", "/api/notifications", { token: service, body: { user_id: user, title: `n${i}`, body: "sse" } });
+        assert.equal(res.status, 201);
+      }
+    };
+    await post(1, N);
+    await until(`${N} messages over SSE`, () => page.evaluate((n) => window.app.messages.length >= n, N), 30_000);
+
+    // Sends go by POST: a room joined, a message to bob, and bob's back.
+    await bobTab.evaluate(() => window.client.join("sse-room"));
+    await page.evaluate(() => window.client.join("sse-room"));
+    await page.evaluate(() => window.client.send({ type: "room_message", payload: { room: "sse-room", data: "over POST" } }, { ack: true }));
+    await until("bob got the POSTed message", () => bobTab.evaluate(() => (window.app.rooms["sse-room"] ?? []).includes("over POST")));
+    await bobTab.evaluate(() => window.client.send({ type: "room_message", payload: { room: "sse-room", data: "to the SSE page" } }, { ack: true }));
+    await until("the SSE page got bob's message", () => page.evaluate(() => (window.app.rooms["sse-room"] ?? []).includes("to the SSE page")));
+    assert.equal(await page.evaluate(() => window.client.transport), "sse");
+
+    // WebSocket allowed again: the next probe moves the page back, while notifications go on.
+    await page.evaluate(() => window.allowWebSocket());
+    const more = post(N + 1, N + 300);
+    await until("back on WebSocket", async () => (await page.evaluate(() => window.client.transport)) === "websocket" && (await state(page)) === "open", 15_000);
+    await more;
+    await until("one socket for the user", async () => (await sockets(user)) === 1);
+    await until(`${N + 300} messages`, () => page.evaluate((n) => window.app.messages.length >= n, N + 300), 30_000);
+    const app = await page.evaluate(() => window.app);
+    assert.deepEqual(app.messages, Array.from({ length: N + 300 }, (_, i) => first + i + 1), "every message once, in order, across both switches");
+    assert.deepEqual(app.resyncs, []);
   } finally {
     await ca.close();
     await cb.close();

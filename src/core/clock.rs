@@ -43,6 +43,7 @@ impl<P: Clone> Machine<P> {
             self.start_attempt(now);
         }
         self.share_clock(now);
+        self.transport_clock(now);
         for id in self.requests.due(now) {
             let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
             let Some(expired) = self.requests.expire(&id, rejoin_deadline) else { continue };
@@ -87,6 +88,7 @@ impl<P: Clone> Machine<P> {
                 consider(open.probe_deadline);
                 consider(open.stable_at);
                 consider(self.sender.next_deadline());
+                consider(self.fallback.as_ref().and_then(|f| f.next_deadline()));
             }
         }
         consider(self.requests.next_deadline());

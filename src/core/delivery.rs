@@ -81,6 +81,7 @@ impl World {
                 Action::Emit(_) | Action::Settle { .. } => {}
                 // Sharing is off in this model (core/share_sim.rs has the tabs).
                 Action::RequestLock | Action::StealLock | Action::Post(_) | Action::OpenRelay { .. } => {}
+                Action::OpenSse { .. } => {}
             }
         }
     }

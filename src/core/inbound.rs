@@ -10,6 +10,7 @@ use super::phase::Phase;
 use super::requests::Kind;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
+use super::transport::Transport;
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
 use crate::protocol::ErrorCode;
 
@@ -29,7 +30,10 @@ impl<P: Clone> Machine<P> {
         }
         let Inbound { kind, id, seq, msg, room } = inbound;
         if matches!(kind, InKind::Ping) {
-            self.push(Action::Send(String::from(frames::PONG)));
+            // Over SSE a ping is the server's keep-alive: it wants no answer.
+            if self.transport() == Transport::WebSocket {
+                self.push(Action::Send(String::from(frames::PONG)));
+            }
             return;
         }
         if self.share.is_some() && !self.takes_shared(id.as_deref(), room.as_deref()) {
@@ -127,7 +131,10 @@ impl<P: Clone> Machine<P> {
                 let rid = self.next_id();
                 let deadline = now.saturating_add(self.cfg.request_timeout_ms);
                 self.requests.add(rid.clone(), Kind::Resume, deadline, true);
-                self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
+                // Over SSE the stream's URL asked for the replay: its `resumed` comes by itself.
+                if self.transport() == Transport::WebSocket {
+                    self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
+                }
             }
             OnWelcome::Resync { reason, deliver } => {
                 for msg in deliver {

@@ -15,6 +15,7 @@ use super::rooms::Rooms;
 use super::sender::Sender;
 use super::share::{self, Role, Share};
 use super::stream::Stream;
+use super::transport::{Fallback, Transport};
 use super::types::{Action, Error, ErrorKind, Event, Input, State};
 use crate::protocol::{CloseCode, REASON_REPLACED};
 
@@ -47,6 +48,8 @@ pub struct Machine<P> {
     pub(super) actions: Vec<Action<P>>,
     /// Cross-tab sharing, when `Config::share` is on.
     pub(super) share: Option<Share>,
+    /// The SSE fallback, when `Config::sse` is on.
+    pub(super) fallback: Option<Fallback>,
 }
 
 impl<P: Clone> Machine<P> {
@@ -55,6 +58,7 @@ impl<P: Clone> Machine<P> {
         let share = cfg.share.then(|| share::new_share(rng.next_unit(), rng.next_unit()));
         Machine {
             share,
+            fallback: cfg.sse.then(Fallback::new),
             next_id,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
@@ -110,7 +114,8 @@ impl<P: Clone> Machine<P> {
     /// while the shell was still performing the actions decided before (credentials or a socket
     /// for an attempt that will never be used).
     pub fn is_stale(&self, action: &Action<P>) -> bool {
-        self.state == State::Closed && matches!(action, Action::FetchCredentials { .. } | Action::OpenSocket { .. })
+        self.state == State::Closed
+            && matches!(action, Action::FetchCredentials { .. } | Action::OpenSocket { .. } | Action::OpenSse { .. })
     }
 
     #[cfg(test)]
@@ -154,7 +159,15 @@ impl<P: Clone> Machine<P> {
             Input::CredentialsReady { attempt } => {
                 if let (true, Phase::Credentials { deadline }) = (attempt == self.attempt, &self.phase) {
                     self.phase = Phase::Socket { deadline: *deadline };
-                    self.push(Action::OpenSocket { attempt });
+                    let action = match self.transport() {
+                        Transport::WebSocket => Action::OpenSocket { attempt },
+                        Transport::Sse => {
+                            // The stream resumes from where this client is, by its URL.
+                            let resume = self.stream.epoch().map(|e| (String::from(e), self.stream.last_seq()));
+                            Action::OpenSse { attempt, resume }
+                        }
+                    };
+                    self.push(action);
                 }
             }
             Input::CredentialsFailed { attempt, status, message } => {
@@ -229,6 +242,7 @@ impl<P: Clone> Machine<P> {
 
     pub(super) fn on_open(&mut self, now: u64) {
         self.phase = Phase::Open(Open::new(now, self.cfg.default_heartbeat_ms, self.cfg.stable_after_ms));
+        self.transport_opened(now);
         if self.expect_welcome {
             // The welcome decides the resume, which must go before anything else.
             self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
@@ -252,7 +266,11 @@ impl<P: Clone> Machine<P> {
     }
 
     fn on_socket_closed(&mut self, now: u64, code: u16, reason: String) {
+        let opened = self.phase.is_open();
         self.connection_lost();
+        if self.transport_failed(now, code, opened) {
+            return;
+        }
         match CloseCode::from_u16(code) {
             CloseCode::Normal => {
                 let kind = if reason == REASON_REPLACED { ErrorKind::Replaced } else { ErrorKind::ServerClosed };
@@ -420,7 +438,7 @@ impl<P: Clone> Machine<P> {
             self.share_connection_lost();
         }
         if let Some(s) = &self.share {
-            let bye = super::share::Peer::Bye { from: s.me.clone() };
+            let bye = super::share::Peer::Bye { from: s.me };
             self.push(Action::Post(bye));
         }
         self.phase = Phase::IDLE;

@@ -22,6 +22,7 @@ pub(crate) mod rooms;
 pub(crate) mod sender;
 pub(crate) mod share;
 pub(crate) mod stream;
+pub(crate) mod transport;
 pub(crate) mod types;
 pub(crate) mod vecmap;
 

@@ -277,7 +277,7 @@ impl Sim {
                     t.resynced = true;
                 }
             }
-            Action::Emit(_) | Action::Settle { .. } => {}
+            Action::Emit(_) | Action::Settle { .. } | Action::OpenSse { .. } => {}
         }
     }
 

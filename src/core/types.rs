@@ -339,6 +339,13 @@ pub enum Action<P> {
     StealLock,
     /// Sharing: post a message to the other tabs.
     Post(Peer),
+    /// SSE fallback: open the server's SSE session stream for attempt `attempt` with the
+    /// credentials fetched, resuming after `(epoch, seq)` when there is one. Its events are this
+    /// attempt's frames; `Send` then goes by HTTP POST.
+    OpenSse {
+        attempt: u32,
+        resume: Option<(String, u64)>,
+    },
     /// Sharing: this attempt is a relay through the leader; relayed frames are its frames.
     OpenRelay {
         attempt: u32,

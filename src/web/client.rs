@@ -69,6 +69,7 @@ impl Client {
             token: options.token.map_or(TokenSource::None, TokenSource::Fixed),
             config: options.config,
             share: None,
+            sse: None,
         };
         Ok(Client { shared: Driver::new(opts) })
     }

@@ -99,3 +99,20 @@ pub(crate) async fn socket_url(opts: &Options) -> Result<String, CredentialError
         (None, None) => Ok(opts.url.clone()),
     }
 }
+
+/// The SSE session URL of an attempt: `sse_url` with the credentials the socket URL `with_creds`
+/// got (its query), the epoch it knows (empty: none yet) and, to resume, the last seq it has.
+pub(crate) fn sse_url(sse_url: &str, with_creds: &str, resume: Option<&(String, u64)>) -> String {
+    let mut url = String::from(sse_url);
+    if let Some((_, query)) = with_creds.split_once('?') {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(query);
+    }
+    match resume {
+        Some((epoch, seq)) => {
+            url = with_query(&url, "epoch", epoch);
+            with_query(&url, "last_event_id", &crate::core::frames::u64_to_string(*seq))
+        }
+        None => with_query(&url, "epoch", ""),
+    }
+}

@@ -17,6 +17,7 @@ use super::options::Options;
 use super::parse::{parse, resock_emit, set};
 use super::share::{decode, FromTab, Relay, Tabs};
 use super::socket::{Socket, SocketEvent};
+use super::sse::SseStream;
 use crate::core::share::{Role, ShareInput};
 use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
@@ -95,6 +96,8 @@ pub struct Driver {
     /// Sharing: the lock and channel, and a follower's relay (its socket).
     tabs: Option<Counted<Tabs>>,
     relay: Option<Relay>,
+    /// The SSE fallback's stream (in place of `socket`).
+    sse: Option<Counted<SseStream>>,
     /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
     /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
     js_listeners: Rc<[Set; 5]>,
@@ -146,6 +149,7 @@ impl Driver {
             lifecycle: None,
             tabs: None,
             relay: None,
+            sse: None,
             js_listeners: Rc::new([
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
@@ -288,7 +292,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                         if let (Some(tabs), Some(Role::Leader), Some(me)) =
                             (&d.tabs, d.machine.role(), d.machine.tab_id())
                         {
-                            tabs.0.relay(sock.ws(), me);
+                            tabs.0.relay(sock.ws().as_ref(), me);
                         }
                         d.socket.replace(Counted::new(sock))
                     });
@@ -303,8 +307,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             }
         }
         Action::CloseSocket { code, reason } => {
-            let relay = shared.update(|d| d.relay.take()).flatten();
-            defer_drop(relay);
+            let others = shared.update(|d| (d.relay.take(), d.sse.take()));
+            defer_drop(others);
             let sock = shared.update(|d| d.socket.take()).flatten();
             if let Some(sock) = &sock {
                 sock.0.close(code, reason);
@@ -315,6 +319,11 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             shared.read(|d| match (&d.socket, &d.relay, &d.tabs, d.machine.tab_id()) {
                 (Some(sock), ..) => {
                     let _ = sock.0.send(&text);
+                }
+                (None, None, ..) if d.sse.is_some() => {
+                    if let Some(sse) = &d.sse {
+                        sse.0.send(&text);
+                    }
                 }
                 (None, Some(_), Some(tabs), Some(me)) => tabs.0.up(me, &text),
                 _ => {}
@@ -329,6 +338,25 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         }
         Action::Post(peer) => {
             shared.read(|d| d.tabs.as_ref().map(|t| t.0.post(&peer)));
+        }
+        Action::OpenSse { attempt, resume } => {
+            let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.clone())) {
+                Some((Some((a, url)), Some(sse))) if a == attempt => (url, sse),
+                _ => return,
+            };
+            let url = super::credentials::sse_url(&sse.0, &url, resume.as_ref());
+            let weak = Rc::downgrade(shared);
+            let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
+            if let Ok(stream) = SseStream::open(&url, &sse.1, report) {
+                let old = shared.update(|d| {
+                    if let (Some(tabs), Some(Role::Leader), Some(me)) = (&d.tabs, d.machine.role(), d.machine.tab_id())
+                    {
+                        tabs.0.relay(stream.handle(), me);
+                    }
+                    d.sse.replace(Counted::new(stream))
+                });
+                defer_drop(old);
+            }
         }
         Action::OpenRelay { attempt } => {
             let weak = Rc::downgrade(shared);
@@ -396,7 +424,14 @@ fn open_tabs(shared: &Shared) {
 fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
-            defer_drop((d.socket.take(), d.timer.take(), d.lifecycle.take(), d.relay.take(), d.tabs.take()));
+            defer_drop((
+                d.socket.take(),
+                d.timer.take(),
+                d.lifecycle.take(),
+                d.relay.take(),
+                d.tabs.take(),
+                d.sse.take(),
+            ));
             for set in d.js_listeners.iter() {
                 set.clear();
             }

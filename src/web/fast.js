@@ -86,3 +86,106 @@ function call(f, value) {
     console.error("resock: a listener threw", e);
   }
 }
+
+// The SSE fallback's stream (issue 12): the server's SSE session read with fetch (an
+// EventSource cannot see events of every name, nor be kept from reconnecting by itself), each
+// event turned into the frame a socket would have carried ({type: event, payload: data, seq: id})
+// and handed to wasm like a socket's (relayed first in a leader tab, as a socket's frames are).
+// onOpen() when the response starts; onEnd([code, reason]) once: the server's `close` event, or
+// 1006 when the stream ends or fails otherwise. What it all means is decided in Rust
+// (src/core/transport.rs).
+export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
+  let ready;
+  // `sendUrl` is relative to the stream's URL ("send" beside it, by default).
+  const h = { ctl: new AbortController(), session: null, q: Promise.resolve(), sendUrl: new URL(sendUrl, url).href, ended: false, resockRelay: null };
+  h.ready = new Promise((r) => (ready = r));
+  h.frame = (text) => {
+    if (h.ended) return;
+    if (h.resockRelay) h.resockRelay(text);
+    resock_frame(text, exports, slot);
+  };
+  h.end = (code, reason) => {
+    if (h.ended) return;
+    h.ended = true;
+    h.ctl.abort();
+    onEnd([code, reason]);
+  };
+  const event = (type, data, id) => {
+    let payload;
+    try {
+      payload = JSON.parse(data);
+    } catch {
+      payload = data;
+    }
+    if (type === "close") return h.end(payload && payload.code ? payload.code : 1006, (payload && payload.reason) || "");
+    if (type === "welcome" && payload && typeof payload.session === "string") {
+      h.session = payload.session;
+      ready();
+    }
+    const m = { type, payload };
+    if (id) m.seq = Number(id);
+    h.frame(JSON.stringify(m));
+  };
+  fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
+    .then(async (res) => {
+      if (h.ended) return;
+      if (!res.ok || !res.body) return h.end(1006, "");
+      onOpen();
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      let type = "message";
+      let data = [];
+      let id = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || h.ended) break;
+        buf += value;
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0 && !h.ended) {
+          let line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line.endsWith("\r")) line = line.slice(0, -1);
+          if (line === "") {
+            if (data.length) event(type, data.join("\n"), id);
+            type = "message";
+            data = [];
+            id = "";
+          } else if (line[0] !== ":") {
+            const c = line.indexOf(":");
+            const field = c < 0 ? line : line.slice(0, c);
+            let v = c < 0 ? "" : line.slice(c + 1);
+            if (v[0] === " ") v = v.slice(1);
+            if (field === "event") type = v;
+            else if (field === "data") data.push(v);
+            else if (field === "id") id = v;
+          }
+        }
+      }
+      h.end(1006, "");
+    })
+    .catch(() => h.end(1006, ""));
+  return h;
+}
+
+// A frame over HTTP POST, in order after the ones before it, once the session is known; the
+// answer (ack, joined, error...) is handed to wasm like a frame of the stream. 410: the
+// session is gone (the stream ended on the server): the stream is over, 1006.
+export function resock_sse_send(h, text) {
+  h.q = h.q
+    .then(() => h.ready)
+    .then(() => {
+      if (h.ended) return undefined;
+      const u = new URL(h.sendUrl);
+      u.searchParams.set("session", h.session);
+      return fetch(u, { method: "POST", body: text, headers: { "content-type": "text/plain" } }).then(async (r) => {
+        if (r.status === 200) h.frame(await r.text());
+        else if (r.status === 410) h.end(1006, "");
+      });
+    })
+    .catch(() => {});
+}
+
+export function resock_sse_close(h) {
+  h.ended = true;
+  h.ctl.abort();
+}

@@ -10,5 +10,6 @@ pub(crate) mod options;
 pub(crate) mod parse;
 pub(crate) mod share;
 pub(crate) mod socket;
+pub(crate) mod sse;
 
 pub use client::{Client, ClientOptions, Subscription};

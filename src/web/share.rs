@@ -17,7 +17,7 @@ extern "C" {
     fn resock_share_lock(h: &JsValue, steal: bool);
     fn resock_share_post(h: &JsValue, msg: &Array);
     fn resock_share_up(h: &JsValue, me: f64, text: &str);
-    fn resock_share_relay(ws: &web_sys::WebSocket, h: &JsValue, me: f64);
+    fn resock_share_relay(target: &JsValue, h: &JsValue, me: f64);
     fn resock_share_close(h: &JsValue);
 }
 
@@ -58,8 +58,8 @@ impl Tabs {
     }
 
     /// Every frame of the leader's socket goes down to the other tabs.
-    pub fn relay(&self, ws: &web_sys::WebSocket, me: TabId) {
-        resock_share_relay(ws, &self.handle, me as f64);
+    pub fn relay(&self, target: &JsValue, me: TabId) {
+        resock_share_relay(target, &self.handle, me as f64);
     }
 }
 
