@@ -212,3 +212,62 @@ test("WebSocket blocked (always 1006): 1 000 notifications over SSE exactly once
     await cb.close();
   }
 });
+
+test("the leader tab frozen, then another crashed: a follower takes over each time, every tab keeps every message once", async () => {
+  const user = uid("freeze");
+  const context = await browser.newContext();
+  try {
+    const tabs = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openTab(context, user));
+    await until("every tab open", () => allOpen(tabs));
+    const service = (await api("POST", "/dev/token", { body: { user_id: "e2e-backend", role: "service" } })).body.token;
+    const first = (await api("GET", "/dev/stats")).body.users[user]?.seq ?? 0;
+    let n = 0;
+    const post = async (count) => {
+      for (let i = 0; i < count; i++) {
+        n++;
+        const res = await api("POST", "/api/notifications", { token: service, body: { user_id: user, title: `n${n}`, body: "freeze" } });
+        assert.equal(res.status, 201);
+      }
+    };
+    await post(50);
+
+    // Frozen: its JavaScript stops (paused in the debugger, as a hung or frozen tab's does; CDP's
+    // Page.setWebLifecycleState does not stop a visible page's timers), its lock stays held, so a
+    // follower must notice the silence and take the lock.
+    const frozen = await leaderOf(tabs);
+    const cdp = await context.newCDPSession(frozen);
+    await cdp.send("Debugger.enable");
+    const t0 = Date.now();
+    await cdp.send("Debugger.pause");
+    const others = tabs.filter((p) => p !== frozen);
+    const next = await until("a follower took over from the frozen leader", () => leaderOf(others), 5_000);
+    const tookOver = Date.now() - t0;
+    await post(100);
+    await cdp.send("Debugger.resume");
+    await until("the thawed tab follows", async () => (await role(frozen)) === "follower" && (await state(frozen)) === "open");
+
+    // Crashed: the browser releases its lock; the third tab takes over.
+    const crashed = next;
+    const t1 = Date.now();
+    const crashCdp = await context.newCDPSession(crashed);
+    crashCdp.send("Page.crash").catch(() => {});
+    const survivors = tabs.filter((p) => p !== crashed);
+    await until("a tab took over from the crashed leader", () => leaderOf(survivors), 5_000);
+    const tookOverCrash = Date.now() - t1;
+    await post(100);
+    console.log(`[share] took over from a frozen leader in ${tookOver} ms, from a crashed one in ${tookOverCrash} ms`);
+    assert.ok(tookOver < 3_000 && tookOverCrash < 2_000, `${tookOver} ms, ${tookOverCrash} ms`);
+
+    const want = Array.from({ length: n }, (_, i) => first + i + 1);
+    for (const [i, p] of survivors.entries()) {
+      await until(`tab ${i} has ${n} messages`, () => p.evaluate((k) => window.app.messages.length >= k, n), 20_000);
+      const app = await p.evaluate(() => window.app);
+      assert.deepEqual(app.messages, want, `tab ${i}: every message once, in order`);
+      assert.deepEqual(app.resyncs, [], `tab ${i}: no resync`);
+    }
+    await until("one socket for the user", async () => (await sockets(user)) === 1, 15_000);
+  } finally {
+    await context.close();
+  }
+});
