@@ -130,3 +130,19 @@ export function resock_promise() {
   r[0] = p;
   return r;
 }
+
+// The page's online, offline and visibilitychange listeners (src/web/lifecycle.rs): `report` gets
+// 0 online, 1 offline, 2 the page became visible. Returns the function that removes them. None
+// without a page (a worker).
+export function resock_lifecycle(report) {
+  if (typeof window == "undefined" || typeof document == "undefined") return () => {};
+  const on = [
+    [window, "online", () => report(0)],
+    [window, "offline", () => report(1)],
+    [document, "visibilitychange", () => document.visibilityState == "visible" && report(2)],
+  ];
+  for (const [target, name, f] of on) target.addEventListener(name, f);
+  return () => {
+    for (const [target, name, f] of on) target.removeEventListener(name, f);
+  };
+}
