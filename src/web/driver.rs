@@ -6,17 +6,16 @@ use std::rc::{Rc, Weak};
 #[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Function, Object, Set};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::spawn_local;
 
 use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
 use super::parse::{parse, resock_emit, set};
 use super::share::{decode, FromTab, Relay, Tabs};
-use super::socket::{Socket, SocketEvent};
+use super::socket::{Socket, SocketEvent, Timer};
 use super::sse::SseStream;
 use crate::core::share::{Role, ShareInput};
 use crate::core::types::EVENT_NAMES;
@@ -91,7 +90,7 @@ pub struct Driver {
     opts: Options,
     socket: Option<Counted<Socket>>,
     socket_url: Option<(u32, String)>,
-    timer: Option<Counted<Timeout>>,
+    timer: Option<Counted<Timer>>,
     lifecycle: Option<Counted<Lifecycle>>,
     /// Sharing: the lock and channel, and a follower's relay (its socket).
     tabs: Option<Counted<Tabs>>,
@@ -127,13 +126,43 @@ fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Drops a browser resource after the current handler returns (it may be that handler's own).
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_later(exports: &JsValue);
+}
+
+thread_local! {
+    /// Browser resources to drop once the current handler has returned ([`defer_drop`]).
+    static DOOMED: RefCell<Vec<Box<dyn core::any::Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drops a browser resource after the current handler returns (it may be that handler's own):
+/// in a microtask (`queueMicrotask` of [`__resock_drop`], queued when the list was empty).
 fn defer_drop<T: 'static>(t: T) {
     defer_drop_boxed(Box::new(t));
 }
 
 fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
-    spawn_local(async move { drop(t) });
+    // If the list cannot be borrowed (never: it is only borrowed here and to be emptied), `t`
+    // is dropped at once.
+    let first = DOOMED.try_with(|d| {
+        d.try_borrow_mut().ok().map(|mut d| {
+            d.push(t);
+            d.len() == 1
+        })
+    });
+    if first.ok().flatten() == Some(true) {
+        resock_later(&wasm_bindgen::exports());
+    }
+}
+
+/// Drops what [`defer_drop`] kept (called by `fast.js` in a microtask). Not API.
+#[doc(hidden)]
+#[wasm_bindgen(skip_typescript)]
+pub fn __resock_drop() {
+    // Taken out first: a drop that defers another drop queues a new microtask.
+    let doomed = DOOMED.try_with(|d| d.try_borrow_mut().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default());
+    drop(doomed);
 }
 
 impl Driver {
@@ -267,8 +296,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         Action::FetchCredentials { attempt } => {
             let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
             let weak = Rc::downgrade(shared);
-            spawn_local(async move {
-                let result = socket_url(&opts).await;
+            // Called with no borrow held: a token provider may call the client.
+            socket_url(&opts, move |result| {
                 let Some(shared) = weak.upgrade() else { return };
                 let input = match result {
                     Ok(url) => {
@@ -368,10 +397,10 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         }
         Action::Schedule(at) => {
             let timer = at.map(|at| {
-                // gloo passes the delay on as an i32: clamp there, or a long one fires at once.
-                let delay = u32::try_from(at.saturating_sub(now()).min(i32::MAX as u64)).unwrap_or(0);
+                // setTimeout takes an i32: clamp there, or a long one fires at once.
+                let delay = i32::try_from(at.saturating_sub(now())).unwrap_or(i32::MAX);
                 let weak = Rc::downgrade(shared);
-                Counted::new(Timeout::new(delay, move || {
+                Counted::new(Timer::new(delay, move || {
                     if let Some(shared) = weak.upgrade() {
                         dispatch(&shared, Input::Tick);
                     }

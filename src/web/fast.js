@@ -189,3 +189,73 @@ export function resock_sse_close(h) {
   h.ended = true;
   h.ctl.abort();
 }
+
+// One attempt's credentials and the socket URL with them (src/web/credentials.rs): the token (a
+// provider function is called, and awaited when it returns a promise); then, with a ticket URL, a
+// fresh ticket (a POST with the token as a bearer, answered with JSON {ticket}) in the URL's
+// query as `ticket`, or else the token, if any, as `token`. Calls `done` once, always after a
+// microtask: with {url}, or {status} (the ticket URL answered with a status that is not a 2xx),
+// or {message} (what else went wrong).
+export async function resock_credentials(url, token, ticketUrl, done) {
+  const withQuery = (key, value) => url + (url.includes("?") ? "&" : "?") + key + "=" + encodeURIComponent(value);
+  let why = "the token provider threw: ";
+  let got;
+  try {
+    got = await (async () => {
+      if (typeof token == "function") {
+        token = token();
+        if (token instanceof Promise) {
+          why = "the token provider rejected: ";
+          token = await token;
+        }
+        if (token != null && typeof token != "string") return { message: "the token provider must return a string" };
+      }
+      if (ticketUrl === undefined) return { url: token == null ? url : withQuery("token", token) };
+      why = "the ticket request failed: ";
+      const init = { method: "POST" };
+      if (token != null) init.headers = { authorization: "Bearer " + token };
+      const r = await fetch(ticketUrl, init);
+      if (!r.ok) return { status: r.status };
+      why = "";
+      const ticket = (await r.json())?.ticket;
+      return typeof ticket == "string"
+        ? { url: withQuery("ticket", ticket) }
+        : { message: "the ticket URL's answer has no string `ticket`" };
+    })();
+  } catch (e) {
+    got = { message: why ? why + ((typeof e == "string" ? e : e?.message) ?? "unknown error") : "the ticket URL did not answer JSON" };
+  }
+  done(got);
+}
+
+// Calls wasm's `__resock_drop` in a microtask: browser resources are dropped there, after the
+// handler that let them go has returned (src/web/driver.rs `defer_drop`).
+export function resock_later(exports) {
+  queueMicrotask(exports.__resock_drop);
+}
+
+// A new promise with its resolve and reject functions: [promise, resolve, reject] (a promise of
+// `send({ack})`, `join`, `leave` or `request`; src/bindings.rs). Made here so that no wasm
+// closure is needed for the executor.
+export function resock_promise() {
+  let r;
+  const p = new Promise((resolve, reject) => (r = [, resolve, reject]));
+  r[0] = p;
+  return r;
+}
+
+// The page's online, offline and visibilitychange listeners (src/web/lifecycle.rs): `report` gets
+// 0 online, 1 offline, 2 the page became visible. Returns the function that removes them. None
+// without a page (a worker).
+export function resock_lifecycle(report) {
+  if (typeof window == "undefined" || typeof document == "undefined") return () => {};
+  const on = [
+    [window, "online", () => report(0)],
+    [window, "offline", () => report(1)],
+    [document, "visibilitychange", () => document.visibilityState == "visible" && report(2)],
+  ];
+  for (const [target, name, f] of on) target.addEventListener(name, f);
+  return () => {
+    for (const [target, name, f] of on) target.removeEventListener(name, f);
+  };
+}

@@ -149,3 +149,32 @@ impl Drop for Socket {
         }
     }
 }
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Handler, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// One `setTimeout`, cleared when dropped. Its callback is a [`Handler`], the sockets' closure
+/// type: one closure type less in the package than gloo-timers' `Timeout` (docs/SIZE.md).
+pub struct Timer {
+    id: JsValue,
+    _f: Handler,
+}
+
+impl Timer {
+    pub fn new(ms: i32, f: impl FnMut() + 'static) -> Timer {
+        let mut f = f;
+        let f = Handler::new(move |_| f());
+        Timer { id: set_timeout(&f, ms), _f: f }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        clear_timeout(&self.id);
+    }
+}
