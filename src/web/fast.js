@@ -123,7 +123,9 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
       ready();
     }
     const m = { type, payload };
-    if (id) m.seq = Number(id);
+    // A message's `id:` is its seq (a welcome's or resumed's is the seq it covers: for an
+    // EventSource's own reconnection, which this reader does not do).
+    if (id && type !== "welcome" && type !== "resumed") m.seq = Number(id);
     h.frame(JSON.stringify(m));
   };
   fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
