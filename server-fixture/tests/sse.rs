@@ -426,3 +426,20 @@ async fn the_server_ends_a_session_with_a_close_event_and_a_plain_stream_silentl
     fx.notify(&svc, "alice", "n").await;
     assert_eq!(plain.expect("new_notification").await.seq(), 1);
 }
+
+#[tokio::test]
+async fn a_session_gets_its_welcome_even_with_no_welcome_and_its_room_limit() {
+    let fx = Fx::start(&["--no-welcome", "--max-rooms-per-connection", "1"]).await;
+    let (_sse, welcome) = Sse::session(&fx, "alice", None).await;
+    let s = session_of(&welcome);
+    let join = |room: &str| json!({"type": "join", "id": room, "payload": {"room": room}}).to_string();
+    assert_eq!(post_frame(&fx, &s, join("a")).await.1["type"], "joined");
+    assert_eq!(post_frame(&fx, &s, join("a")).await.1["type"], "joined", "joined again: not counted");
+    let (status, reply) = post_frame(&fx, &s, join("b")).await;
+    assert_eq!((status, reply["id"].as_str(), reply["payload"]["code"].as_str()), (200, Some("b"), Some("room_limit")));
+    // A socket of the same server still gets no welcome.
+    let ticket = fx.ticket("bob").await;
+    let mut ws = Ws::connect(&fx.ws_url(&format!("/ws?ticket={ticket}"))).await.unwrap();
+    ws.send(json!({"type": "ping", "id": "first"})).await;
+    assert_eq!(ws.expect_any().await["type"], "pong");
+}
