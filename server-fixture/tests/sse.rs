@@ -443,3 +443,18 @@ async fn a_session_gets_its_welcome_even_with_no_welcome_and_its_room_limit() {
     ws.send(json!({"type": "ping", "id": "first"})).await;
     assert_eq!(ws.expect_any().await["type"], "pong");
 }
+
+#[tokio::test]
+async fn shutdown_ends_a_session_with_close_1001() {
+    let fx = Fx::start(&[]).await;
+    let (mut sse, _) = Sse::session(&fx, "alice", None).await;
+    let Fx { server, .. } = fx;
+    let stopping = tokio::spawn(server.shutdown());
+    let end = sse.until_end().await;
+    assert_eq!(end.len(), 1, "{end:?}");
+    assert_eq!(
+        (end[0].event.as_str(), &end[0].data),
+        ("close", &json!({"code": 1001, "reason": "Server shutting down"}))
+    );
+    tokio::time::timeout(WAIT, stopping).await.expect("stops in time").unwrap();
+}
