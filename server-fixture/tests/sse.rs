@@ -52,7 +52,8 @@ async fn a_session_welcomes_and_resumes_across_a_cut_without_gap_or_duplicate() 
     assert_eq!((again["epoch"].as_str(), again["seq"].as_u64()), (Some(epoch.as_str()), Some(5)));
     assert_ne!(session_of(&again), session_of(&welcome), "a new session");
     assert_eq!([sse.expect("new_notification").await.seq(), sse.expect("new_notification").await.seq()], [4, 5]);
-    assert_eq!(sse.expect("resumed").await.data, json!({"replayed": 2, "complete": true}));
+    let resumed = sse.expect("resumed").await;
+    assert_eq!((resumed.id.as_str(), &resumed.data), ("5", &json!({"replayed": 2, "complete": true})));
     fx.notify(&svc, "alice", "n6").await;
     assert_eq!(sse.expect("new_notification").await.seq(), 6);
 
@@ -60,6 +61,13 @@ async fn a_session_welcomes_and_resumes_across_a_cut_without_gap_or_duplicate() 
     let (mut up_to_date, w) = Sse::session(&fx, "alice", Some((&epoch, 6))).await;
     assert_eq!(w["seq"], 6);
     assert_eq!(up_to_date.expect("resumed").await.data, json!({"replayed": 0, "complete": true}));
+
+    // No resume: the welcome's id is its seq, so that an EventSource that reconnects by itself
+    // before any message sends it as Last-Event-ID (and misses nothing).
+    let token = fx.token("alice").await;
+    let mut fresh = Sse::new(Sse::open(&fx, &format!("token={token}&epoch={epoch}"), None).await);
+    let w = fresh.expect("welcome").await;
+    assert_eq!((w.id.as_str(), w.data["seq"].as_u64()), ("6", Some(6)));
 }
 
 #[tokio::test]
