@@ -634,7 +634,7 @@ fn send_locked(st: &mut State, id: ConnId, out: Out) -> bool {
 
 /// The WebSocket connections (every connection but the SSE streams).
 fn ws_count(st: &State) -> usize {
-    st.conns.len() - st.sse_total
+    st.conns.len().saturating_sub(st.sse_total)
 }
 
 fn remove_conn(st: &mut State, id: ConnId, kill: Option<Kill>) {
@@ -686,6 +686,41 @@ fn presence_locked(st: &mut State, room: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_streams_are_counted_apart_from_sockets() {
+        let hub = Hub::new(Limits {
+            max_connections: 1,
+            max_connections_per_user: 1,
+            single_connection_per_user: true,
+            max_rooms_per_connection: 4,
+            send_queue: 4,
+            max_sse_per_user: 2,
+            max_sse: 3,
+            heartbeat_ms: 1000,
+            send_welcome: false,
+        });
+        let ws = hub.register("a").unwrap();
+        let session = hub.register_sse("a", true).unwrap();
+        let _plain = hub.register_sse("a", false).unwrap();
+        assert_eq!(hub.register_sse("a", true).err(), Some(SseRefused::PerUser));
+        assert!(matches!(hub.register("b"), Err(RegisterError::TooMany(_))), "the socket cap counts sockets");
+        let t = hub.totals();
+        assert_eq!((t.connections, t.sse_subscribers), (1, 2));
+        assert_eq!(hub.stats().users["a"].sse, 2);
+        hub.join(ws.id, "r").unwrap();
+        assert_eq!(hub.join(session.id, "r").unwrap().members, 2, "a session is a member like a socket");
+        assert_eq!(hub.deliver_all(&Arc::from("{}"), None), 2, "the socket and the session, not the plain stream");
+        // A new socket of the user replaces the old one, not its SSE streams.
+        let ws2 = hub.register("a").unwrap();
+        assert!(!hub.is_open(ws.id) && hub.is_open(ws2.id) && hub.is_open(session.id));
+        hub.end(session.id, Kill::Cut);
+        assert_eq!((hub.totals().sse_subscribers, hub.has_room("r")), (1, false));
+        assert_eq!(hub.drop_connections(Some("a"), Duration::ZERO, Kill::Cut), 1, "sockets only are counted");
+        let t = hub.totals();
+        assert_eq!((t.connections, t.sse_subscribers), (0, 0));
+        assert!(!hub.has_user("a"));
+    }
 
     #[test]
     fn a_stream_item_reads_back() {

@@ -270,14 +270,22 @@ impl Order {
             _ => return Ok(()),
         };
         let mut payload = obj.remove("payload").unwrap_or_else(|| Value::Object(Default::default()));
+        let mut event = Event::default();
+        // `welcome` (unless a replay follows) and `resumed` carry the last seq they cover as their
+        // id, so that an EventSource's own Last-Event-ID is always the last seq the client has.
         if kind == "welcome" {
             self.last_sent = payload["seq"].as_u64().unwrap_or(0);
             if let Value::Object(p) = &mut payload {
                 p.insert("session".into(), secret.into());
                 p.insert("heartbeat_ms".into(), self.heartbeat_ms.into());
             }
+            if self.resuming.is_none() {
+                event = event.id(self.last_sent.to_string());
+            }
+        } else if kind == "resumed" {
+            event = event.id(self.last_sent.to_string());
         }
-        self.ready.push_back(Event::default().event(&kind).data(payload.to_string()));
+        self.ready.push_back(event.event(&kind).data(payload.to_string()));
         if kind == "resumed" {
             for item in self.resuming.take().unwrap_or_default() {
                 if item.seq > self.last_sent {
@@ -407,7 +415,7 @@ mod tests {
         o.take(Out::Text(item(14))).unwrap();
         let want: Vec<String> = std::iter::once("welcome".to_owned())
             .chain((6..=12).map(|s| format!("task_update{s}")))
-            .chain(std::iter::once("resumed".to_owned()))
+            .chain(std::iter::once("resumed12".to_owned()))
             .chain((13..=14).map(|s| format!("task_update{s}")))
             .collect();
         assert_eq!(sent(&mut o), want);
@@ -419,10 +427,10 @@ mod tests {
         let mut o = order(true);
         o.take(welcome(10)).unwrap();
         o.take(Out::Text(item(11))).unwrap();
-        assert_eq!(sent(&mut o), ["welcome"], "held until the replay's end");
+        assert_eq!(sent(&mut o), ["welcome"], "held until the replay's end; no id: the replay follows");
         o.take(resume_batch(&[], false)).unwrap();
         o.take(Out::Text(item(12))).unwrap();
-        assert_eq!(sent(&mut o), ["resumed", "task_update11", "task_update12"]);
+        assert_eq!(sent(&mut o), ["resumed10", "task_update11", "task_update12"], "resumed: the welcome's seq");
     }
 
     #[test]
@@ -430,6 +438,7 @@ mod tests {
         let mut o = order(false);
         o.take(welcome(3)).unwrap();
         let text = o.ready.pop_front().unwrap().to_string();
+        assert!(text.lines().any(|l| l == "id:3"), "no replay follows: the welcome's seq is the id: {text}");
         let data: Value = serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data:")).unwrap()).unwrap();
         assert_eq!(
             (data["session"].as_str(), data["heartbeat_ms"].as_u64(), data["seq"].as_u64()),

@@ -374,8 +374,16 @@ async fn an_sse_session_works_across_instances_and_resumes_on_another() {
     assert_eq!(again.expect("resumed").await.data, json!({"replayed": 1, "complete": true}));
     drop(again);
 
+    let (mut old, _) = Sse::session(&fx[1], "alice", Some((&epoch, 2))).await;
+    assert_eq!(old.expect("resumed").await.data["complete"], true);
     assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
     let (mut reset, w) = Sse::session(&fx[0], "alice", Some((&epoch, 2))).await;
     assert_ne!(w["epoch"].as_str(), Some(epoch.as_str()), "the data is gone: a new epoch");
     assert_eq!(reset.expect("resumed").await.data, json!({"replayed": 0, "complete": false}));
+    // The first message of the new epoch ends the session welcomed in the old one, as a socket.
+    fx[0].notify(&service, "alice", "new").await;
+    assert_eq!(reset.expect("new_notification").await.seq(), 1);
+    let end = old.until_end().await;
+    let close = json!({"code": 1012, "reason": "Stream reset: reconnect and resume"});
+    assert_eq!(end.iter().map(|e| (e.event.as_str(), &e.data)).collect::<Vec<_>>(), [("close", &close)]);
 }

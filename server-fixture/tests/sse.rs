@@ -52,7 +52,8 @@ async fn a_session_welcomes_and_resumes_across_a_cut_without_gap_or_duplicate() 
     assert_eq!((again["epoch"].as_str(), again["seq"].as_u64()), (Some(epoch.as_str()), Some(5)));
     assert_ne!(session_of(&again), session_of(&welcome), "a new session");
     assert_eq!([sse.expect("new_notification").await.seq(), sse.expect("new_notification").await.seq()], [4, 5]);
-    assert_eq!(sse.expect("resumed").await.data, json!({"replayed": 2, "complete": true}));
+    let resumed = sse.expect("resumed").await;
+    assert_eq!((resumed.id.as_str(), &resumed.data), ("5", &json!({"replayed": 2, "complete": true})));
     fx.notify(&svc, "alice", "n6").await;
     assert_eq!(sse.expect("new_notification").await.seq(), 6);
 
@@ -60,6 +61,13 @@ async fn a_session_welcomes_and_resumes_across_a_cut_without_gap_or_duplicate() 
     let (mut up_to_date, w) = Sse::session(&fx, "alice", Some((&epoch, 6))).await;
     assert_eq!(w["seq"], 6);
     assert_eq!(up_to_date.expect("resumed").await.data, json!({"replayed": 0, "complete": true}));
+
+    // No resume: the welcome's id is its seq, so that an EventSource that reconnects by itself
+    // before any message sends it as Last-Event-ID (and misses nothing).
+    let token = fx.token("alice").await;
+    let mut fresh = Sse::new(Sse::open(&fx, &format!("token={token}&epoch={epoch}"), None).await);
+    let w = fresh.expect("welcome").await;
+    assert_eq!((w.id.as_str(), w.data["seq"].as_u64()), ("6", Some(6)));
 }
 
 #[tokio::test]
@@ -425,4 +433,36 @@ async fn the_server_ends_a_session_with_a_close_event_and_a_plain_stream_silentl
     fx.post_json("/api/broadcast", Some(&svc), json!({"type": "deploy"})).await;
     fx.notify(&svc, "alice", "n").await;
     assert_eq!(plain.expect("new_notification").await.seq(), 1);
+}
+
+#[tokio::test]
+async fn a_session_gets_its_welcome_even_with_no_welcome_and_its_room_limit() {
+    let fx = Fx::start(&["--no-welcome", "--max-rooms-per-connection", "1"]).await;
+    let (_sse, welcome) = Sse::session(&fx, "alice", None).await;
+    let s = session_of(&welcome);
+    let join = |room: &str| json!({"type": "join", "id": room, "payload": {"room": room}}).to_string();
+    assert_eq!(post_frame(&fx, &s, join("a")).await.1["type"], "joined");
+    assert_eq!(post_frame(&fx, &s, join("a")).await.1["type"], "joined", "joined again: not counted");
+    let (status, reply) = post_frame(&fx, &s, join("b")).await;
+    assert_eq!((status, reply["id"].as_str(), reply["payload"]["code"].as_str()), (200, Some("b"), Some("room_limit")));
+    // A socket of the same server still gets no welcome.
+    let ticket = fx.ticket("bob").await;
+    let mut ws = Ws::connect(&fx.ws_url(&format!("/ws?ticket={ticket}"))).await.unwrap();
+    ws.send(json!({"type": "ping", "id": "first"})).await;
+    assert_eq!(ws.expect_any().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_session_with_close_1001() {
+    let fx = Fx::start(&[]).await;
+    let (mut sse, _) = Sse::session(&fx, "alice", None).await;
+    let Fx { server, .. } = fx;
+    let stopping = tokio::spawn(server.shutdown());
+    let end = sse.until_end().await;
+    assert_eq!(end.len(), 1, "{end:?}");
+    assert_eq!(
+        (end[0].event.as_str(), &end[0].data),
+        ("close", &json!({"code": 1001, "reason": "Server shutting down"}))
+    );
+    tokio::time::timeout(WAIT, stopping).await.expect("stops in time").unwrap();
 }
