@@ -37,6 +37,11 @@ pub const ALIVE_EVERY_MS: u64 = 250;
 /// A follower that heard no leader this long (plus up to [`STEAL_JITTER_MS`]) takes the lock.
 pub const LEADER_SILENT_MS: u64 = 1_000;
 pub const STEAL_JITTER_MS: u64 = 500;
+/// A follower with an open relay says `Here` this often; the leader forgets a follower it has
+/// not heard for [`FOLLOWER_SILENT_MS`] (a tab closed or crashed: nothing else says so) and
+/// leaves the rooms only it wanted.
+pub const HERE_EVERY_MS: u64 = 1_000;
+pub const FOLLOWER_SILENT_MS: u64 = 3_500;
 /// A follower's relay waits this long for the leader's `Welcome` before trying again.
 pub const RELAY_TIMEOUT_MS: u64 = 2_000;
 /// The close reason of a socket given up because another tab leads now.
@@ -82,6 +87,11 @@ pub enum Peer {
     Closed { from: TabId },
     /// A tab is going away (closed, or its page hidden for good).
     Bye { from: TabId },
+    /// A follower's relay is open and its tab alive.
+    Here { from: TabId },
+    /// The leader does not know `to` (forgotten after a silence, a frozen tab say): its relay
+    /// must open again (and re-join its rooms).
+    Forget { from: TabId, to: TabId },
 }
 
 /// What the shell reports about the lock and the channel.
@@ -91,6 +101,13 @@ pub enum ShareInput {
     /// The lock was taken from this tab (stolen by a follower that thought it frozen).
     LockLost,
     Peer(Peer),
+}
+
+/// A follower as its leader knows it.
+#[derive(Debug, Default)]
+struct Follower {
+    rooms: Rooms,
+    heard: u64,
 }
 
 /// A tab's sharing state.
@@ -106,12 +123,13 @@ pub struct Share {
     steal_after: u64,
     /// Follower: a steal was asked for and not granted yet.
     stealing: bool,
-    /// Leader: when to say `Alive` next.
+    /// Leader: when to say `Alive` next; follower: when to say `Here`.
     alive_at: u64,
     /// Leader: what the server's welcome said, with the highest seq seen since.
     welcomed: Option<Welcomed>,
-    /// Leader: the rooms each follower wants (from the joins and leaves it sent up).
-    tabs: VecMap<TabId, Rooms>,
+    /// Leader: the followers, with the rooms each wants (from the joins and leaves it sent up)
+    /// and when it was last heard.
+    tabs: VecMap<TabId, Follower>,
 }
 
 impl Share {
@@ -131,14 +149,14 @@ impl Share {
 
     /// Another tab (a follower) wants `room`.
     fn others_want(&self, room: &str) -> bool {
-        self.tabs.iter().any(|(_, rooms)| rooms.contains(room))
+        self.tabs.values().any(|t| t.rooms.contains(room))
     }
 
-    /// The leader's next wake-up, or the follower's steal time.
+    /// The leader's next wake-up; the follower's next `Here`, or its steal time.
     pub(super) fn next_deadline(&self) -> u64 {
         match self.role {
             Role::Leader => self.alive_at,
-            Role::Follower => self.heard_at.saturating_add(self.steal_after),
+            Role::Follower => self.heard_at.saturating_add(self.steal_after).min(self.alive_at),
         }
     }
 }
@@ -214,24 +232,60 @@ impl<P: Clone> Machine<P> {
         matches!(&self.share, Some(s) if s.role == Role::Leader && s.others_want(room))
     }
 
-    /// Everything due at `now`: the leader's `Alive`, a follower's steal.
+    /// Everything due at `now`: the leader's `Alive` (and followers silent too long forgotten), a
+    /// follower's `Here`, and its steal.
     pub(super) fn share_clock(&mut self, now: u64) {
         let open = self.relays_ready();
+        let idle = self.state == State::Idle;
         let Some(s) = &mut self.share else { return };
-        if self.state == State::Idle {
+        if idle {
             return;
         }
+        let mut posts = alloc::vec::Vec::new();
+        let mut silent = alloc::vec::Vec::new();
+        let mut steal = false;
         match s.role {
             Role::Leader if now >= s.alive_at => {
                 s.alive_at = now.saturating_add(ALIVE_EVERY_MS);
-                let alive = Peer::Alive { from: s.me, open };
-                self.push(Action::Post(alive));
+                posts.push(Peer::Alive { from: s.me, open });
+                silent.extend(
+                    s.tabs.iter().filter(|(_, t)| now > t.heard.saturating_add(FOLLOWER_SILENT_MS)).map(|(id, _)| *id),
+                );
             }
-            Role::Follower if !s.stealing && now >= s.heard_at.saturating_add(s.steal_after) => {
-                s.stealing = true;
-                self.push(Action::StealLock);
+            Role::Follower => {
+                if !s.stealing && now >= s.heard_at.saturating_add(s.steal_after) {
+                    s.stealing = true;
+                    steal = true;
+                }
+                if now >= s.alive_at {
+                    s.alive_at = now.saturating_add(HERE_EVERY_MS);
+                    if s.relay_leader.is_some() {
+                        posts.push(Peer::Here { from: s.me });
+                    }
+                }
             }
             _ => {}
+        }
+        for peer in posts {
+            self.push(Action::Post(peer));
+        }
+        if steal {
+            self.push(Action::StealLock);
+        }
+        for tab in silent {
+            self.forget_tab(tab);
+        }
+    }
+
+    /// The leader forgets a follower (gone, or silent too long): the rooms only it wanted are left.
+    fn forget_tab(&mut self, tab: TabId) {
+        let Some(s) = &mut self.share else { return };
+        let rooms = s.tabs.remove(&tab).map(|t| t.rooms).unwrap_or_default();
+        for room in rooms.iter() {
+            if !self.rooms.contains(room) && !self.share_keeps_room(room) && self.phase.is_open() {
+                let id = self.next_id();
+                self.push(Action::Send(frames::leave(&id, room)));
+            }
         }
     }
 
@@ -324,7 +378,7 @@ impl<P: Clone> Machine<P> {
                 }
             }
             Peer::Hello { from } if leader && ready => {
-                s.tabs.insert(from, Rooms::default());
+                s.tabs.insert(from, Follower { rooms: Rooms::default(), heard: now });
                 let welcome = Peer::Welcome { from: s.me, to: from, welcome: s.welcomed.clone() };
                 self.push(Action::Post(welcome));
             }
@@ -334,25 +388,30 @@ impl<P: Clone> Machine<P> {
                     return; // a second answer to a hello sent twice
                 }
                 s.relay_leader = Some(from);
+                s.alive_at = now.saturating_add(HERE_EVERY_MS);
                 self.on_open(now);
                 if let Some(w) = welcome {
                     self.on_welcome(now, w.heartbeat_ms, &w.epoch, w.seq);
                 }
             }
             Peer::Up { from, text, kind, room, id } if leader && self.phase.is_open() => {
-                self.on_up(from, text, &kind, room, id);
+                self.on_up(now, from, text, &kind, room, id);
             }
             Peer::Closed { from } if !leader && s.relay_leader == Some(from) && self.phase.has_socket() => {
                 self.relay_lost(now);
             }
-            Peer::Bye { from } if leader => {
-                let rooms = s.tabs.remove(&from).unwrap_or_default();
-                for room in rooms.iter() {
-                    if !self.rooms.contains(room) && !self.share_keeps_room(room) && self.phase.is_open() {
-                        let id = self.next_id();
-                        self.push(Action::Send(frames::leave(&id, room)));
-                    }
+            Peer::Bye { from } if leader => self.forget_tab(from),
+            Peer::Here { from } if leader && self.phase.is_open() => match s.tabs.get_mut(&from) {
+                Some(t) => t.heard = now,
+                None => {
+                    let forget = Peer::Forget { from: s.me, to: from };
+                    self.push(Action::Post(forget));
                 }
+            },
+            Peer::Forget { from, to }
+                if !leader && to == s.me && s.relay_leader == Some(from) && self.phase.has_socket() =>
+            {
+                self.relay_lost(now);
             }
             _ => {}
         }
@@ -373,25 +432,22 @@ impl<P: Clone> Machine<P> {
     /// A frame a follower sends up: the leader writes it on its socket, except what it answers
     /// itself (a `leave` of a room another tab wants) or drops (a `pong`: the leader answers
     /// the server's pings).
-    fn on_up(&mut self, from: TabId, text: String, kind: &str, room: Option<String>, id: Option<String>) {
+    fn on_up(&mut self, now: u64, from: TabId, text: String, kind: &str, room: Option<String>, id: Option<String>) {
         let Some(s) = &mut self.share else { return };
+        let Some(tab) = s.tabs.get_mut(&from) else {
+            // Not (or no longer) known here: its relay opens again, and its frames go then.
+            let forget = Peer::Forget { from: s.me, to: from };
+            self.push(Action::Post(forget));
+            return;
+        };
+        tab.heard = now;
         match (kind, room) {
             ("pong", _) => return,
             ("join", Some(room)) => {
-                let rooms = match s.tabs.get_mut(&from) {
-                    Some(rooms) => rooms,
-                    None => {
-                        s.tabs.insert(from, Rooms::default());
-                        let Some(rooms) = s.tabs.get_mut(&from) else { return };
-                        rooms
-                    }
-                };
-                rooms.want(&room);
+                tab.rooms.want(&room);
             }
             ("leave", Some(room)) => {
-                if let Some(rooms) = s.tabs.get_mut(&from) {
-                    rooms.unwant(&room);
-                }
+                tab.rooms.unwant(&room);
                 if self.rooms.contains(&room) || s.others_want(&room) {
                     let me = s.me;
                     if let Some(id) = id {

@@ -45,6 +45,8 @@ struct Tab {
 struct Server {
     last: u64,
     history: Vec<String>,
+    /// The rooms the sockets joined and left, in order (`+room`, `-room`).
+    rooms: Vec<String>,
 }
 
 struct Sim {
@@ -161,8 +163,14 @@ impl Sim {
                 out.extend(replay);
                 out.push(reply("resumed", json!({"replayed": n, "complete": true})));
             }
-            "join" => out.push(reply("joined", json!({"room": v["payload"]["room"], "members": 1}))),
-            "leave" => out.push(reply("left", json!({"room": v["payload"]["room"]}))),
+            "join" => {
+                self.server.rooms.push(format!("+{}", v["payload"]["room"].as_str().unwrap_or("")));
+                out.push(reply("joined", json!({"room": v["payload"]["room"], "members": 1})));
+            }
+            "leave" => {
+                self.server.rooms.push(format!("-{}", v["payload"]["room"].as_str().unwrap_or("")));
+                out.push(reply("left", json!({"room": v["payload"]["room"]})));
+            }
             "ping" => out.push(reply("pong", json!({}))),
             "pong" => {}
             _ if id.is_string() => out.push(reply("ack", json!({}))),
@@ -440,4 +448,43 @@ fn a_leader_closed_mid_stream_hands_over_without_a_gap() {
         ops.push(Op::Close(round));
     }
     run(ops, 42).unwrap();
+}
+
+impl Sim {
+    /// Every tab handles what waits for it, and time passes, `rounds` times.
+    fn run_for(&mut self, rounds: usize, ms: u64) {
+        for _ in 0..rounds {
+            for i in 0..self.tabs.len() {
+                while self.tabs[i].as_ref().is_some_and(|t| t.running && !t.inbox.is_empty()) {
+                    self.step(i);
+                }
+            }
+            self.advance(ms);
+        }
+    }
+}
+
+#[test]
+fn rooms_are_counted_across_tabs_and_a_crashed_followers_rooms_are_left() {
+    let mut sim = Sim::new(9);
+    for _ in 0..3 {
+        sim.open_tab();
+    }
+    sim.run_for(20, 100);
+    let leader = (0..3).find(|&i| sim.tabs[i].as_ref().unwrap().m.role() == Some(Role::Leader)).unwrap();
+    let [a, b] = [(leader + 1) % 3, (leader + 2) % 3];
+    for (tab, id) in [(a, "j1"), (b, "j2")] {
+        sim.feed(tab, Input::Join { room: "both".into(), id: id.into() });
+    }
+    sim.feed(a, Input::Join { room: "only-a".into(), id: "j3".into() });
+    sim.run_for(10, 100);
+    assert_eq!(sim.server.rooms, ["+both", "+both", "+only-a"]);
+    // Left in one tab: still joined for the other, answered by the leader.
+    sim.feed(b, Input::Leave { room: "both".into(), id: "l1".into() });
+    sim.run_for(10, 100);
+    assert_eq!(sim.server.rooms.len(), 3, "no leave reached the server: {:?}", sim.server.rooms);
+    // The tab with both rooms crashes: the leader hears nothing from it and leaves them.
+    sim.crash(a);
+    sim.run_for(50, 100);
+    assert_eq!(sim.server.rooms[3..], ["-both".to_string(), "-only-a".to_string()]);
 }

@@ -224,6 +224,11 @@ mod tests {
     }
 
     #[test]
+    fn transports_are_named_as_the_js_api_says() {
+        assert_eq!([Transport::WebSocket.as_str(), Transport::Sse.as_str()], ["websocket", "sse"]);
+    }
+
+    #[test]
     fn without_the_option_cuts_never_switch() {
         let mut s = Sim::new(Config::default());
         s.feed(Input::Connect);

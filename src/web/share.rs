@@ -123,6 +123,8 @@ fn encode(peer: &Peer) -> Array {
         Peer::Down { from, text } => Array::of3(&s("d"), &tab(*from), &s(text)),
         Peer::Closed { from } => Array::of2(&s("c"), &tab(*from)),
         Peer::Bye { from } => Array::of2(&s("b"), &tab(*from)),
+        Peer::Here { from } => Array::of2(&s("p"), &tab(*from)),
+        Peer::Forget { from, to } => Array::of3(&s("f"), &tab(*from), &tab(*to)),
     }
 }
 
@@ -150,6 +152,8 @@ pub fn decode(msg: &JsValue) -> Option<FromTab> {
         "u" => Peer::Up { from, text: str_at(2)?, kind: str_at(3).unwrap_or_default(), room: str_at(4), id: str_at(5) },
         "c" => Peer::Closed { from },
         "b" => Peer::Bye { from },
+        "p" => Peer::Here { from },
+        "f" => Peer::Forget { from, to: num(a.get(2))? },
         _ => return None,
     };
     Some(FromTab::Peer(peer))
