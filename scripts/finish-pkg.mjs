@@ -32,12 +32,12 @@ js = replaceOnce(
   "Client constructor",
 );
 js += `
-// resock (scripts/finish-pkg.mjs): url and ticketUrl resolved against the page (relative, //host),
+// resock (scripts/finish-pkg.mjs): url, ticketUrl and sseUrl resolved against the page (relative, //host),
 // and an http(s) socket URL made ws(s); without a page they go to the checks as given.
 function pageUrls(o) {
     const r = (u) => { try { return new URL(u, location.href).href; } catch { return u; } };
     return o && typeof o.url == "string" && typeof location != "undefined"
-        ? { ...o, url: r(o.url).replace(/^http/, "ws"), ticketUrl: o.ticketUrl && r(o.ticketUrl) }
+        ? { ...o, url: r(o.url).replace(/^http/, "ws"), ticketUrl: o.ticketUrl && r(o.ticketUrl), sseUrl: o.sseUrl && r(o.sseUrl) }
         : o;
 }
 // A clear Error for a method called on a freed Client; free() twice is a no-op.

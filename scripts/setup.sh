@@ -56,6 +56,16 @@ browser() {
     step "rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown
   fi
+  # The npm package's wasm is built with nightly Rust and std rebuilt from source
+  # (scripts/build-pkg.sh says why); everything else stays on stable.
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    step "rustup toolchain install nightly --profile minimal (for the package build)"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if [ ! -f "$(rustup run nightly rustc --print sysroot)/lib/rustlib/src/rust/library/Cargo.lock" ]; then
+    step "rustup component add rust-src --toolchain nightly (std's sources, for -Zbuild-std)"
+    rustup component add rust-src --toolchain nightly
+  fi
   if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
     step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 3 minutes)"
     # no --locked: the registry mirror lacks one locked dependency version

@@ -21,10 +21,14 @@ wasm-opt -O --converge -g "$dir/resock_bg.wasm" -o "$dir/named.wasm" \
   --enable-multivalue --enable-mutable-globals
 twiggy top -n 100000 --format csv "$dir/named.wasm" > "$dir/top.csv"
 python3 - "$dir/top.csv" "$top" <<'PY'
-import csv, sys
+import csv, re, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 top = int(sys.argv[2])
+def clean(n):
+    # v0 names (nightly) carry each crate's hash: resock[7613dc3d7a1b34aa]::web -> resock::web
+    return re.sub(r"\[[0-9a-f]{6,}\]", "", n)
 def group(n):
+    n = clean(n)
     if "names\" subsection" in n or n == '"function names" subsection':
         return None
     if n.startswith("data segment"):
@@ -41,8 +45,8 @@ def group(n):
         return "wasm-bindgen-futures (spawn_local, JsFuture)"
     if "shim" in n or n.startswith("__wbindgen") or n.startswith("__externref") or "wasm_bindgen" in n:
         return "wasm-bindgen runtime (externref table, closures, throw)"
-    if "talc" in n or "__rust_alloc" in n or "__rust_realloc" in n or "__rust_dealloc" in n:
-        return "allocator (talc)"
+    if "talc" in n or "lol_alloc" in n or "__rust_alloc" in n or "__rust_realloc" in n or "__rust_dealloc" in n:
+        return "allocator (lol_alloc)"
     if "fmt" in n or "panic" in n or "Debug" in n or "Display" in n:
         return "core::fmt and std's panic machinery"
     if "drop_in_place" in n or "alloc::" in n or "alloc[" in n or "RawVec" in n:
@@ -65,7 +69,7 @@ for g, b in sorted(groups.items(), key=lambda x: -x[1]):
     print(f"| {g} | {b:,} | {100 * b / total:.1f}% |")
 print(f"| **total** (without names) | **{total:,}** | |\n")
 print(f"The {top} largest items:\n\n| bytes | item |\n|---|---|")
-items = sorted(((int(r["ShallowSize"]), r["Name"]) for r in rows if group(r["Name"]) is not None), reverse=True)
+items = sorted(((int(r["ShallowSize"]), clean(r["Name"])) for r in rows if group(r["Name"]) is not None), reverse=True)
 for b, n in items[:top]:
     print(f"| {b:,} | `{n.replace('|', '/')}` |")
 PY

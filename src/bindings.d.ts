@@ -130,6 +130,28 @@ export interface ClientOptions {
   sendRate?: { max?: number; windowMs?: number } | null;
   /** The queue of messages sent while not connected. Defaults: 1000 messages, 1 MiB, no TTL. */
   outbox?: { maxMessages?: number; maxBytes?: number; ttlMs?: number };
+  /**
+   * One socket for every tab of this user: a key unique to the user (their id). Tabs of this
+   * origin with the same `url` and `share` key elect one leader with the Web Locks API; it holds
+   * the socket and the others reach the server through it over a BroadcastChannel. Every tab's
+   * `message` listeners still get every message once, in order; `send`, `join`/`leave` (counted
+   * across tabs), `request` and the outbox work from any tab; when the leader tab closes,
+   * crashes or freezes, another takes over and resumes the stream. Where the browser has no
+   * Web Locks or BroadcastChannel, each tab keeps its own socket. Default: off.
+   */
+  share?: string;
+  /**
+   * The server's SSE session route (`GET /sse/notifications` on the fixture), to fall back to
+   * where WebSocket upgrades fail on the network path (a proxy or antivirus that breaks them):
+   * after 3 attempts in a row cut (1006) before they opened while the ticket URL answered, the
+   * client receives over Server-Sent Events and sends with HTTP POST to `sseSendUrl` (default:
+   * `send` beside `sseUrl`), with the same events, order and resume. It tries WebSocket again
+   * `sseProbeMs` (default 60000) after each SSE connection opens and stays there when it opens.
+   * `transport` says which is in use. Default: no fallback.
+   */
+  sseUrl?: string;
+  sseSendUrl?: string;
+  sseProbeMs?: number;
 }
 
 /**
@@ -170,6 +192,13 @@ export class Client {
   readonly state: ConnectionState;
   /** Messages waiting to be sent. */
   readonly queued: number;
+  /**
+   * With `share`: `"leader"` in the tab that holds the socket, `"follower"` in the others;
+   * `"solo"` without sharing (or where the browser cannot share).
+   */
+  readonly role: "solo" | "leader" | "follower";
+  /** `"websocket"`, or `"sse"` while the SSE fallback carries the connection (`sseUrl`). */
+  readonly transport: "websocket" | "sse";
   /** Closes with 1000, never reconnects, frees every listener and timer. */
   close(): void;
   /** Frees the wasm object (after close); any later call throws. Calling it twice does nothing. */

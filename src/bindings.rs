@@ -13,6 +13,11 @@ use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
 use crate::web::options::Options;
 use crate::web::parse::{get, set};
 
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_promise() -> JsValue;
+}
+
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &'static str = include_str!("bindings.d.ts");
 
@@ -123,6 +128,25 @@ impl Client {
         dispatch(&self.shared, Input::Close);
     }
 
+    /// `"solo"`, `"leader"` or `"follower"` (cross-tab sharing).
+    #[wasm_bindgen(getter)]
+    pub fn role(&self) -> String {
+        use crate::core::share::Role;
+        let role = self.shared.read(|d| d.machine.role()).flatten();
+        match role {
+            None => "solo",
+            Some(Role::Leader) => "leader",
+            Some(Role::Follower) => "follower",
+        }
+        .into()
+    }
+
+    /// `"websocket"`, or `"sse"` while the SSE fallback carries the connection.
+    #[wasm_bindgen(getter)]
+    pub fn transport(&self) -> String {
+        self.shared.read(|d| d.machine.transport().as_str()).unwrap_or("websocket").into()
+    }
+
     /// Messages waiting in the outbox.
     #[wasm_bindgen(getter, js_name = queued)]
     pub fn queued(&self) -> usize {
@@ -137,13 +161,13 @@ impl Client {
     }
 
     fn promise_for(&self, id: String, input: Input<JsValue>) -> Promise {
-        let shared = self.shared.clone();
-        let registered = id.clone();
-        let promise = Promise::new(&mut |resolve, reject| {
-            shared.update(|d| d.add_promise(registered.clone(), js_settler(resolve, reject)));
-        });
+        // [promise, resolve, reject] from `fast.js`: no wasm closure for the executor.
+        let made = resock_promise();
+        let resolve: Function = get(&made, "1").unchecked_into();
+        let reject: Function = get(&made, "2").unchecked_into();
+        self.shared.update(|d| d.add_promise(id, js_settler(resolve, reject)));
         dispatch(&self.shared, input);
-        promise
+        get(&made, "0").unchecked_into()
     }
 
     /// Dispatches and tells whether the machine accepted the message.

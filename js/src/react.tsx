@@ -7,7 +7,7 @@
 //   reuses the same client: one socket, not two. The last release closes it.
 // - A new user (the `userKey` prop, else the `sub` of a string JWT token) gets a new client.
 // - Nothing touches the wasm module during render: clients are made in effects.
-// - useConnectionState(): {state, retryAt, attempt, lastError}
+// - useConnectionState(): {state, retryAt, attempt, lastError, transport, role}
 // - useMessages(select) / useMessages(type, map?): the selected messages; re-renders only when a
 //   message is selected. Messages that arrive between a render and its subscription are replayed.
 // - useRoom(room): joins on mount, leaves on unmount; the room's messages and a send function.
@@ -56,6 +56,10 @@ export interface ConnectionSnapshot {
   attempt: number;
   /** The last error since the connection was last open (null once open). `load_failed`: the wasm module did not load. */
   lastError: ResockError | null;
+  /** `"sse"` while the SSE fallback carries the connection (`sseUrl`), else `"websocket"`. */
+  transport: "websocket" | "sse";
+  /** With `share`: whether this tab holds the socket (`"leader"`) or goes through another (`"follower"`). */
+  role: "solo" | "leader" | "follower";
 }
 
 let ready: Promise<unknown> | null = null;
@@ -95,7 +99,7 @@ export function tokenSubject(token: TokenSource): string | null {
   }
 }
 
-const IDLE: ConnectionSnapshot = { state: "idle", retryAt: null, attempt: 0, lastError: null };
+const IDLE: ConnectionSnapshot = { state: "idle", retryAt: null, attempt: 0, lastError: null, transport: "websocket", role: "solo" };
 /** How many recent messages a client keeps to replay to a subscription made after its render. */
 const REPLAY = 256;
 
@@ -122,8 +126,10 @@ export class Entry {
     this.token = options.token;
     this.client = new Client({ ...options, token: () => resolveToken(this.token) });
     this.client.on("state", (state) => {
-      if (state === "open") this.setConnection({ state, retryAt: null, attempt: 0, lastError: null });
-      else this.setConnection({ ...this.connection, state, retryAt: state === "reconnecting" ? this.connection.retryAt : null });
+      // Which transport and role the connection has is read when its state changes.
+      const { transport, role } = this.client;
+      if (state === "open") this.setConnection({ state, retryAt: null, attempt: 0, lastError: null, transport, role });
+      else this.setConnection({ ...this.connection, state, retryAt: state === "reconnecting" ? this.connection.retryAt : null, transport, role });
     });
     this.client.on("retry", ({ attempt, delayMs }) => {
       this.setConnection({ ...this.connection, attempt, retryAt: Date.now() + delayMs });
@@ -398,7 +404,7 @@ export function useConnectionState(): ConnectionSnapshot {
   const failed = useMemo<ConnectionSnapshot | null>(
     () =>
       status.error
-        ? { state: "closed", retryAt: null, attempt: 0, lastError: { code: "load_failed", message: status.error.message } }
+        ? { ...IDLE, state: "closed", lastError: { code: "load_failed", message: status.error.message } }
         : null,
     [status.error],
   );

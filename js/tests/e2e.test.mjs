@@ -121,6 +121,31 @@ test("a notification posted over REST shows in the bell within a second; mark-re
   }
 });
 
+test("the demo's two tabs of one user share one socket: one leads, the server sees one socket", async () => {
+  const context = await browser.newContext();
+  try {
+    const user = uid("tess");
+    const tab1 = await signIn(context, user);
+    const tab2 = await signIn(context, user);
+    for (const tab of [tab1, tab2]) await tab.locator('[data-testid="sharing"][data-sockets="1"]').waitFor({ timeout: 5000 });
+    const roles = [];
+    for (const tab of [tab1, tab2]) {
+      await tab.locator('[data-testid="sharing"][data-role="leader"], [data-testid="sharing"][data-role="follower"]').waitFor();
+      roles.push(await tab.getByTestId("sharing").getAttribute("data-role"));
+    }
+    assert.deepEqual(roles.sort(), ["follower", "leader"]);
+    await shot(tab2, "sharing-follower");
+    // The leader tab closes: the other takes over, still one socket.
+    const leader = roles[0] === "leader" ? tab1 : tab2;
+    const other = leader === tab1 ? tab2 : tab1;
+    await leader.close();
+    await other.locator('[data-testid="sharing"][data-role="leader"][data-sockets="1"]').waitFor({ timeout: 5000 });
+    await other.locator('[data-testid="connection"][data-state="open"]').waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
 test("the fixture restarted mid-session: reconnecting, then connected; a notification posted meanwhile appears once", async () => {
   const context = await browser.newContext();
   try {
@@ -248,6 +273,50 @@ test("the SDK alone: clear errors before init() and after free(); relative and h
     assert.match(r.beforeInit, /^resock: await init\(\) before new Client\(\)/);
     assert.equal(r.sendAfterClose, false);
     assert.equal(r.afterFree, "resock: Client.send() after free()");
+  } finally {
+    await context.close();
+  }
+});
+
+test("the page's offline, online and visibilitychange events reach the client (fast.js resock_lifecycle)", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${BASE}/sdk.html`);
+    await page.waitForFunction(() => window.resock !== undefined);
+    const r = await page.evaluate(async () => {
+      const { init, Client } = window.resock;
+      await init();
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      const retries = [];
+      const until = async (what, ok, ms) => {
+        for (let i = 0; i < ms / 20 && !ok(); i++) await sleep(20);
+        if (!ok()) throw new Error(`no ${what} in ${ms} ms: ${JSON.stringify(retries)}`);
+      };
+      // No socket at that path: every attempt fails, and the next waits up to a minute (jitter).
+      const url = location.origin.replace(/^http/, "ws") + "/no-socket-here";
+      const c = new Client({ url, reconnect: { initialDelayMs: 60000, maxDelayMs: 60000 } });
+      c.on("retry", (r) => retries.push(r));
+      c.connect(); // the page listeners are added here
+      window.dispatchEvent(new Event("offline")); // before the first attempt has failed
+      await until("first retry", () => retries.length === 1, 2000);
+      await sleep(300);
+      const out = { pausedWhileOffline: retries.length === 1 };
+      // Offline paused the retry: only `online` starts the next attempt.
+      window.dispatchEvent(new Event("online"));
+      await until("attempt after online", () => retries.length === 2, 2000);
+      // A page made visible retries at once (skipped when the jitter drew a short wait).
+      if (retries[1].delayMs > 3000) {
+        document.dispatchEvent(new Event("visibilitychange"));
+        await until("attempt after visibilitychange", () => retries.length === 3, 500);
+      }
+      c.close();
+      out.state = c.state;
+      c.free();
+      return out;
+    });
+    assert.equal(r.pausedWhileOffline, true, "no attempt while offline");
+    assert.equal(r.state, "closed");
   } finally {
     await context.close();
   }

@@ -35,6 +35,8 @@ export class Client {
   readonly options: Record<string, unknown>;
   readonly listeners = new Map<string, Set<Listener>>();
   state = "idle";
+  transport = "websocket";
+  role = "solo";
   connects = 0;
   closes = 0;
   freed = false;

@@ -113,7 +113,7 @@ describe("provider", () => {
     F.fake.nextInit = () => Promise.resolve({});
     act(() => result.current[1].retry());
     await waitFor(() => expect(result.current[1].status).toBe("ready"));
-    expect(result.current[0]).toEqual({ state: "idle", retryAt: null, attempt: 0, lastError: null });
+    expect(result.current[0]).toEqual({ state: "idle", retryAt: null, attempt: 0, lastError: null, transport: "websocket", role: "solo" });
   });
 
   test("a new user (token subject, or userKey) gets a new client and only the new user's data", async () => {
@@ -210,7 +210,7 @@ describe("hooks", () => {
     expect(result.current.lastError?.code).toBe("server_closed");
     expect(result.current.retryAt).not.toBeNull();
     act(() => client.emit("state", "open"));
-    expect(result.current).toEqual({ state: "open", retryAt: null, attempt: 0, lastError: null });
+    expect(result.current).toEqual({ state: "open", retryAt: null, attempt: 0, lastError: null, transport: "websocket", role: "solo" });
   });
 
   test("useNotifications reloads on the first open after a failed load, and clears its error", async () => {

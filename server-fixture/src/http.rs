@@ -122,16 +122,25 @@ pub fn json_body<T: DeserializeOwned + Send>(
     limit: u64,
     within: std::time::Duration,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    raw_body(limit, within).and_then(|bytes: Vec<u8>| async move {
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        serde_json::from_slice::<T>(bytes)
+            .map_err(|e| ApiError::reject(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+    })
+}
+
+/// The body's bytes: 413 over `limit` bytes, 408 when it has not arrived whole within `within`.
+pub fn raw_body(
+    limit: u64,
+    within: std::time::Duration,
+) -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
     warp::body::stream().and_then(move |body| async move {
-        let bytes = tokio::time::timeout(within, read_limited(body, limit)).await.map_err(|_| {
+        tokio::time::timeout(within, read_limited(body, limit)).await.map_err(|_| {
             ApiError::reject(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the request body took over {} ms", within.as_millis()),
             )
-        })??;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice::<T>(bytes)
-            .map_err(|e| ApiError::reject(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+        })?
     })
 }
 
@@ -175,6 +184,9 @@ pub struct CredentialQuery {
     pub token: Option<String>,
     /// For SSE clients that cannot set the `Last-Event-ID` header.
     pub last_event_id: Option<u64>,
+    /// SSE only: the epoch the client knows (empty: none yet); its presence asks for an SSE
+    /// session (welcome, `resumed`, `POST /sse/send`).
+    pub epoch: Option<String>,
 }
 
 pub fn ok_json<T: serde::Serialize>(body: &T) -> warp::reply::Response {

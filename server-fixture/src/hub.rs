@@ -1,5 +1,10 @@
 //! The connection manager of one instance: its connections per user, their rooms, SSE
-//! subscribers, and the kill switches that end a connection from outside its task. What
+//! streams, and the kill switches that end a connection from outside its task.
+//!
+//! An SSE stream is a connection too ([`Kind::Sse`]), with its own caps (`--max-sse-per-user`,
+//! `--max-sse`) and counted apart from WebSocket connections: it gets the user stream the same
+//! way (held until its welcome, in seq order), and an SSE session (the resumable mode) joins
+//! rooms and gets room messages, presence and broadcasts like a socket. What
 //! instances share (streams, tickets, the store, fan-out) is the engine's (`engine/`); the engine
 //! hands the hub what to deliver here.
 //!
@@ -113,8 +118,20 @@ pub fn new_epoch() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What carries a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ws,
+    /// An SSE stream; `session`: the resumable mode (welcome, rooms, `POST /sse/send`), else
+    /// the plain stream that gets the user stream only.
+    Sse {
+        session: bool,
+    },
+}
+
 struct Conn {
     user: String,
+    kind: Kind,
     tx: mpsc::Sender<Out>,
     kill: Option<oneshot::Sender<Kill>>,
     rooms: HashSet<String>,
@@ -126,19 +143,14 @@ struct Conn {
     epoch: Option<Arc<str>>,
 }
 
-struct SseSub {
-    id: u64,
-    tx: mpsc::Sender<Arc<StreamItem>>,
-}
-
 #[derive(Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
-    /// Each user's connections, oldest first.
+    /// Each user's WebSocket connections, oldest first.
     users: HashMap<String, Vec<ConnId>>,
     rooms: HashMap<String, HashSet<ConnId>>,
-    /// SSE subscribers by user.
-    sse: HashMap<String, Vec<SseSub>>,
+    /// Each user's SSE streams (also in `conns`).
+    sse: HashMap<String, Vec<ConnId>>,
     sse_total: usize,
     opened_total: u64,
     /// Per user: connections opened, and the last user-stream seq delivered here.
@@ -229,7 +241,10 @@ pub struct Totals {
 
 #[derive(Debug, Serialize)]
 pub struct UserStats {
+    /// Open WebSocket connections.
     pub open: usize,
+    /// Open SSE streams.
+    pub sse: usize,
     pub opened_total: u64,
     /// The last user-stream seq this instance delivered (or, in memory, assigned).
     pub seq: u64,
@@ -282,7 +297,7 @@ impl Hub {
                 remove_conn(&mut st, id, Some(Kill::Close(CloseCode::Normal.as_u16(), REASON_REPLACED)));
             }
         }
-        if st.conns.len() >= self.limits.max_connections {
+        if ws_count(&st) >= self.limits.max_connections {
             return Err(RegisterError::TooMany("Too many connections"));
         }
         if st.users.get(user).map_or(0, Vec::len) >= self.limits.max_connections_per_user {
@@ -293,6 +308,7 @@ impl Hub {
         let (kill_tx, kill_rx) = oneshot::channel();
         let conn = Conn {
             user: user.to_owned(),
+            kind: Kind::Ws,
             tx,
             kill: Some(kill_tx),
             rooms: HashSet::new(),
@@ -314,7 +330,8 @@ impl Hub {
         let Some(conn) = st.conns.get_mut(&id) else { return };
         let held = conn.held.take().unwrap_or_default();
         conn.epoch = Some(Arc::from(epoch));
-        if self.limits.send_welcome {
+        // An SSE session's welcome carries its secret: it is always sent.
+        if self.limits.send_welcome || conn.kind == (Kind::Sse { session: true }) {
             let welcome = Welcome {
                 user_id: conn.user.clone(),
                 connection_id: format!("c{id}"),
@@ -335,6 +352,17 @@ impl Hub {
     pub fn unregister(&self, id: ConnId) {
         let mut st = self.lock();
         remove_conn(&mut st, id, None);
+    }
+
+    /// Ends connection `id` from outside its task, as `how` says.
+    pub fn end(&self, id: ConnId, how: Kill) {
+        let mut st = self.lock();
+        remove_conn(&mut st, id, Some(how));
+    }
+
+    /// True while connection `id` is registered (not ended).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.lock().conns.contains_key(&id)
     }
 
     /// Queues a frame for one connection; a full queue closes it (slow consumer).
@@ -421,7 +449,8 @@ impl Hub {
         if let Some(seen) = st.seen_users.get_mut(user) {
             seen.1 = seen.1.max(item.seq);
         }
-        let targets: Vec<ConnId> = st.users.get(user).cloned().unwrap_or_default();
+        let mut targets: Vec<ConnId> = st.users.get(user).cloned().unwrap_or_default();
+        targets.extend(st.sse.get(user).into_iter().flatten().copied());
         for target in targets {
             let stale = match (epoch, st.conns.get(&target).and_then(|c| c.epoch.as_deref())) {
                 (Some(now), Some(welcomed)) => now != welcomed,
@@ -433,21 +462,6 @@ impl Hub {
                 continue;
             }
             deliver_locked(&mut st, target, Some(item.seq), Out::Text(item.frame.clone()), self.limits.send_queue);
-        }
-        let st = &mut *st;
-        if let Some(subs) = st.sse.get_mut(user) {
-            let before = subs.len();
-            subs.retain(|sub| {
-                let alive = sub.tx.try_send(item.clone()).is_ok();
-                if !alive {
-                    log::info(format_args!("sse s{} user={} dropped: not reading", sub.id, Esc(user)));
-                }
-                alive
-            });
-            st.sse_total -= before - subs.len();
-            if subs.is_empty() {
-                st.sse.remove(user);
-            }
         }
     }
 
@@ -462,11 +476,16 @@ impl Hub {
         targets.len()
     }
 
-    /// Delivers a frame to every local connection, except those of `exclude_user`.
+    /// Delivers a frame to every local connection and SSE session (not plain SSE streams: they
+    /// carry the user stream only), except those of `exclude_user`.
     pub fn deliver_all(&self, frame: &Arc<str>, exclude_user: Option<&str>) -> usize {
         let mut st = self.lock();
-        let targets: Vec<ConnId> =
-            st.conns.iter().filter(|(_, c)| Some(c.user.as_str()) != exclude_user).map(|(id, _)| *id).collect();
+        let targets: Vec<ConnId> = st
+            .conns
+            .iter()
+            .filter(|(_, c)| Some(c.user.as_str()) != exclude_user && c.kind != (Kind::Sse { session: false }))
+            .map(|(id, _)| *id)
+            .collect();
         for target in &targets {
             deliver_locked(&mut st, *target, None, Out::Text(frame.clone()), self.limits.send_queue);
         }
@@ -478,9 +497,10 @@ impl Hub {
         self.lock().shutting_down
     }
 
-    /// Subscribes an SSE stream of `user` to the live user stream (the engine replays what it
-    /// missed).
-    pub fn subscribe_sse(&self, user: &str) -> Result<(u64, mpsc::Receiver<Arc<StreamItem>>), SseRefused> {
+    /// Adds an SSE stream of `user`, under the SSE caps (not the connection caps). A session
+    /// (`session`) is held until its welcome ([`Hub::welcome`]), like a socket; a plain stream
+    /// gets the user stream at once (its route replays what it missed first).
+    pub fn register_sse(&self, user: &str, session: bool) -> Result<Registered, SseRefused> {
         let mut st = self.lock();
         if st.sse.get(user).map_or(0, Vec::len) >= self.limits.max_sse_per_user {
             return Err(SseRefused::PerUser);
@@ -488,24 +508,24 @@ impl Hub {
         if st.sse_total >= self.limits.max_sse {
             return Err(SseRefused::Total);
         }
-        let (tx, rx) = mpsc::channel(self.limits.send_queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        st.sse.entry(user.to_owned()).or_default().push(SseSub { id, tx });
+        let (tx, rx) = mpsc::channel(self.limits.send_queue);
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let conn = Conn {
+            user: user.to_owned(),
+            kind: Kind::Sse { session },
+            tx,
+            kill: Some(kill_tx),
+            rooms: HashSet::new(),
+            presence: HashSet::new(),
+            held: session.then(Vec::new),
+            epoch: None,
+        };
+        st.conns.insert(id, conn);
+        st.sse.entry(user.to_owned()).or_default().push(id);
         st.sse_total += 1;
-        Ok((id, rx))
-    }
-
-    pub fn unsubscribe_sse(&self, user: &str, id: u64) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        if let Some(subs) = st.sse.get_mut(user) {
-            let before = subs.len();
-            subs.retain(|s| s.id != id);
-            st.sse_total -= before - subs.len();
-            if subs.is_empty() {
-                st.sse.remove(user);
-            }
-        }
+        st.seen_users.entry(user.to_owned()).or_default();
+        Ok(Registered { id, rx, kill: kill_rx })
     }
 
     /// Forgets the `/dev/stats` entries of users with no connection here that `keep` does not
@@ -517,50 +537,40 @@ impl Hub {
         st.seen_users.retain(|user, _| users.contains_key(user) || sse.contains_key(user) || keep(user));
     }
 
-    /// Ends every connection (or one user's) as `how` says (`Kill::Cut`: without a close frame,
-    /// as a network failure would), ends SSE streams, and refuses upgrades for `refuse`.
-    /// Returns how many connections it ended.
+    /// Ends every connection and SSE stream (or one user's) as `how` says (`Kill::Cut`: without
+    /// a close frame, as a network failure would), and refuses upgrades for `refuse`. Returns how
+    /// many WebSocket connections it ended.
     pub fn drop_connections(&self, user: Option<&str>, refuse: Duration, how: Kill) -> usize {
         let mut st = self.lock();
         if !refuse.is_zero() {
             st.refuse_until = Some(Instant::now() + refuse);
         }
-        let ids: Vec<ConnId> =
-            st.conns.iter().filter(|(_, c)| user.is_none_or(|u| c.user == u)).map(|(id, _)| *id).collect();
-        for id in &ids {
+        let ids: Vec<(ConnId, Kind)> =
+            st.conns.iter().filter(|(_, c)| user.is_none_or(|u| c.user == u)).map(|(id, c)| (*id, c.kind)).collect();
+        for (id, _) in &ids {
             remove_conn(&mut st, *id, Some(how.clone()));
         }
-        match user {
-            Some(u) => {
-                let ended = st.sse.remove(u).map_or(0, |subs| subs.len());
-                st.sse_total -= ended;
-            }
-            None => {
-                st.sse.clear();
-                st.sse_total = 0;
-            }
-        }
-        ids.len()
+        ids.iter().filter(|(_, kind)| *kind == Kind::Ws).count()
     }
 
-    /// Closes every connection with 1001 and refuses new ones. Returns how many were closed.
+    /// Closes every connection with 1001, ends every SSE stream, and refuses new ones. Returns
+    /// how many WebSocket connections were closed.
     pub fn shutdown(&self) -> usize {
         let mut st = self.lock();
         st.shutting_down = true;
+        let ws = ws_count(&st);
         let ids: Vec<ConnId> = st.conns.keys().copied().collect();
         for id in &ids {
             remove_conn(&mut st, *id, Some(Kill::Close(CloseCode::GoingAway.as_u16(), "Server shutting down")));
         }
-        st.sse.clear();
-        st.sse_total = 0;
-        ids.len()
+        ws
     }
 
     /// The hub's totals without its per-user and per-room maps (cheap; for `/metrics`).
     pub fn totals(&self) -> Totals {
         let st = self.lock();
         Totals {
-            connections: st.conns.len(),
+            connections: ws_count(&st),
             opened_total: st.opened_total,
             rooms: st.rooms.len(),
             sse_subscribers: st.sse_total,
@@ -575,11 +585,12 @@ impl Hub {
             .iter()
             .map(|(user, (opened, seq))| {
                 let open = st.users.get(user).map_or(0, Vec::len);
-                (user.clone(), UserStats { open, opened_total: *opened, seq: *seq })
+                let sse = st.sse.get(user).map_or(0, Vec::len);
+                (user.clone(), UserStats { open, sse, opened_total: *opened, seq: *seq })
             })
             .collect();
         Stats {
-            connections: st.conns.len(),
+            connections: ws_count(&st),
             opened_total: st.opened_total,
             users,
             rooms: st.rooms.iter().map(|(r, m)| (r.clone(), m.len())).collect(),
@@ -621,13 +632,22 @@ fn send_locked(st: &mut State, id: ConnId, out: Out) -> bool {
     }
 }
 
+/// The WebSocket connections (every connection but the SSE streams).
+fn ws_count(st: &State) -> usize {
+    st.conns.len().saturating_sub(st.sse_total)
+}
+
 fn remove_conn(st: &mut State, id: ConnId, kill: Option<Kill>) {
     let Some(mut conn) = st.conns.remove(&id) else { return };
-    if let Some(list) = st.users.get_mut(&conn.user) {
+    let by_user = if conn.kind == Kind::Ws { &mut st.users } else { &mut st.sse };
+    if let Some(list) = by_user.get_mut(&conn.user) {
         list.retain(|c| *c != id);
         if list.is_empty() {
-            st.users.remove(&conn.user);
+            by_user.remove(&conn.user);
         }
+    }
+    if conn.kind != Kind::Ws {
+        st.sse_total -= 1;
     }
     for room in conn.rooms.drain() {
         leave_room(st, id, &room);
@@ -666,6 +686,41 @@ fn presence_locked(st: &mut State, room: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_streams_are_counted_apart_from_sockets() {
+        let hub = Hub::new(Limits {
+            max_connections: 1,
+            max_connections_per_user: 1,
+            single_connection_per_user: true,
+            max_rooms_per_connection: 4,
+            send_queue: 4,
+            max_sse_per_user: 2,
+            max_sse: 3,
+            heartbeat_ms: 1000,
+            send_welcome: false,
+        });
+        let ws = hub.register("a").unwrap();
+        let session = hub.register_sse("a", true).unwrap();
+        let _plain = hub.register_sse("a", false).unwrap();
+        assert_eq!(hub.register_sse("a", true).err(), Some(SseRefused::PerUser));
+        assert!(matches!(hub.register("b"), Err(RegisterError::TooMany(_))), "the socket cap counts sockets");
+        let t = hub.totals();
+        assert_eq!((t.connections, t.sse_subscribers), (1, 2));
+        assert_eq!(hub.stats().users["a"].sse, 2);
+        hub.join(ws.id, "r").unwrap();
+        assert_eq!(hub.join(session.id, "r").unwrap().members, 2, "a session is a member like a socket");
+        assert_eq!(hub.deliver_all(&Arc::from("{}"), None), 2, "the socket and the session, not the plain stream");
+        // A new socket of the user replaces the old one, not its SSE streams.
+        let ws2 = hub.register("a").unwrap();
+        assert!(!hub.is_open(ws.id) && hub.is_open(ws2.id) && hub.is_open(session.id));
+        hub.end(session.id, Kill::Cut);
+        assert_eq!((hub.totals().sse_subscribers, hub.has_room("r")), (1, false));
+        assert_eq!(hub.drop_connections(Some("a"), Duration::ZERO, Kill::Cut), 1, "sockets only are counted");
+        let t = hub.totals();
+        assert_eq!((t.connections, t.sse_subscribers), (0, 0));
+        assert!(!hub.has_user("a"));
+    }
 
     #[test]
     fn a_stream_item_reads_back() {

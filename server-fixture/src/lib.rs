@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod rest;
 pub mod serve;
 pub mod server;
+pub mod session;
 pub mod sse;
 pub mod state;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The server's state: everything a request handler may touch. The bottom layer: it imports
-//! no HTTP or route module (state <- HTTP helpers <- routes <- assembly in `server.rs`).
+//! no HTTP or route module (state <- HTTP helpers <- routes <- assembly in `server.rs`); the
+//! frame handler (`session.rs`) sits under it, with the hub and the engine.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::engine::memory::{MemoryEngine, StreamLimits};
 use crate::engine::redis::{RedisEngine, RedisSettings};
 use crate::engine::Engine;
 use crate::hub::{Hub, Limits};
+use crate::session::{Ctx, Sessions};
 use crate::store::Store;
 
 /// Everything a request handler may touch.
@@ -23,6 +25,8 @@ pub struct App {
     pub jwt: Jwt,
     /// The event source's counters (Kafka; all zero without it), for `/healthz`.
     pub source: SourceStats,
+    /// The open SSE sessions, by secret (`POST /sse/send` finds its session here).
+    pub sessions: Sessions,
     live: AtomicUsize,
 }
 
@@ -109,9 +113,15 @@ impl App {
             engine,
             jwt: Jwt::new(cfg.secret()),
             source: SourceStats::default(),
+            sessions: Sessions::default(),
             live: AtomicUsize::new(0),
             cfg,
         })
+    }
+
+    /// What the frame handler (`session.rs`) needs of the state.
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx { hub: &self.hub, engine: &*self.engine, cfg: &self.cfg }
     }
 
     pub fn live_guard(&self) -> LiveGuard<'_> {

@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use resock::protocol::{
-    is_valid_room_name, ClientMessage, CloseCode, ErrorBody, ErrorCode, RoomRef, ServerMessage, REASON_UNAUTHORIZED,
-};
-use serde_json::Value;
+use resock::protocol::{CloseCode, ServerMessage, REASON_UNAUTHORIZED};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -26,10 +23,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::auth::{AuthError, Identity};
 use crate::engine::EngineError;
-use crate::hub::{encode, ConnId, Kill, Out, RegisterError, RoomError};
+use crate::hub::{encode, Kill, Out, RegisterError};
 use crate::log;
+use crate::session::{Handled, Replies, Session, UNAVAILABLE};
 use crate::state::App;
-use crate::text::{clip, clip_str, Esc};
+use crate::text::Esc;
 
 /// How long queued frames and the close frame may take to go out before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -41,10 +39,6 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// While draining a stream whose frames can no longer be parsed (after a read error), the
 /// client counts as done once it sent nothing for this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
-
-/// A frame at most this long may be a `pong`, checked before the rate limit; a longer one is
-/// counted against the rate limit before it is parsed at all.
-const PONG_MAX_BYTES: usize = 128;
 
 /// The socket a connection task gets from the upgrade.
 pub type Socket = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
@@ -107,13 +101,12 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
     let mut writer = tokio::spawn(write_loop(sink, reg.rx, close_rx));
     let mut stream = stream;
 
-    let mut session =
-        Session { app: &app, id, user: &who.user_id, rate: RateWindow::new(Instant::now()), rooms: Vec::new() };
+    let mut conn = WsConn { app: &app, user: &who.user_id, session: Session::new(id) };
     // The welcome (and with it every frame held for this connection) once the engine has the
     // user's stream: from here on the user's pushes reach this connection.
-    let welcomed = app.engine.welcome(id, &who.user_id).await;
+    let welcomed = app.engine.welcome(id, &who.user_id, true).await;
     let end = match &welcomed {
-        Ok(()) => session.control_loop(&mut stream, reg.kill, &mut writer).await,
+        Ok(()) => conn.control_loop(&mut stream, reg.kill, &mut writer).await,
         Err(EngineError::TooManyConnections) => {
             log::info(format_args!("ws user={user} refused with 1013: too many connections over all instances"));
             End::Close(CloseCode::TryAgainLater.as_u16(), "Too many connections for this user", Drain::Frames)
@@ -129,7 +122,7 @@ pub async fn run(ws: Socket, app: Arc<App>, who: Result<Identity, AuthError>) {
     }
     // Let the engine drop what this instance no longer needs (Redis subscriptions).
     let _ = app.engine.user_gone(&who.user_id).await;
-    for room in std::mem::take(&mut session.rooms) {
+    for room in conn.session.take_rooms() {
         let _ = app.engine.room_left(&room).await;
     }
     match end {
@@ -277,52 +270,14 @@ async fn write(sink: &mut Sink, out: Out) -> Result<(), tungstenite::Error> {
     }
 }
 
-/// A fixed-window rate limiter: `count` frames per window, then refusals; too many refusals
-/// in one window close the connection.
-struct RateWindow {
-    started: Instant,
-    seen: u32,
-    refused: u32,
-}
-
-enum Rate {
-    Allowed,
-    Refused,
-    Close,
-}
-
-impl RateWindow {
-    fn new(now: Instant) -> Self {
-        RateWindow { started: now, seen: 0, refused: 0 }
-    }
-
-    fn check(&mut self, now: Instant, limit: crate::config::RateLimit, close_after: u32) -> Rate {
-        if now.duration_since(self.started) >= limit.window {
-            *self = RateWindow::new(now);
-        }
-        self.seen += 1;
-        if self.seen <= limit.count {
-            return Rate::Allowed;
-        }
-        self.refused += 1;
-        if self.refused >= close_after {
-            Rate::Close
-        } else {
-            Rate::Refused
-        }
-    }
-}
-
-struct Session<'a> {
+/// One connection's task: its frames go to the shared handler ([`crate::session`]).
+struct WsConn<'a> {
     app: &'a App,
-    id: ConnId,
     user: &'a str,
-    rate: RateWindow,
-    /// The rooms this connection joined (for the engine's clean-up at the end).
-    rooms: Vec<String>,
+    session: Session,
 }
 
-impl Session<'_> {
+impl WsConn<'_> {
     async fn control_loop(
         &mut self,
         stream: &mut Stream,
@@ -335,6 +290,7 @@ impl Session<'_> {
         let mut pong_deadline: Option<Instant> = None;
         let mut last_received = Instant::now();
         let ping = encode(&ServerMessage::Ping, None, None);
+        let id = self.session.id;
         loop {
             let pong_wait = pong_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
@@ -347,7 +303,7 @@ impl Session<'_> {
                     if pong_deadline.is_none() {
                         pong_deadline = Some(Instant::now() + cfg.pong_timeout());
                     }
-                    self.app.hub.send_to(self.id, Out::Text(ping.clone()));
+                    self.app.hub.send_to(id, Out::Text(ping.clone()));
                 }
                 _ = sleep_until(pong_wait), if pong_deadline.is_some() => {
                     return End::Close(CloseCode::GoingAway.as_u16(), "Pong timeout", Drain::Frames);
@@ -362,6 +318,7 @@ impl Session<'_> {
                         Some(Err(e)) => return read_error(&e),
                         Some(Ok(msg)) => msg,
                     };
+                    let ctx = self.app.ctx();
                     match msg {
                         Message::Text(text) => {
                             if text.len() as u64 > cfg.max_message_bytes {
@@ -369,9 +326,17 @@ impl Session<'_> {
                             }
                             // Boxed: the handler's state (engine calls included) would otherwise
                             // take room in every idle connection's task.
-                            match Box::pin(self.on_text(text.as_str(), pong_deadline.is_some())).await {
+                            let handled = Box::pin(self.session.on_text(
+                                ctx,
+                                self.user,
+                                text.as_str(),
+                                pong_deadline.is_some(),
+                                &mut Replies::Queue,
+                            ))
+                            .await;
+                            match handled {
                                 Some(Handled::Pong) => pong_deadline = None,
-                                Some(Handled::End(end)) => return end,
+                                Some(Handled::Close(code, reason)) => return End::Close(code, reason, Drain::Frames),
                                 None => {}
                             }
                         }
@@ -383,8 +348,10 @@ impl Session<'_> {
                         // count against the rate limit like any frame (a ping flood is closed 1008),
                         // unanswered: there is no id to answer to.
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                            if let Some(Some(Handled::End(end))) = self.limit(None, false) {
-                                return end;
+                            if let Some(Some(Handled::Close(code, reason))) =
+                                self.session.limit(ctx, &mut Replies::Queue, None, false)
+                            {
+                                return End::Close(code, reason, Drain::Frames);
                             }
                         }
                     }
@@ -392,204 +359,11 @@ impl Session<'_> {
             }
         }
     }
-
-    fn reply(&self, msg: &ServerMessage<Value>, id: Option<&str>) {
-        self.app.hub.send_to(self.id, Out::Text(encode(msg, id, None)));
-    }
-
-    /// Answers with an error. Client input in `message` is clipped (see [`clip`]): an error
-    /// reply never costs much more than the frame it answers.
-    fn error(&self, code: ErrorCode, message: impl Into<String>, id: Option<&str>) {
-        let body = ErrorBody { code: code.as_str().to_owned(), message: clip(message.into()) };
-        self.reply(&ServerMessage::Error(body), id.map(|id| clip_str(id, MAX_ID_ECHO)));
-    }
-
-    async fn on_text(&mut self, text: &str, ping_pending: bool) -> Option<Handled> {
-        // A pong answering the server's ping is free; anything else counts against the rate limit
-        // before it is parsed at all (a large frame is never parsed when it is over the limit).
-        if text.len() <= PONG_MAX_BYTES && is_pong(text) {
-            if ping_pending {
-                return Some(Handled::Pong);
-            }
-            // An unsolicited pong: counted, and like any pong it gets no reply.
-            return match self.limit(None, false) {
-                Some(Some(end)) => Some(end),
-                _ => Some(Handled::Pong),
-            };
-        }
-        let parsed: Result<Value, _> = serde_json::from_str(text);
-        let (obj, id) = match parsed {
-            Ok(Value::Object(obj)) => {
-                let id = obj.get("id").and_then(Value::as_str).map(str::to_owned);
-                (Some(obj), id)
-            }
-            _ => (None, None),
-        };
-        let id = id.as_deref();
-        if let Some(stop) = self.limit(id, true) {
-            return stop;
-        }
-        let Some(obj) = obj else {
-            self.error(ErrorCode::BadJson, "a frame must be one JSON object", None);
-            return None;
-        };
-        let Some(kind) = obj.get("type").and_then(Value::as_str) else {
-            self.error(ErrorCode::BadJson, "a frame needs a string `type`", id);
-            return None;
-        };
-        if kind == "pong" {
-            // A large pong: counted above; it clears the deadline like any pong and gets no reply.
-            return Some(Handled::Pong);
-        }
-        let payload = match obj.get("payload") {
-            None | Some(Value::Null) => Value::Object(Default::default()),
-            Some(p @ Value::Object(_)) => p.clone(),
-            Some(_) => {
-                self.error(ErrorCode::BadPayload, "`payload` must be a JSON object", id);
-                return None;
-            }
-        };
-        let msg = match ClientMessage::<Value>::decode(kind, payload) {
-            Ok(msg) => msg,
-            Err(e) => {
-                self.error(ErrorCode::BadPayload, format!("{}: {e}", clip_str(kind, 64)), id);
-                return None;
-            }
-        };
-        match msg {
-            ClientMessage::Pong => return Some(Handled::Pong),
-            ClientMessage::Ping => self.reply(&ServerMessage::Pong, id),
-            ClientMessage::Join(RoomRef { room }) => {
-                if !is_valid_room_name(&room) {
-                    self.error(ErrorCode::BadPayload, "room names are 1-64 characters of [A-Za-z0-9_.:-]", id);
-                } else {
-                    match self.app.hub.join(self.id, &room) {
-                        Ok(joined) => {
-                            if !self.rooms.contains(&room) {
-                                self.rooms.push(room.clone());
-                            }
-                            if self.app.engine.room_joined(&room).await.is_err() {
-                                return Some(Handled::End(unavailable()));
-                            }
-                            self.reply(&ServerMessage::Joined(joined), id)
-                        }
-                        Err(RoomError::RoomLimit) => self.error(
-                            ErrorCode::RoomLimit,
-                            format!("at most {} rooms per connection", self.app.cfg.max_rooms_per_connection),
-                            id,
-                        ),
-                        Err(_) => {}
-                    }
-                }
-            }
-            ClientMessage::Leave(RoomRef { room }) => {
-                self.app.hub.leave(self.id, &room);
-                self.rooms.retain(|r| *r != room);
-                let _ = self.app.engine.room_left(&room).await;
-                self.reply(&ServerMessage::Left(RoomRef { room }), id);
-            }
-            ClientMessage::Presence(RoomRef { room }) => match self.app.hub.watch_presence(self.id, &room) {
-                Ok(count) => self.reply(&ServerMessage::Presence(count), id),
-                Err(RoomError::NotMember) => self.error(
-                    ErrorCode::NotMember,
-                    format!("not a member of room {:?}: join it first", clip_str(&room, 64)),
-                    id,
-                ),
-                Err(_) => {}
-            },
-            ClientMessage::RoomMessage(send) => match self.app.hub.check_member(self.id, &send.room) {
-                Ok(()) => {
-                    let msg = ServerMessage::RoomMessage(resock::protocol::RoomMessage {
-                        room: send.room.clone(),
-                        from: self.user.to_owned(),
-                        data: send.data,
-                    });
-                    let frame = encode(&msg, None, None);
-                    // Acked only once the engine took it (a repeat of an id: acked, not sent).
-                    match self.app.engine.room_message(&send.room, self.id, self.user, id, frame).await {
-                        Ok(_) if id.is_some() => self.reply(&ServerMessage::Ack, id),
-                        Ok(_) => {}
-                        Err(_) => return Some(Handled::End(unavailable())),
-                    }
-                }
-                Err(RoomError::NotMember) => self.error(
-                    ErrorCode::NotMember,
-                    format!("not a member of room {:?}: join it first", clip_str(&send.room, 64)),
-                    id,
-                ),
-                Err(_) => {}
-            },
-            ClientMessage::Resume(resume) => {
-                let resumed = self.app.engine.resume(self.id, self.user, &resume.epoch, resume.since, id).await;
-                if resumed.is_err() {
-                    return Some(Handled::End(unavailable()));
-                }
-            }
-            ClientMessage::Custom { kind, .. } => {
-                self.error(ErrorCode::UnknownType, format!("unknown message type {:?}", clip_str(&kind, 64)), id);
-            }
-            _ => self.error(ErrorCode::UnknownType, "unsupported message type", id),
-        }
-        None
-    }
-
-    /// Counts one frame against the rate limit: `None` lets it through; `Some(None)` refused it
-    /// (answered `rate_limited` when `answer`); `Some(Some(end))` closes the connection with 1008.
-    fn limit(&mut self, id: Option<&str>, answer: bool) -> Option<Option<Handled>> {
-        let cfg = &self.app.cfg;
-        let verdict = self.rate.check(Instant::now(), cfg.rate_limit, cfg.rate_limit_close_after);
-        if !matches!(verdict, Rate::Allowed) {
-            self.app.hub.count_rate_limited();
-        }
-        match verdict {
-            Rate::Allowed => None,
-            Rate::Refused => {
-                if answer {
-                    self.error(ErrorCode::RateLimited, "Rate limit exceeded", id);
-                }
-                Some(None)
-            }
-            Rate::Close => {
-                if answer {
-                    self.error(ErrorCode::RateLimited, "Rate limit exceeded: closing", id);
-                }
-                Some(Some(Handled::End(End::Close(CloseCode::Policy.as_u16(), "Rate limit exceeded", Drain::Frames))))
-            }
-        }
-    }
-}
-
-enum Handled {
-    Pong,
-    End(End),
-}
-
-/// The close reason when the shared store (Redis) cannot be reached: the client reconnects
-/// later and resends what was not acknowledged.
-const UNAVAILABLE: &str = "Service unavailable: try again later";
-
-/// The longest `id` an error reply echoes, in bytes (an `id` is the client's to choose).
-const MAX_ID_ECHO: usize = 128;
-
-/// The end of a connection whose request the engine could not serve: 1013, so the client
-/// reconnects after a while and resends what was not acknowledged.
-fn unavailable() -> End {
-    End::Close(CloseCode::TryAgainLater.as_u16(), UNAVAILABLE, Drain::Frames)
 }
 
 /// RFC 6455's close code for a frame that breaks the protocol (reserved bits or opcodes, an
 /// unmasked frame, a fragmented control frame...).
 const PROTOCOL_ERROR: u16 = 1002;
-
-/// True for a small frame whose `type` is `"pong"`.
-fn is_pong(text: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Kind<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_str::<Kind<'_>>(text).is_ok_and(|k| k.kind.as_deref() == Some("pong"))
-}
 
 /// Maps a read error to the close code the protocol gives it. After any of them the frame
 /// reader is unusable, so the drain reads raw bytes.

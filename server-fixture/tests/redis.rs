@@ -340,3 +340,50 @@ async fn sse_on_one_instance_streams_pushes_from_another_and_resumes_from_last_e
     assert_eq!(ids, ["2", "3"]);
     assert_eq!(serde_json::from_str::<Value>(&events[1].2).unwrap()["title"], "three");
 }
+
+/// An SSE session on one instance: room messages from a socket on another reach it, its POSTs
+/// reach that socket, a POST to the other instance is refused `410` (sessions are per instance),
+/// and it resumes on the other instance with the shared epoch, complete; after a Redis reset
+/// the same resume is incomplete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_session_works_across_instances_and_resumes_on_another() {
+    let redis = Redis::start();
+    let fx = instances(&redis, 2, &[]).await;
+    let service = fx[0].service_token().await;
+    let (mut bob, _) = fx[0].connect("bob").await;
+    bob.send(json!({"type": "join", "id": "j", "payload": {"room": "r"}})).await;
+    bob.expect_type("joined").await;
+    let (mut sse, welcome) = Sse::session(&fx[1], "alice", None).await;
+    let (session, epoch) = (welcome["session"].as_str().unwrap(), welcome["epoch"].as_str().unwrap().to_owned());
+    let join = json!({"type": "join", "id": "j", "payload": {"room": "r"}}).to_string();
+    assert_eq!(post_frame(&fx[1], session, join).await.1["type"], "joined");
+    assert_eq!(post_frame(&fx[0], session, r#"{"type":"ping","id":"p"}"#).await.0, 410, "another instance");
+    let send = json!({"type": "room_message", "id": "m", "payload": {"room": "r", "data": 1}});
+    assert_eq!(post_frame(&fx[1], session, send.to_string()).await.1["type"], "ack");
+    assert_eq!(bob.expect_type("room_message").await["payload"]["from"], "alice");
+    bob.send(json!({"type": "room_message", "id": "b", "payload": {"room": "r", "data": 2}})).await;
+    assert_eq!(sse.expect("room_message").await.data["from"], "bob");
+
+    fx[0].notify(&service, "alice", "one").await;
+    assert_eq!(sse.expect("new_notification").await.seq(), 1);
+    drop(sse);
+    fx[0].notify(&service, "alice", "two").await;
+    let (mut again, w) = Sse::session(&fx[0], "alice", Some((&epoch, 1))).await;
+    assert_eq!((w["epoch"].as_str(), w["seq"].as_u64()), (Some(epoch.as_str()), Some(2)), "one stream, any instance");
+    assert_eq!(again.expect("new_notification").await.data["title"], "two");
+    assert_eq!(again.expect("resumed").await.data, json!({"replayed": 1, "complete": true}));
+    drop(again);
+
+    let (mut old, _) = Sse::session(&fx[1], "alice", Some((&epoch, 2))).await;
+    assert_eq!(old.expect("resumed").await.data["complete"], true);
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    let (mut reset, w) = Sse::session(&fx[0], "alice", Some((&epoch, 2))).await;
+    assert_ne!(w["epoch"].as_str(), Some(epoch.as_str()), "the data is gone: a new epoch");
+    assert_eq!(reset.expect("resumed").await.data, json!({"replayed": 0, "complete": false}));
+    // The first message of the new epoch ends the session welcomed in the old one, as a socket.
+    fx[0].notify(&service, "alice", "new").await;
+    assert_eq!(reset.expect("new_notification").await.seq(), 1);
+    let end = old.until_end().await;
+    let close = json!({"code": 1012, "reason": "Stream reset: reconnect and resume"});
+    assert_eq!(end.iter().map(|e| (e.event.as_str(), &e.data)).collect::<Vec<_>>(), [("close", &close)]);
+}

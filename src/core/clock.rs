@@ -4,6 +4,7 @@
 use super::machine::{Machine, CLOSE_LIVENESS};
 use super::phase::Phase;
 use super::requests::Expired;
+use super::share::Role;
 use super::types::{Action, Error, ErrorKind, State};
 
 impl<P: Clone> Machine<P> {
@@ -11,6 +12,11 @@ impl<P: Clone> Machine<P> {
     pub(super) fn check_clock(&mut self, now: u64) {
         if self.state == State::Closed {
             return;
+        }
+        if self.phase.attempt_deadline().is_some_and(|t| now >= t) && self.role() == Some(Role::Follower) {
+            // No leader answered the relay's hello: ask again later, quietly (no server involved).
+            self.connection_lost();
+            self.retry(now, None);
         }
         if self.phase.attempt_deadline().is_some_and(|t| now >= t) {
             if self.phase.has_socket() {
@@ -36,6 +42,8 @@ impl<P: Clone> Machine<P> {
         if matches!(self.phase, Phase::Waiting { retry_at: Some(t), .. } if now >= t) {
             self.start_attempt(now);
         }
+        self.share_clock(now);
+        self.transport_clock(now);
         for id in self.requests.due(now) {
             let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
             let Some(expired) = self.requests.expire(&id, rejoin_deadline) else { continue };
@@ -80,9 +88,13 @@ impl<P: Clone> Machine<P> {
                 consider(open.probe_deadline);
                 consider(open.stable_at);
                 consider(self.sender.next_deadline());
+                consider(self.fallback.as_ref().and_then(|f| f.next_deadline()));
             }
         }
         consider(self.requests.next_deadline());
+        if self.state != State::Idle {
+            consider(self.share.as_ref().map(|s| s.next_deadline()));
+        }
         consider(self.sender.outbox().next_deadline());
         next
     }

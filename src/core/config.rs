@@ -40,6 +40,12 @@ pub struct Config {
     /// After a reconnect to a server that sent a `welcome` before, how long to wait for the new
     /// one (which decides the resume) before sending anything.
     pub welcome_timeout_ms: u64,
+    /// Share one socket among the tabs of one user (`core::share`).
+    pub share: bool,
+    /// Fall back to SSE when WebSocket upgrades keep failing (`core::transport`).
+    pub sse: bool,
+    /// Over SSE this long, try WebSocket again.
+    pub sse_probe_ms: u64,
 }
 
 impl Default for Config {
@@ -59,6 +65,9 @@ impl Default for Config {
             send_rate: Some(SendRate::default()),
             connect_timeout_ms: 10_000,
             welcome_timeout_ms: 2_000,
+            share: false,
+            sse: false,
+            sse_probe_ms: 60_000,
         }
     }
 }
@@ -95,7 +104,7 @@ pub fn check_urls(url: &str, ticket_url: Option<&str>) -> Result<(), ConfigError
     }
 }
 
-fn check_url(url: &str, what: &str, schemes: [&str; 2]) -> Result<(), ConfigError> {
+pub fn check_url(url: &str, what: &str, schemes: [&str; 2]) -> Result<(), ConfigError> {
     let ok = schemes.iter().any(|scheme| {
         url.len() > scheme.len() + 3
             && url.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme))

@@ -79,6 +79,9 @@ impl World {
                 Action::Schedule(t) => self.wake = t,
                 Action::Emit(Event::Error(e)) => self.errors.push(e.kind.code().to_string()),
                 Action::Emit(_) | Action::Settle { .. } => {}
+                // Sharing is off in this model (core/share_sim.rs has the tabs).
+                Action::RequestLock | Action::StealLock | Action::Post(_) | Action::OpenRelay { .. } => {}
+                Action::OpenSse { .. } => {}
             }
         }
     }
@@ -87,7 +90,7 @@ impl World {
         let d = self.delay();
         if let Some(c) = self.conn.as_mut() {
             let at = c.down.back().map_or(arrived + d, |(last, _)| (*last).max(arrived + d));
-            c.down.push_back((at, Inbound { kind, id: id.map(String::from), seq: None, msg }));
+            c.down.push_back((at, Inbound { kind, id: id.map(String::from), seq: None, msg, room: None }));
         }
     }
 

@@ -90,6 +90,11 @@ pub fn leave(id: &str, room: &str) -> String {
     room_frame("leave", id, room)
 }
 
+/// The server's answer to a `leave`, as a leader sharing its socket answers it itself.
+pub fn left(id: &str, room: &str) -> String {
+    room_frame("left", id, room)
+}
+
 pub fn resume(id: &str, epoch: &str, since: u64) -> String {
     let mut s = String::from(r#"{"type":"resume","id":"#);
     push_json_str(&mut s, id);

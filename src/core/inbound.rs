@@ -10,6 +10,7 @@ use super::phase::Phase;
 use super::requests::Kind;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
+use super::transport::Transport;
 use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
 use crate::protocol::ErrorCode;
 
@@ -27,10 +28,19 @@ impl<P: Clone> Machine<P> {
         if self.auth_failures > 0 {
             self.auth_failures = 0; // the server spoke to us: the credentials were good
         }
-        let Inbound { kind, id, seq, msg } = inbound;
+        let Inbound { kind, id, seq, msg, room } = inbound;
         if matches!(kind, InKind::Ping) {
-            self.push(Action::Send(String::from(frames::PONG)));
+            // Over SSE a ping is the server's keep-alive: it wants no answer.
+            if self.transport() == Transport::WebSocket {
+                self.push(Action::Send(String::from(frames::PONG)));
+            }
             return;
+        }
+        if self.share.is_some() && !self.takes_shared(id.as_deref(), room.as_deref()) {
+            return;
+        }
+        if let Some(seq) = seq {
+            self.share_saw_seq(seq);
         }
         if let Some(fid) = id.as_deref() {
             // The answer to a frame sent from here: done, or refused by the rate limit and
@@ -97,7 +107,17 @@ impl<P: Clone> Machine<P> {
         }
     }
 
+    /// With tabs sharing one socket, every tab gets every frame: it takes the replies to its own
+    /// frames and its own rooms' messages; the rest is another tab's.
+    fn takes_shared(&self, id: Option<&str>, room: Option<&str>) -> bool {
+        if let Some(id) = id {
+            return self.sender.tracks(id) || self.requests.contains(id);
+        }
+        room.is_none_or(|r| self.rooms.contains(r))
+    }
+
     pub(super) fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
+        self.share_welcomed(heartbeat_ms, epoch, seq);
         self.expect_welcome = true;
         if let Phase::Open(open) = &mut self.phase {
             open.welcomed = true;
@@ -111,7 +131,10 @@ impl<P: Clone> Machine<P> {
                 let rid = self.next_id();
                 let deadline = now.saturating_add(self.cfg.request_timeout_ms);
                 self.requests.add(rid.clone(), Kind::Resume, deadline, true);
-                self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
+                // Over SSE the stream's URL asked for the replay: its `resumed` comes by itself.
+                if self.transport() == Transport::WebSocket {
+                    self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
+                }
             }
             OnWelcome::Resync { reason, deliver } => {
                 for msg in deliver {

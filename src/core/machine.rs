@@ -13,7 +13,9 @@ use super::phase::{Open, Phase};
 use super::requests::{Kind, Requests};
 use super::rooms::Rooms;
 use super::sender::Sender;
+use super::share::{self, Role, Share};
 use super::stream::Stream;
+use super::transport::{Fallback, Transport};
 use super::types::{Action, Error, ErrorKind, Event, Input, State};
 use crate::protocol::{CloseCode, REASON_REPLACED};
 
@@ -44,12 +46,19 @@ pub struct Machine<P> {
     pub(super) scheduled: Option<u64>,
     pub(super) send_refused: bool,
     pub(super) actions: Vec<Action<P>>,
+    /// Cross-tab sharing, when `Config::share` is on.
+    pub(super) share: Option<Share>,
+    /// The SSE fallback, when `Config::sse` is on.
+    pub(super) fallback: Option<Fallback>,
 }
 
 impl<P: Clone> Machine<P> {
     pub fn new(cfg: Config, mut rng: Box<dyn Random>) -> Self {
         let next_id = (rng.next_unit() * 9e15) as u64;
+        let share = cfg.share.then(|| share::new_share(rng.next_unit(), rng.next_unit()));
         Machine {
+            share,
+            fallback: cfg.sse.then(Fallback::new),
             next_id,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
@@ -105,7 +114,8 @@ impl<P: Clone> Machine<P> {
     /// while the shell was still performing the actions decided before (credentials or a socket
     /// for an attempt that will never be used).
     pub fn is_stale(&self, action: &Action<P>) -> bool {
-        self.state == State::Closed && matches!(action, Action::FetchCredentials { .. } | Action::OpenSocket { .. })
+        self.state == State::Closed
+            && matches!(action, Action::FetchCredentials { .. } | Action::OpenSocket { .. } | Action::OpenSse { .. })
     }
 
     #[cfg(test)]
@@ -140,7 +150,7 @@ impl<P: Clone> Machine<P> {
         }
         match input {
             Input::Connect => {
-                if self.state == State::Idle {
+                if self.state == State::Idle && !self.share_connect(now) {
                     self.set_state(State::Connecting);
                     self.start_attempt(now);
                 }
@@ -149,7 +159,15 @@ impl<P: Clone> Machine<P> {
             Input::CredentialsReady { attempt } => {
                 if let (true, Phase::Credentials { deadline }) = (attempt == self.attempt, &self.phase) {
                     self.phase = Phase::Socket { deadline: *deadline };
-                    self.push(Action::OpenSocket { attempt });
+                    let action = match self.transport() {
+                        Transport::WebSocket => Action::OpenSocket { attempt },
+                        Transport::Sse => {
+                            // The stream resumes from where this client is, by its URL.
+                            let resume = self.stream.epoch().map(|e| (String::from(e), self.stream.last_seq()));
+                            Action::OpenSse { attempt, resume }
+                        }
+                    };
+                    self.push(action);
                 }
             }
             Input::CredentialsFailed { attempt, status, message } => {
@@ -206,6 +224,7 @@ impl<P: Clone> Machine<P> {
             }
             Input::Join { room, id } => self.join(now, room, id),
             Input::Leave { room, id } => self.leave(now, room, id),
+            Input::Share(input) => self.on_share(now, input),
         }
     }
 
@@ -213,12 +232,17 @@ impl<P: Clone> Machine<P> {
 
     pub(super) fn start_attempt(&mut self, now: u64) {
         self.attempt = self.attempt.wrapping_add(1);
+        if self.role() == Some(Role::Follower) {
+            self.start_relay(now);
+            return;
+        }
         self.phase = Phase::Credentials { deadline: now.saturating_add(self.cfg.connect_timeout_ms) };
         self.push(Action::FetchCredentials { attempt: self.attempt });
     }
 
-    fn on_open(&mut self, now: u64) {
+    pub(super) fn on_open(&mut self, now: u64) {
         self.phase = Phase::Open(Open::new(now, self.cfg.default_heartbeat_ms, self.cfg.stable_after_ms));
+        self.transport_opened(now);
         if self.expect_welcome {
             // The welcome decides the resume, which must go before anything else.
             self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
@@ -242,7 +266,11 @@ impl<P: Clone> Machine<P> {
     }
 
     fn on_socket_closed(&mut self, now: u64, code: u16, reason: String) {
+        let opened = self.phase.is_open();
         self.connection_lost();
+        if self.transport_failed(now, code, opened) {
+            return;
+        }
         match CloseCode::from_u16(code) {
             CloseCode::Normal => {
                 let kind = if reason == REASON_REPLACED { ErrorKind::Replaced } else { ErrorKind::ServerClosed };
@@ -281,6 +309,9 @@ impl<P: Clone> Machine<P> {
     /// Common to every way a connection ends: forget what belonged to it.
     pub(super) fn connection_lost(&mut self) {
         let was_open = self.phase.is_open();
+        if was_open {
+            self.share_connection_lost();
+        }
         self.phase = Phase::IDLE;
         self.sender.on_connection_lost();
         if !was_open {
@@ -333,6 +364,13 @@ impl<P: Clone> Machine<P> {
     pub(super) fn retry(&mut self, now: u64, min_ms: Option<u64>) {
         // A failure of another kind breaks a run of auth failures.
         self.auth_failures = 0;
+        if self.role() == Some(Role::Follower) {
+            // A relay costs the server nothing: try again when a leader says it is open.
+            self.set_state(State::Reconnecting);
+            let retry_at = now.saturating_add(share::RELAY_TIMEOUT_MS);
+            self.phase = Phase::Waiting { retry_at: Some(retry_at), server_hold: false };
+            return;
+        }
         if let Some(max) = self.cfg.max_attempts {
             if self.failures >= max {
                 let msg =
@@ -396,6 +434,13 @@ impl<P: Clone> Machine<P> {
     }
 
     fn shut_down(&mut self, error: Option<Error>) {
+        if self.phase.is_open() {
+            self.share_connection_lost();
+        }
+        if let Some(s) = &self.share {
+            let bye = super::share::Peer::Bye { from: s.me };
+            self.push(Action::Post(bye));
+        }
         self.phase = Phase::IDLE;
         let actions = &mut self.actions;
         self.requests.close(|id| {

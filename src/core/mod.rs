@@ -20,7 +20,9 @@ mod phase;
 mod requests;
 pub(crate) mod rooms;
 pub(crate) mod sender;
+pub(crate) mod share;
 pub(crate) mod stream;
+pub(crate) mod transport;
 pub(crate) mod types;
 pub(crate) mod vecmap;
 
@@ -30,6 +32,8 @@ pub(crate) mod vecmap;
 mod delivery;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod share_sim;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]

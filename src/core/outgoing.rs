@@ -78,12 +78,13 @@ impl<P: Clone> Machine<P> {
             self.sender.remove_id(&wid);
             self.settle_err(wid, Error::new(ErrorKind::Closed, "left the room before it was joined"));
         }
-        if self.phase.is_open() {
+        if self.phase.is_open() && !self.share_keeps_room(&room) {
             let deadline = now.saturating_add(self.cfg.request_timeout_ms);
             self.requests.add(id.clone(), Kind::Leave, deadline, false);
             self.sender.push_control(frames::leave(&id, &room), Some(id), false);
         } else {
-            // Not connected: not in the room, and it will not be joined again.
+            // Not connected (not in the room, and it will not be joined again), or another tab
+            // still wants the room on the shared socket: done here.
             self.push(Action::Settle { id, result: Ok(None) });
         }
     }

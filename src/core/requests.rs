@@ -65,6 +65,10 @@ impl Requests {
             .map(|(id, _)| id.clone())
     }
 
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.table.contains_key(id)
+    }
+
     pub(super) fn mark_sent(&mut self, id: &str) {
         if let Some(p) = self.table.get_mut(id) {
             p.sent = true;

@@ -170,6 +170,11 @@ impl Sender {
     /// A frame carrying `id` came from the server at `now`: it answers the frame sent with that
     /// id, which (and every frame sent before it) has reached the server. `rate_limited` puts
     /// the frame back in its order and slows down.
+    /// True for a frame sent from here and not answered yet.
+    pub fn tracks(&self, id: &str) -> bool {
+        self.inflight.iter().any(|q| q.id.as_deref() == Some(id))
+    }
+
     pub fn on_answer(&mut self, id: &str, rate_limited: bool, now: u64, throttle_ms: u64) -> Answered {
         if let Some(last) = self.window.iter().rposition(|s| s.id.as_deref() == Some(id)) {
             for slot in self.window.iter_mut().take(last + 1) {

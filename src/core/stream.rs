@@ -79,7 +79,6 @@ impl<P> Stream<P> {
         self.epoch.as_deref()
     }
 
-    #[cfg(test)]
     pub fn last_seq(&self) -> u64 {
         self.last
     }

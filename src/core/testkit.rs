@@ -46,7 +46,7 @@ pub(super) fn parse(text: &str) -> Result<Inbound<Value>, &'static str> {
             msg["payload"] = json!({"code": code, "message": message});
         }
     }
-    Ok(Inbound { kind: c.kind, id: c.id, seq: c.seq, msg })
+    Ok(Inbound { kind: c.kind, id: c.id, seq: c.seq, msg, room: None })
 }
 
 /// A tiny deterministic PRNG (xorshift64*).
@@ -120,7 +120,7 @@ impl Sim {
 
     pub(super) fn frame(&mut self, kind: InKind, id: Option<&str>, seq: Option<u64>, msg: Value) -> Vec<Action<Value>> {
         let a = self.attempt;
-        let inbound = Inbound { kind, id: id.map(String::from), seq, msg };
+        let inbound = Inbound { kind, id: id.map(String::from), seq, msg, room: None };
         self.feed(Input::Frame { attempt: a, inbound })
     }
 

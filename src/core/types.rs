@@ -2,6 +2,7 @@
 
 use alloc::string::String;
 
+use super::share::{Peer, ShareInput};
 use super::stream::ResyncReason;
 
 /// The connection state the application sees.
@@ -175,6 +176,9 @@ pub struct Inbound<P> {
     pub id: Option<String>,
     pub seq: Option<u64>,
     pub msg: P,
+    /// The room a push names (`payload.room` of a frame with no `id` and no `seq`), read by the
+    /// shell only when tabs share a socket: a tab takes only its own rooms' messages.
+    pub room: Option<String>,
 }
 
 /// What the machine needs to know about a frame; everything else is the application's.
@@ -297,6 +301,8 @@ pub enum Input<P> {
         room: String,
         id: String,
     },
+    /// Cross-tab sharing (`Config::share`): the lock, and a message from another tab.
+    Share(ShareInput),
 }
 
 /// Actions: what the shell must do, in order.
@@ -325,5 +331,23 @@ pub enum Action<P> {
     Settle {
         id: String,
         result: Result<Option<P>, Error>,
+    },
+    /// Sharing: ask for the user's lock (answered by `ShareInput::LockGranted`, at once or when
+    /// the tab holding it lets go).
+    RequestLock,
+    /// Sharing: take the lock from the tab holding it (it seems frozen).
+    StealLock,
+    /// Sharing: post a message to the other tabs.
+    Post(Peer),
+    /// SSE fallback: open the server's SSE session stream for attempt `attempt` with the
+    /// credentials fetched, resuming after `(epoch, seq)` when there is one. Its events are this
+    /// attempt's frames; `Send` then goes by HTTP POST.
+    OpenSse {
+        attempt: u32,
+        resume: Option<(String, u64)>,
+    },
+    /// Sharing: this attempt is a relay through the leader; relayed frames are its frames.
+    OpenRelay {
+        attempt: u32,
     },
 }

@@ -68,6 +68,8 @@ impl Client {
             ticket_url: options.ticket_url,
             token: options.token.map_or(TokenSource::None, TokenSource::Fixed),
             config: options.config,
+            share: None,
+            sse: None,
         };
         Ok(Client { shared: Driver::new(opts) })
     }

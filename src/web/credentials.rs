@@ -1,14 +1,23 @@
 //! Credentials for one attempt: the token from the provider (called every attempt), then a
 //! fresh one-time ticket from `ticketUrl` (POST, `Authorization: Bearer`), or the token in the
-//! URL when there is no ticket URL. Returns the socket URL to open.
+//! URL when there is no ticket URL. Gives the socket URL to open.
+//!
+//! The browser calls (the provider, `fetch`, `json()`) and the URL's query are
+//! `resock_credentials` in `src/web/fast.js`, which calls back once with the URL or what went
+//! wrong: a Rust `async` chain over `JsFuture` and `spawn_local` cost about 7 KB of the wasm
+//! (issue 11, docs/SIZE.md).
 
-use js_sys::{Function, Promise};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
 
 use super::options::{Options, TokenSource};
 use super::parse::get;
-use crate::core::frames::concat;
+
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_credentials(url: &JsValue, token: &JsValue, ticket_url: &JsValue, done: &JsValue);
+}
 
 /// Why credentials could not be had: the ticket URL's HTTP status when it answered with one that
 /// is not a 2xx (the core decides what it means), or what else went wrong.
@@ -17,85 +26,45 @@ pub(crate) struct CredentialError {
     pub message: String,
 }
 
-fn failed(message: impl Into<String>) -> CredentialError {
-    CredentialError { status: None, message: message.into() }
+/// Gets one attempt's credentials and calls `done` once, later (never before this returns),
+/// with the URL to open. The callback is a one-shot closure, freed when it is called.
+pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, CredentialError>) + 'static) {
+    let token = match &opts.token {
+        TokenSource::None => JsValue::UNDEFINED,
+        TokenSource::Fixed(t) => JsValue::from_str(t),
+        TokenSource::Provider(f) => f.clone().into(),
+    };
+    let ticket_url = opts.ticket_url.as_deref().map_or(JsValue::UNDEFINED, JsValue::from_str);
+    let done = Closure::once_into_js(move |got: JsValue| done(outcome(&got)));
+    resock_credentials(&JsValue::from_str(&opts.url), &token, &ticket_url, &done);
 }
 
-fn js_message(e: &JsValue) -> String {
-    e.as_string().or_else(|| get(e, "message").as_string()).unwrap_or_else(|| String::from("unknown error"))
+/// `{url}`, or `{status}` (not a 2xx), or `{message}` (see `fast.js`).
+fn outcome(got: &JsValue) -> Result<String, CredentialError> {
+    get(got, "url").as_string().ok_or_else(|| CredentialError {
+        status: get(got, "status").as_f64().map(|s| s as u16),
+        message: get(got, "message").as_string().unwrap_or_default(),
+    })
 }
 
-async fn token(source: &TokenSource) -> Result<Option<String>, CredentialError> {
-    match source {
-        TokenSource::None => Ok(None),
-        TokenSource::Fixed(t) => Ok(Some(t.clone())),
-        TokenSource::Provider(f) => {
-            let mut v = f
-                .call0(&JsValue::NULL)
-                .map_err(|e| failed(concat(&["the token provider threw: ", &js_message(&e)])))?;
-            if let Some(p) = v.dyn_ref::<Promise>() {
-                v = JsFuture::from(p.clone())
-                    .await
-                    .map_err(|e| failed(concat(&["the token provider rejected: ", &js_message(&e)])))?;
-            }
-            match v.as_string() {
-                Some(t) => Ok(Some(t)),
-                None if v.is_null() || v.is_undefined() => Ok(None),
-                None => Err(failed("the token provider must return a string")),
-            }
+/// The SSE session URL of an attempt: `sse_url` with the credentials the socket URL `with_creds`
+/// got (its query), the epoch it knows (empty: none yet) and, to resume, the last seq it has.
+pub(crate) fn sse_url(sse_url: &str, with_creds: &str, resume: Option<&(String, u64)>) -> String {
+    let mut url = String::from(sse_url);
+    let mut param = |key: &str, value: &str| {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(key);
+        url.push_str(value);
+    };
+    if let Some((_, query)) = with_creds.split_once('?') {
+        param("", query);
+    }
+    match resume {
+        Some((epoch, seq)) => {
+            param("epoch=", &String::from(js_sys::encode_uri_component(epoch)));
+            param("last_event_id=", &crate::core::frames::u64_to_string(*seq));
         }
+        None => param("epoch=", ""),
     }
-}
-
-fn with_query(url: &str, key: &str, value: &str) -> String {
-    let sep = if url.contains('?') { "&" } else { "?" };
-    let value: String = js_sys::encode_uri_component(value).into();
-    concat(&[url, sep, key, "=", &value])
-}
-
-/// Calls `fn_name` on `target` with `args`, awaiting the result when it is a promise.
-async fn call_await(target: &JsValue, fn_name: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
-    let f: Function = get(target, fn_name).dyn_into().map_err(|_| JsValue::from_str(fn_name))?;
-    let v = f.apply(target, args)?;
-    match v.dyn_into::<Promise>() {
-        Ok(p) => JsFuture::from(p).await,
-        Err(v) => Ok(v),
-    }
-}
-
-/// POSTs to the ticket URL with the token. Plain objects and `Reflect`, no `Request` or
-/// `Response` bindings: each binding is an import, and imports weigh on the package.
-async fn fetch_ticket(ticket_url: &str, token: Option<&str>) -> Result<String, CredentialError> {
-    let init = js_sys::Object::new();
-    super::parse::set(&init, "method", &JsValue::from_str("POST"));
-    if let Some(t) = token {
-        let headers = js_sys::Object::new();
-        super::parse::set(&headers, "authorization", &JsValue::from_str(&concat(&["Bearer ", t])));
-        super::parse::set(&init, "headers", &headers);
-    }
-    let global = js_sys::global();
-    let response = call_await(&global, "fetch", &js_sys::Array::of2(&JsValue::from_str(ticket_url), &init))
-        .await
-        .map_err(|e| failed(concat(&["the ticket request failed: ", &js_message(&e)])))?;
-    if !get(&response, "ok").is_truthy() {
-        let status = get(&response, "status").as_f64().unwrap_or(0.0) as u16;
-        return Err(CredentialError { status: Some(status), message: String::new() });
-    }
-    let body = call_await(&response, "json", &js_sys::Array::new())
-        .await
-        .map_err(|_| failed("the ticket URL did not answer JSON"))?;
-    get(&body, "ticket").as_string().ok_or_else(|| failed("the ticket URL's answer has no string `ticket`"))
-}
-
-/// The URL to open for one attempt.
-pub(crate) async fn socket_url(opts: &Options) -> Result<String, CredentialError> {
-    let token = token(&opts.token).await?;
-    match (&opts.ticket_url, token) {
-        (Some(ticket_url), token) => {
-            let ticket = fetch_ticket(ticket_url, token.as_deref()).await?;
-            Ok(with_query(&opts.url, "ticket", &ticket))
-        }
-        (None, Some(token)) => Ok(with_query(&opts.url, "token", &token)),
-        (None, None) => Ok(opts.url.clone()),
-    }
+    url
 }

@@ -6,16 +6,18 @@ use std::rc::{Rc, Weak};
 #[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Function, Object, Set};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::spawn_local;
 
 use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
 use super::parse::{parse, resock_emit, set};
-use super::socket::{Socket, SocketEvent};
+use super::share::{decode, FromTab, Relay, Tabs};
+use super::socket::{Socket, SocketEvent, Timer};
+use super::sse::SseStream;
+use crate::core::share::{Role, ShareInput};
 use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
 use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
@@ -88,8 +90,13 @@ pub struct Driver {
     opts: Options,
     socket: Option<Counted<Socket>>,
     socket_url: Option<(u32, String)>,
-    timer: Option<Counted<Timeout>>,
+    timer: Option<Counted<Timer>>,
     lifecycle: Option<Counted<Lifecycle>>,
+    /// Sharing: the lock and channel, and a follower's relay (its socket).
+    tabs: Option<Counted<Tabs>>,
+    relay: Option<Relay>,
+    /// The SSE fallback's stream (in place of `socket`).
+    sse: Option<Counted<SseStream>>,
     /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
     /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
     js_listeners: Rc<[Set; 5]>,
@@ -119,13 +126,43 @@ fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Drops a browser resource after the current handler returns (it may be that handler's own).
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_later(exports: &JsValue);
+}
+
+thread_local! {
+    /// Browser resources to drop once the current handler has returned ([`defer_drop`]).
+    static DOOMED: RefCell<Vec<Box<dyn core::any::Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drops a browser resource after the current handler returns (it may be that handler's own):
+/// in a microtask (`queueMicrotask` of [`__resock_drop`], queued when the list was empty).
 fn defer_drop<T: 'static>(t: T) {
     defer_drop_boxed(Box::new(t));
 }
 
 fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
-    spawn_local(async move { drop(t) });
+    // If the list cannot be borrowed (never: it is only borrowed here and to be emptied), `t`
+    // is dropped at once.
+    let first = DOOMED.try_with(|d| {
+        d.try_borrow_mut().ok().map(|mut d| {
+            d.push(t);
+            d.len() == 1
+        })
+    });
+    if first.ok().flatten() == Some(true) {
+        resock_later(&wasm_bindgen::exports());
+    }
+}
+
+/// Drops what [`defer_drop`] kept (called by `fast.js` in a microtask). Not API.
+#[doc(hidden)]
+#[wasm_bindgen(skip_typescript)]
+pub fn __resock_drop() {
+    // Taken out first: a drop that defers another drop queues a new microtask.
+    let doomed = DOOMED.try_with(|d| d.try_borrow_mut().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default());
+    drop(doomed);
 }
 
 impl Driver {
@@ -139,6 +176,9 @@ impl Driver {
             socket_url: None,
             timer: None,
             lifecycle: None,
+            tabs: None,
+            relay: None,
+            sse: None,
             js_listeners: Rc::new([
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
@@ -225,7 +265,15 @@ fn on_socket_event(weak: &Weak<RefCell<Driver>>, attempt: u32, event: SocketEven
         SocketEvent::Open => Input::SocketOpened { attempt },
         SocketEvent::Message { msg, what, seq, flags, now } => {
             let input = match parse(msg, what, seq, flags) {
-                Ok(inbound) => Input::Frame { attempt, inbound },
+                Ok(mut inbound) => {
+                    if inbound.id.is_none() && inbound.seq.is_none() && shared.read(|d| d.tabs.is_some()) == Some(true)
+                    {
+                        // Tabs share the socket: the core keeps this tab's rooms' messages.
+                        inbound.room =
+                            super::parse::get(&super::parse::get(&inbound.msg, "payload"), "room").as_string();
+                    }
+                    Input::Frame { attempt, inbound }
+                }
                 Err(message) => Input::BadFrame { attempt, message: message.into() },
             };
             dispatch_at(&shared, input, now);
@@ -248,8 +296,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         Action::FetchCredentials { attempt } => {
             let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
             let weak = Rc::downgrade(shared);
-            spawn_local(async move {
-                let result = socket_url(&opts).await;
+            // Called with no borrow held: a token provider may call the client.
+            socket_url(&opts, move |result| {
                 let Some(shared) = weak.upgrade() else { return };
                 let input = match result {
                     Ok(url) => {
@@ -269,7 +317,14 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             let weak = Rc::downgrade(shared);
             match Socket::open(&url, move |e| on_socket_event(&weak, attempt, e)) {
                 Ok(sock) => {
-                    let old = shared.update(|d| d.socket.replace(Counted::new(sock)));
+                    let old = shared.update(|d| {
+                        if let (Some(tabs), Some(Role::Leader), Some(me)) =
+                            (&d.tabs, d.machine.role(), d.machine.tab_id())
+                        {
+                            tabs.0.relay(sock.ws().as_ref(), me);
+                        }
+                        d.socket.replace(Counted::new(sock))
+                    });
                     defer_drop(old);
                 }
                 Err(e) => {
@@ -281,6 +336,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             }
         }
         Action::CloseSocket { code, reason } => {
+            let others = shared.update(|d| (d.relay.take(), d.sse.take()));
+            defer_drop(others);
             let sock = shared.update(|d| d.socket.take()).flatten();
             if let Some(sock) = &sock {
                 sock.0.close(code, reason);
@@ -288,14 +345,62 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             defer_drop(sock);
         }
         Action::Send(text) => {
-            shared.read(|d| d.socket.as_ref().map(|sock| sock.0.send(&text)));
+            shared.read(|d| match (&d.socket, &d.relay, &d.tabs, d.machine.tab_id()) {
+                (Some(sock), ..) => {
+                    let _ = sock.0.send(&text);
+                }
+                (None, None, ..) if d.sse.is_some() => {
+                    if let Some(sse) = &d.sse {
+                        sse.0.send(&text);
+                    }
+                }
+                (None, Some(_), Some(tabs), Some(me)) => tabs.0.up(me, &text),
+                _ => {}
+            });
+        }
+        Action::RequestLock | Action::StealLock => {
+            let steal = matches!(action, Action::StealLock);
+            if shared.read(|d| d.tabs.is_none()) == Some(true) {
+                open_tabs(shared);
+            }
+            shared.read(|d| d.tabs.as_ref().map(|t| t.0.lock(steal)));
+        }
+        Action::Post(peer) => {
+            shared.read(|d| d.tabs.as_ref().map(|t| t.0.post(&peer)));
+        }
+        Action::OpenSse { attempt, resume } => {
+            let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.clone())) {
+                Some((Some((a, url)), Some(sse))) if a == attempt => (url, sse),
+                _ => return,
+            };
+            let url = super::credentials::sse_url(&sse.0, &url, resume.as_ref());
+            let weak = Rc::downgrade(shared);
+            let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
+            if let Ok(stream) = SseStream::open(&url, &sse.1, report) {
+                let old = shared.update(|d| {
+                    if let (Some(tabs), Some(Role::Leader), Some(me)) = (&d.tabs, d.machine.role(), d.machine.tab_id())
+                    {
+                        tabs.0.relay(stream.handle(), me);
+                    }
+                    d.sse.replace(Counted::new(stream))
+                });
+                defer_drop(old);
+            }
+        }
+        Action::OpenRelay { attempt } => {
+            let weak = Rc::downgrade(shared);
+            let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
+            if let Ok(relay) = Relay::new(report) {
+                let old = shared.update(|d| d.relay.replace(relay));
+                defer_drop(old);
+            }
         }
         Action::Schedule(at) => {
             let timer = at.map(|at| {
-                // gloo passes the delay on as an i32: clamp there, or a long one fires at once.
-                let delay = u32::try_from(at.saturating_sub(now()).min(i32::MAX as u64)).unwrap_or(0);
+                // setTimeout takes an i32: clamp there, or a long one fires at once.
+                let delay = i32::try_from(at.saturating_sub(now())).unwrap_or(i32::MAX);
                 let weak = Rc::downgrade(shared);
-                Counted::new(Timeout::new(delay, move || {
+                Counted::new(Timer::new(delay, move || {
                     if let Some(shared) = weak.upgrade() {
                         dispatch(&shared, Input::Tick);
                     }
@@ -313,11 +418,49 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
     }
 }
 
+/// Opens the lock and channel of a sharing client: messages and lock news go to the machine,
+/// frames relayed down to the relay.
+fn open_tabs(shared: &Shared) {
+    let Some(Some(name)) = shared.read(|d| d.opts.share.clone()) else { return };
+    let weak = Rc::downgrade(shared);
+    let on_peer = move |msg: JsValue| {
+        let Some(shared) = weak.upgrade() else { return };
+        match decode(&msg) {
+            Some(FromTab::Down { from, text }) => {
+                // The slot only: nothing is borrowed while the frame runs (its listeners may call
+                // the client).
+                let slot = shared.read(|d| d.relay.as_ref().filter(|_| d.machine.accepts_down(from)).map(Relay::slot));
+                if let Some(Some(slot)) = slot {
+                    Relay::frame(slot, &text);
+                }
+            }
+            Some(FromTab::Peer(peer)) => dispatch(&shared, Input::Share(ShareInput::Peer(peer))),
+            None => {}
+        }
+    };
+    let weak = Rc::downgrade(shared);
+    let on_lock = move |granted: JsValue| {
+        if let Some(shared) = weak.upgrade() {
+            let input = if granted.is_truthy() { ShareInput::LockGranted } else { ShareInput::LockLost };
+            dispatch(&shared, Input::Share(input));
+        }
+    };
+    let tabs = Counted::new(Tabs::open(&name, on_peer, on_lock));
+    shared.update(|d| d.tabs = Some(tabs));
+}
+
 /// Frees every browser resource and listener of a closed client.
 fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
-            defer_drop((d.socket.take(), d.timer.take(), d.lifecycle.take()));
+            defer_drop((
+                d.socket.take(),
+                d.timer.take(),
+                d.lifecycle.take(),
+                d.relay.take(),
+                d.tabs.take(),
+                d.sse.take(),
+            ));
             for set in d.js_listeners.iter() {
                 set.clear();
             }

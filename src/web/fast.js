@@ -30,27 +30,37 @@ function typeIndex(t) {
 // (msg is undefined unless what >= 0). Decoded by the core: classify::Envelope::from_numbers.
 //   now: Date.now()
 export function resock_onmessage(ws, exports, slot) {
-  const handler = (m, what, seq, flags) => exports.__resock_message(slot, m, what, seq, flags, Date.now());
   ws.onmessage = (event) => {
     const data = event.data;
-    if (typeof data !== "string") return handler(undefined, -3, NaN, 0);
-    let m;
-    try {
-      m = JSON.parse(data);
-    } catch {
-      return handler(undefined, -2, NaN, 0);
-    }
-    if (m === null || typeof m !== "object" || Array.isArray(m)) return handler(undefined, -1, NaN, 0);
-    const t = m.type;
-    const seq = m.seq;
-    const p = m.payload;
-    handler(
-      m,
-      typeof t !== "string" ? 0 : typeIndex(t) + 2,
-      typeof seq === "number" ? seq : NaN,
-      (p !== undefined && p !== null ? 1 : 0) | (typeof m.id === "string" ? 2 : 0),
-    );
+    if (ws.resockRelay) ws.resockRelay(data); // a leader tab's socket (src/web/share.js)
+    resock_frame(data, exports, slot);
   };
+}
+
+// One frame's text (a socket's, or one relayed by the leader tab) to wasm, as above.
+export function resock_frame(data, exports, slot) {
+  const now = Date.now();
+  if (typeof data !== "string") return exports.__resock_message(slot, undefined, -3, NaN, 0, now);
+  let m;
+  try {
+    m = JSON.parse(data);
+  } catch {
+    return exports.__resock_message(slot, undefined, -2, NaN, 0, now);
+  }
+  if (m === null || typeof m !== "object" || Array.isArray(m)) {
+    return exports.__resock_message(slot, undefined, -1, NaN, 0, now);
+  }
+  const t = m.type;
+  const seq = m.seq;
+  const p = m.payload;
+  exports.__resock_message(
+    slot,
+    m,
+    typeof t !== "string" ? 0 : typeIndex(t) + 2,
+    typeof seq === "number" ? seq : NaN,
+    (p !== undefined && p !== null ? 1 : 0) | (typeof m.id === "string" ? 2 : 0),
+    now,
+  );
 }
 
 // Calls every listener of `set` with `value`, as the set was when the event began (one listed
@@ -75,4 +85,179 @@ function call(f, value) {
   } catch (e) {
     console.error("resock: a listener threw", e);
   }
+}
+
+// The SSE fallback's stream (issue 12): the server's SSE session read with fetch (an
+// EventSource cannot see events of every name, nor be kept from reconnecting by itself), each
+// event turned into the frame a socket would have carried ({type: event, payload: data, seq: id})
+// and handed to wasm like a socket's (relayed first in a leader tab, as a socket's frames are).
+// onOpen() when the response starts; onEnd([code, reason]) once: the server's `close` event, or
+// 1006 when the stream ends or fails otherwise. What it all means is decided in Rust
+// (src/core/transport.rs).
+export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
+  let ready;
+  // `sendUrl` is relative to the stream's URL ("send" beside it, by default).
+  const h = { ctl: new AbortController(), session: null, q: Promise.resolve(), sendUrl: new URL(sendUrl, url).href, ended: false, resockRelay: null };
+  h.ready = new Promise((r) => (ready = r));
+  h.frame = (text) => {
+    if (h.ended) return;
+    if (h.resockRelay) h.resockRelay(text);
+    resock_frame(text, exports, slot);
+  };
+  h.end = (code, reason) => {
+    if (h.ended) return;
+    h.ended = true;
+    h.ctl.abort();
+    onEnd([code, reason]);
+  };
+  const event = (type, data, id) => {
+    let payload;
+    try {
+      payload = JSON.parse(data);
+    } catch {
+      payload = data;
+    }
+    if (type === "close") return h.end(payload && payload.code ? payload.code : 1006, (payload && payload.reason) || "");
+    if (type === "welcome" && payload && typeof payload.session === "string") {
+      h.session = payload.session;
+      ready();
+    }
+    const m = { type, payload };
+    // A message's `id:` is its seq (a welcome's or resumed's is the seq it covers: for an
+    // EventSource's own reconnection, which this reader does not do).
+    if (id && type !== "welcome" && type !== "resumed") m.seq = Number(id);
+    h.frame(JSON.stringify(m));
+  };
+  fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
+    .then(async (res) => {
+      if (h.ended) return;
+      if (!res.ok || !res.body) return h.end(1006, "");
+      onOpen();
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      let type = "message";
+      let data = [];
+      let id = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || h.ended) break;
+        buf += value;
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0 && !h.ended) {
+          let line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line.endsWith("\r")) line = line.slice(0, -1);
+          if (line === "") {
+            if (data.length) event(type, data.join("\n"), id);
+            type = "message";
+            data = [];
+            id = "";
+          } else if (line[0] !== ":") {
+            const c = line.indexOf(":");
+            const field = c < 0 ? line : line.slice(0, c);
+            let v = c < 0 ? "" : line.slice(c + 1);
+            if (v[0] === " ") v = v.slice(1);
+            if (field === "event") type = v;
+            else if (field === "data") data.push(v);
+            else if (field === "id") id = v;
+          }
+        }
+      }
+      h.end(1006, "");
+    })
+    .catch(() => h.end(1006, ""));
+  return h;
+}
+
+// A frame over HTTP POST, in order after the ones before it, once the session is known; the
+// answer (ack, joined, error...) is handed to wasm like a frame of the stream. 410: the
+// session is gone (the stream ended on the server): the stream is over, 1006.
+export function resock_sse_send(h, text) {
+  h.q = h.q
+    .then(() => h.ready)
+    .then(() => {
+      if (h.ended) return undefined;
+      const u = new URL(h.sendUrl);
+      u.searchParams.set("session", h.session);
+      return fetch(u, { method: "POST", body: text, headers: { "content-type": "text/plain" } }).then(async (r) => {
+        if (r.status === 200) h.frame(await r.text());
+        else if (r.status === 410) h.end(1006, "");
+      });
+    })
+    .catch(() => {});
+}
+
+export function resock_sse_close(h) {
+  h.ended = true;
+  h.ctl.abort();
+}
+
+// One attempt's credentials and the socket URL with them (src/web/credentials.rs): the token (a
+// provider function is called, and awaited when it returns a promise); then, with a ticket URL, a
+// fresh ticket (a POST with the token as a bearer, answered with JSON {ticket}) in the URL's
+// query as `ticket`, or else the token, if any, as `token`. Calls `done` once, always after a
+// microtask: with {url}, or {status} (the ticket URL answered with a status that is not a 2xx),
+// or {message} (what else went wrong).
+export async function resock_credentials(url, token, ticketUrl, done) {
+  const withQuery = (key, value) => url + (url.includes("?") ? "&" : "?") + key + "=" + encodeURIComponent(value);
+  let why = "the token provider threw: ";
+  let got;
+  try {
+    got = await (async () => {
+      if (typeof token == "function") {
+        token = token();
+        if (token instanceof Promise) {
+          why = "the token provider rejected: ";
+          token = await token;
+        }
+        if (token != null && typeof token != "string") return { message: "the token provider must return a string" };
+      }
+      if (ticketUrl === undefined) return { url: token == null ? url : withQuery("token", token) };
+      why = "the ticket request failed: ";
+      const init = { method: "POST" };
+      if (token != null) init.headers = { authorization: "Bearer " + token };
+      const r = await fetch(ticketUrl, init);
+      if (!r.ok) return { status: r.status };
+      why = "";
+      const ticket = (await r.json())?.ticket;
+      return typeof ticket == "string"
+        ? { url: withQuery("ticket", ticket) }
+        : { message: "the ticket URL's answer has no string `ticket`" };
+    })();
+  } catch (e) {
+    got = { message: why ? why + ((typeof e == "string" ? e : e?.message) ?? "unknown error") : "the ticket URL did not answer JSON" };
+  }
+  done(got);
+}
+
+// Calls wasm's `__resock_drop` in a microtask: browser resources are dropped there, after the
+// handler that let them go has returned (src/web/driver.rs `defer_drop`).
+export function resock_later(exports) {
+  queueMicrotask(exports.__resock_drop);
+}
+
+// A new promise with its resolve and reject functions: [promise, resolve, reject] (a promise of
+// `send({ack})`, `join`, `leave` or `request`; src/bindings.rs). Made here so that no wasm
+// closure is needed for the executor.
+export function resock_promise() {
+  let r;
+  const p = new Promise((resolve, reject) => (r = [, resolve, reject]));
+  r[0] = p;
+  return r;
+}
+
+// The page's online, offline and visibilitychange listeners (src/web/lifecycle.rs): `report` gets
+// 0 online, 1 offline, 2 the page became visible. Returns the function that removes them. None
+// without a page (a worker).
+export function resock_lifecycle(report) {
+  if (typeof window == "undefined" || typeof document == "undefined") return () => {};
+  const on = [
+    [window, "online", () => report(0)],
+    [window, "offline", () => report(1)],
+    [document, "visibilitychange", () => document.visibilityState == "visible" && report(2)],
+  ];
+  for (const [target, name, f] of on) target.addEventListener(name, f);
+  return () => {
+    for (const [target, name, f] of on) target.removeEventListener(name, f);
+  };
 }

@@ -1,9 +1,19 @@
 //! Page lifecycle listeners: online, offline and visibility. Removed when dropped.
+//!
+//! The listeners themselves are `resock_lifecycle` in `src/web/fast.js` (three
+//! `addEventListener`s on `window` and `document` and their removal); here one closure gets what
+//! happened. Bindings for `window`, `document`, their listeners and `visibilityState` weighed
+//! more in the package than that helper (issue 11, docs/SIZE.md).
 
+use js_sys::Function;
 use wasm_bindgen::closure::Closure;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use web_sys::EventTarget;
+
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_lifecycle(report: &Closure<dyn FnMut(JsValue)>) -> Function;
+}
 
 /// What the page reports.
 #[derive(Clone, Copy)]
@@ -13,48 +23,30 @@ pub enum PageEvent {
     Visible,
 }
 
-type Listener = (EventTarget, &'static str, Closure<dyn FnMut(JsValue)>);
-
 pub struct Lifecycle {
-    listeners: Vec<Listener>,
+    /// Removes the listeners (a no-op without a page, e.g. in a worker).
+    stop: Function,
+    _report: Closure<dyn FnMut(JsValue)>,
 }
 
 impl Lifecycle {
     /// Listens on `window` and `document` when there are such (not in a worker).
-    pub fn listen(report: impl Fn(PageEvent) + Clone + 'static) -> Lifecycle {
-        let mut listeners = Vec::new();
-        let Some(window) = web_sys::window() else { return Lifecycle { listeners } };
-        let document = window.document();
-        let mut add = |target: &EventTarget, name: &'static str, f: Closure<dyn FnMut(JsValue)>| {
-            if target.add_event_listener_with_callback(name, f.as_ref().unchecked_ref()).is_ok() {
-                listeners.push((target.clone(), name, f));
-            }
-        };
-        let r = report.clone();
-        add(&window, "online", Closure::new(move |_| r(PageEvent::Online)));
-        let r = report.clone();
-        add(&window, "offline", Closure::new(move |_| r(PageEvent::Offline)));
-        if let Some(doc) = document {
-            let d = doc.clone();
-            let r = report;
-            add(
-                &doc,
-                "visibilitychange",
-                Closure::new(move |_| {
-                    if d.visibility_state() == web_sys::VisibilityState::Visible {
-                        r(PageEvent::Visible)
-                    }
-                }),
-            );
-        }
-        Lifecycle { listeners }
+    pub fn listen(report: impl Fn(PageEvent) + 'static) -> Lifecycle {
+        let f = Closure::<dyn FnMut(JsValue)>::new(move |what: JsValue| {
+            // 0 online, 1 offline, 2 the page became visible (fast.js).
+            let event = match what.as_f64().map(|n| n as u8) {
+                Some(0) => PageEvent::Online,
+                Some(1) => PageEvent::Offline,
+                _ => PageEvent::Visible,
+            };
+            report(event);
+        });
+        Lifecycle { stop: resock_lifecycle(&f), _report: f }
     }
 }
 
 impl Drop for Lifecycle {
     fn drop(&mut self) {
-        for (target, name, f) in self.listeners.drain(..) {
-            let _ = target.remove_event_listener_with_callback(name, f.as_ref().unchecked_ref());
-        }
+        let _ = self.stop.call0(&JsValue::NULL);
     }
 }

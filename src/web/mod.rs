@@ -8,6 +8,8 @@ pub(crate) mod lifecycle;
 pub(crate) mod oneshot;
 pub(crate) mod options;
 pub(crate) mod parse;
+pub(crate) mod share;
 pub(crate) mod socket;
+pub(crate) mod sse;
 
 pub use client::{Client, ClientOptions, Subscription};

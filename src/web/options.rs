@@ -4,7 +4,7 @@
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::config::{check_urls, ConfigError};
+use crate::core::config::{check_url, check_urls, ConfigError};
 use crate::core::frames::concat;
 use crate::core::{Backoff, Config, OutboxLimits};
 
@@ -22,6 +22,10 @@ pub struct Options {
     pub ticket_url: Option<String>,
     pub token: TokenSource,
     pub config: Config,
+    /// The name of the lock and channel the tabs sharing a socket use (option `share`).
+    pub share: Option<String>,
+    /// The SSE fallback's stream and send URLs (option `sseUrl`; `sseSendUrl`, else `send` beside it).
+    pub sse: Option<(String, String)>,
 }
 
 fn type_error(msg: &str) -> JsValue {
@@ -119,7 +123,25 @@ impl Options {
             };
             config.outbox_ttl_ms = number(&outbox, "ttlMs", "outbox.ttlMs")?;
         }
+        // `share: "<user key>"`: one socket for the tabs of this origin with the same URL and key;
+        // one per tab where the browser has no Web Locks or BroadcastChannel.
+        let share = string(opts, "share")?
+            .filter(|_| super::share::resock_share_supported())
+            .map(|key| concat(&["resock\n", &url, "\n", &key]));
+        config.share = share.is_some();
+        let sse = match string(opts, "sseUrl")? {
+            Some(sse_url) => {
+                check_url(&sse_url, "sseUrl", ["http", "https"]).map_err(refused)?;
+                let send = string(opts, "sseSendUrl")?.unwrap_or_else(|| String::from("send"));
+                Some((sse_url, send))
+            }
+            None => None,
+        };
+        config.sse = sse.is_some();
+        if let Some(ms) = number(opts, "sseProbeMs", "sseProbeMs")? {
+            config.sse_probe_ms = ms;
+        }
         config.validate().map_err(refused)?;
-        Ok(Options { url, ticket_url, token, config })
+        Ok(Options { url, ticket_url, token, config, share, sse })
     }
 }

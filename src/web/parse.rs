@@ -21,6 +21,7 @@ use crate::core::Inbound;
 extern "C" {
     fn resock_types(names: &Array);
     pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
+    pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
     pub(crate) fn resock_emit(set: &js_sys::Set, value: &JsValue);
 }
 
@@ -126,5 +127,5 @@ pub(crate) fn parse(msg: JsValue, what: f64, seq: f64, flags: f64) -> Result<Inb
             set(&msg, "payload", &p);
         }
     }
-    Ok(Inbound { kind: c.kind, id: c.id, seq: c.seq, msg })
+    Ok(Inbound { kind: c.kind, id: c.id, seq: c.seq, msg, room: None })
 }

@@ -15,7 +15,7 @@ use crate::protocol::CloseCode;
 type Handler = Closure<dyn FnMut(JsValue)>;
 
 /// Where a socket's events go.
-type Report = Rc<dyn Fn(SocketEvent)>;
+pub type Report = Rc<dyn Fn(SocketEvent)>;
 
 thread_local! {
     /// The `report` of each live socket, by slot, for [`__resock_message`]. A frame comes in
@@ -59,9 +59,43 @@ pub enum SocketEvent {
 pub struct Socket {
     ws: WebSocket,
     _on_open: Handler,
-    slot: usize,
+    _slot: Slot,
     _on_close: Handler,
     _on_error: Handler,
+}
+
+/// A place in the table [`__resock_message`] reads: a socket's, or a follower tab's relay
+/// (`web/share.rs`), whose frames come the same way. Emptied when dropped.
+pub struct Slot(usize);
+
+impl Slot {
+    pub fn new(report: Report) -> Result<Slot, JsValue> {
+        let slot = SLOTS.try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let free = s.iter().position(Option::is_none);
+            let slot = free.unwrap_or(s.len());
+            match s.get_mut(slot) {
+                Some(entry) => *entry = Some(report),
+                None => s.push(Some(report)),
+            }
+            Some(slot)
+        });
+        slot.ok().flatten().map(Slot).ok_or_else(|| JsValue::from_str("resock: socket table busy"))
+    }
+
+    pub fn index(&self) -> u32 {
+        self.0 as u32
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = SLOTS.try_with(|s| {
+            if let Some(entry) = s.try_borrow_mut().ok().as_deref_mut().and_then(|s| s.get_mut(self.0)) {
+                *entry = None;
+            }
+        });
+    }
 }
 
 impl Socket {
@@ -72,17 +106,7 @@ impl Socket {
         let report: Report = Rc::new(report);
         let r = report.clone();
         let on_open = Handler::new(move |_| r(SocketEvent::Open));
-        let slot = SLOTS.try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            let free = s.iter().position(Option::is_none);
-            let slot = free.unwrap_or(s.len());
-            match s.get_mut(slot) {
-                Some(entry) => *entry = Some(report.clone()),
-                None => s.push(Some(report.clone())),
-            }
-            Some(slot)
-        });
-        let slot = slot.ok().flatten().ok_or_else(|| JsValue::from_str("resock: socket table busy"))?;
+        let slot = Slot::new(report.clone())?;
         let r = report;
         let on_close = Handler::new(move |e: JsValue| {
             let e = e.unchecked_into::<CloseEvent>();
@@ -91,10 +115,14 @@ impl Socket {
         // An error event is always followed by a close event, which carries what we need.
         let on_error = Handler::new(|_| {});
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        super::parse::resock_onmessage(&ws, &wasm_bindgen::exports(), slot as u32);
+        super::parse::resock_onmessage(&ws, &wasm_bindgen::exports(), slot.index());
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(Socket { ws, _on_open: on_open, slot, _on_close: on_close, _on_error: on_error })
+        Ok(Socket { ws, _on_open: on_open, _slot: slot, _on_close: on_close, _on_error: on_error })
+    }
+
+    pub fn ws(&self) -> &WebSocket {
+        &self.ws
     }
 
     pub fn send(&self, text: &str) -> Result<(), JsValue> {
@@ -115,14 +143,38 @@ impl Drop for Socket {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
         self.ws.set_onerror(None);
-        let _ = SLOTS.try_with(|s| {
-            if let Some(entry) = s.try_borrow_mut().ok().as_deref_mut().and_then(|s| s.get_mut(self.slot)) {
-                *entry = None;
-            }
-        });
         let state = self.ws.ready_state();
         if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
             let _ = self.ws.close_with_code_and_reason(CloseCode::Normal.as_u16(), "Client closed");
         }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Handler, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// One `setTimeout`, cleared when dropped. Its callback is a [`Handler`], the sockets' closure
+/// type: one closure type less in the package than gloo-timers' `Timeout` (docs/SIZE.md).
+pub struct Timer {
+    id: JsValue,
+    _f: Handler,
+}
+
+impl Timer {
+    pub fn new(ms: i32, f: impl FnMut() + 'static) -> Timer {
+        let mut f = f;
+        let f = Handler::new(move |_| f());
+        Timer { id: set_timeout(&f, ms), _f: f }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        clear_timeout(&self.id);
     }
 }

@@ -3,6 +3,7 @@ import type { ClientOptions } from "resock";
 import {
   isMessage,
   ResockProvider,
+  useClient,
   useConnectionState,
   useMessages,
   useNotifications,
@@ -42,7 +43,14 @@ async function serverError(res: Response): Promise<string> {
 export function App() {
   const [session, setSession] = useState<{ user: string; token: string } | null>(null);
   const options = useMemo<ClientOptions | null>(
-    () => session && { url: wsUrl, ticketUrl: `${origin}/ws/ticket`, token: session.token },
+    // `share`: the user's tabs keep one socket between them (?share=0 for one per tab).
+    () =>
+      session && {
+        url: wsUrl,
+        ticketUrl: `${origin}/ws/ticket`,
+        token: session.token,
+        share: new URLSearchParams(window.location.search).get("share") === "0" ? undefined : session.user,
+      },
     [session],
   );
   if (!session || !options) return <SignIn onSignIn={(user, token) => setSession({ user, token })} />;
@@ -101,6 +109,7 @@ function Shell({ user, onSignOut }: { user: string; onSignOut: () => void }) {
           resock demo <span className="who">— {user}</span>
         </h1>
         <ConnectionIndicator />
+        <Sharing user={user} />
         <Bell unread={notifications.unread} />
         <button className="signout" data-testid="sign-out" onClick={onSignOut}>
           Sign out
@@ -113,6 +122,43 @@ function Shell({ user, onSignOut }: { user: string; onSignOut: () => void }) {
         <DevTools user={user} />
       </main>
     </>
+  );
+}
+
+/**
+ * Which tab holds the socket, and how many sockets the server sees for this user (`/dev/stats`):
+ * with `share`, one for all of the user's tabs.
+ */
+function Sharing({ user }: { user: string }) {
+  const client = useClient();
+  const [view, setView] = useState<{ role: string; sockets: number | null }>({ role: "solo", sockets: null });
+  useEffect(() => {
+    let live = true;
+    const poll = async () => {
+      let sockets: number | null = null;
+      try {
+        const res = await fetch(`${origin}/dev/stats`);
+        if (res.ok) {
+          const stats = (await res.json()) as { users: Record<string, { open: number }> };
+          sockets = stats.users[user]?.open ?? 0;
+        }
+      } catch {
+        // the fixture is restarting: shown as unknown
+      }
+      if (live) setView({ role: client?.role ?? "solo", sockets });
+    };
+    void poll();
+    const t = setInterval(() => void poll(), 1000);
+    return () => {
+      live = false;
+      clearInterval(t);
+    };
+  }, [client, user]);
+  const tab = view.role === "leader" ? "this tab holds the socket" : view.role === "follower" ? "via another tab" : "own socket";
+  return (
+    <span className="muted sharing" data-testid="sharing" data-role={view.role} data-sockets={view.sockets ?? ""}>
+      {tab} · {view.sockets === null ? "?" : view.sockets} socket{view.sockets === 1 ? "" : "s"} for {user}
+    </span>
   );
 }
 

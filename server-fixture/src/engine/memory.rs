@@ -111,7 +111,7 @@ impl Engine for MemoryEngine {
         ready(self.tickets.redeem(ticket).map_err(|_| EngineError::BadTicket))
     }
 
-    fn welcome<'a>(&'a self, conn: ConnId, user: &'a str) -> EngineFuture<'a, ()> {
+    fn welcome<'a>(&'a self, conn: ConnId, user: &'a str, _counted: bool) -> EngineFuture<'a, ()> {
         let mut st = self.lock();
         let stream = st.streams.entry(user.to_owned()).or_insert_with(UserStream::new);
         stream.touched = Instant::now();

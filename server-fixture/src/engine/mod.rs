@@ -74,10 +74,11 @@ pub trait Engine: Send + Sync {
     fn issue_ticket(&self, who: Identity) -> EngineFuture<'_, String>;
     fn redeem_ticket<'a>(&'a self, ticket: &'a str) -> EngineFuture<'a, Identity>;
 
-    /// A local connection `conn` of `user` was registered (its frames held back): counts it
-    /// against the per-user cap over all instances (`TooManyConnections`: not counted), and from
-    /// now on the user's pushes reach it; queues its `welcome` with the stream's epoch and seq.
-    fn welcome<'a>(&'a self, conn: ConnId, user: &'a str) -> EngineFuture<'a, ()>;
+    /// A local connection `conn` of `user` was registered (its frames held back): with `counted`
+    /// (a WebSocket; not an SSE session) counts it against the per-user cap over all instances
+    /// (`TooManyConnections`: not counted), and from now on the user's pushes reach it; queues its
+    /// `welcome` with the stream's epoch and seq.
+    fn welcome<'a>(&'a self, conn: ConnId, user: &'a str, counted: bool) -> EngineFuture<'a, ()>;
     /// A connection that [`Engine::welcome`] counted ended.
     fn connection_closed<'a>(&'a self, user: &'a str) -> EngineFuture<'a, ()>;
     /// A local connection or SSE stream of `user` ended.

@@ -502,18 +502,20 @@ impl Engine for RedisEngine {
         })
     }
 
-    fn welcome<'a>(&'a self, conn: ConnId, user: &'a str) -> EngineFuture<'a, ()> {
+    fn welcome<'a>(&'a self, conn: ConnId, user: &'a str, counted: bool) -> EngineFuture<'a, ()> {
         Box::pin(async move {
-            let r: redis::RedisResult<i64> = self
-                .scripts
-                .count
-                .key(key("c", user))
-                .arg(&self.instance)
-                .arg(self.settings.max_connections_per_user)
-                .invoke_async(&mut self.conn())
-                .await;
-            if self.ok(r)? == 0 {
-                return Err(EngineError::TooManyConnections);
+            if counted {
+                let r: redis::RedisResult<i64> = self
+                    .scripts
+                    .count
+                    .key(key("c", user))
+                    .arg(&self.instance)
+                    .arg(self.settings.max_connections_per_user)
+                    .invoke_async(&mut self.conn())
+                    .await;
+                if self.ok(r)? == 0 {
+                    return Err(EngineError::TooManyConnections);
+                }
             }
             // Subscribed before the seq is read: every later message reaches this connection
             // (held until the welcome; those the welcome's seq covers are dropped there).

@@ -358,3 +358,159 @@ pub async fn dev_token(http: &reqwest::Client, url: &str, user: &str) -> String 
         .unwrap();
     v["token"].as_str().unwrap().to_owned()
 }
+
+/// One SSE event: its `id:` (empty when none), `event:` and `data:` (parsed as JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ev {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+impl Ev {
+    /// The event's id as a seq (user-stream events carry one).
+    pub fn seq(&self) -> u64 {
+        self.id.parse().unwrap_or_else(|_| panic!("a seq in {self:?}"))
+    }
+}
+
+/// What an SSE client saw next.
+#[derive(Debug, PartialEq)]
+pub enum SseSeen {
+    Event(Ev),
+    /// The response body ended (or failed).
+    Ended,
+    Timeout,
+}
+
+/// An SSE client over a reqwest response: events parsed as they arrive, the rest of a chunk
+/// kept for the next call.
+pub struct Sse {
+    pub res: reqwest::Response,
+    buf: String,
+    queue: std::collections::VecDeque<Ev>,
+    /// Comment lines seen (keep-alives of the plain stream).
+    pub comments: usize,
+    ended: bool,
+}
+
+impl Sse {
+    pub fn new(res: reqwest::Response) -> Sse {
+        assert_eq!(res.status(), 200, "an event stream");
+        Sse { res, buf: String::new(), queue: Default::default(), comments: 0, ended: false }
+    }
+
+    /// `GET /sse/notifications?{query}`, with `Last-Event-ID` when given.
+    pub async fn open(fx: &Fx, query: &str, last_event_id: Option<u64>) -> reqwest::Response {
+        let mut req = fx.http.get(fx.url(&format!("/sse/notifications?{query}")));
+        if let Some(last) = last_event_id {
+            req = req.header("last-event-id", last.to_string());
+        }
+        timeout(WAIT, req.send()).await.expect("answered in time").unwrap()
+    }
+
+    /// Opens an SSE session of `user` (a token in the query), resuming from `resume` = (epoch,
+    /// last seen seq) when given, and reads its welcome.
+    pub async fn session(fx: &Fx, user: &str, resume: Option<(&str, u64)>) -> (Sse, Value) {
+        let token = fx.token(user).await;
+        let (epoch, last) = resume.map_or(("", None), |(e, n)| (e, Some(n)));
+        let mut sse = Sse::new(Sse::open(fx, &format!("token={token}&epoch={epoch}"), last).await);
+        let welcome = sse.expect("welcome").await;
+        (sse, welcome.data)
+    }
+
+    /// The next event (pings included), within `within`.
+    pub async fn next_within(&mut self, within: Duration) -> SseSeen {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return SseSeen::Event(ev);
+            }
+            if self.ended {
+                return SseSeen::Ended;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, self.res.chunk()).await {
+                Err(_) => return SseSeen::Timeout,
+                Ok(Ok(Some(chunk))) => self.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+                Ok(_) => self.ended = true,
+            }
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = v.trim().to_owned();
+                    } else if line.starts_with(':') {
+                        self.comments += 1;
+                    }
+                }
+                if !event.is_empty() {
+                    let data = serde_json::from_str(&data).unwrap_or_else(|e| panic!("JSON data {data:?}: {e}"));
+                    self.queue.push_back(Ev { id, event, data });
+                }
+            }
+        }
+    }
+
+    /// The next event that is not a `ping`, within [`WAIT`] in all.
+    pub async fn next_app(&mut self) -> SseSeen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.next_within(deadline.saturating_duration_since(Instant::now())).await {
+                SseSeen::Event(ev) if ev.event == "ping" => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next event but pings, which must be a `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Ev {
+        match self.next_app().await {
+            SseSeen::Event(ev) if ev.event == kind => ev,
+            other => panic!("expected a {kind:?} event, saw {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing but pings arrives for `within`.
+    pub async fn expect_quiet(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left).await {
+                SseSeen::Timeout => return,
+                SseSeen::Event(ev) if ev.event == "ping" => {}
+                other => panic!("expected quiet, saw {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the stream ends (within [`WAIT`]); returns the events but pings.
+    pub async fn until_end(&mut self) -> Vec<Ev> {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.next_within(deadline.saturating_duration_since(Instant::now())).await {
+                SseSeen::Event(ev) if ev.event == "ping" => {}
+                SseSeen::Event(ev) => seen.push(ev),
+                SseSeen::Ended => return seen,
+                SseSeen::Timeout => panic!("the stream did not end; saw {seen:?}"),
+            }
+        }
+    }
+}
+
+/// `POST /sse/send?session={session}` with `body`: the status and the answer's JSON (`Null`
+/// for an empty body).
+pub async fn post_frame(fx: &Fx, session: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let req = fx.http.post(fx.url(&format!("/sse/send?session={session}"))).body(body);
+    let res = timeout(WAIT, req.send()).await.expect("answered in time").unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+    (status, v)
+}

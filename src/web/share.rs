@@ -1,0 +1,160 @@
+//! The browser side of cross-tab sharing (issue 12): the user's Web Lock and BroadcastChannel
+//! (`share.js`), the messages between tabs as JS arrays, and a follower's relay, which stands
+//! for a socket. It carries values: every decision is in `core/share.rs`.
+
+use js_sys::{Array, Function};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::socket::{Report, Slot};
+use crate::core::share::{Peer, TabId, Welcomed};
+
+#[wasm_bindgen(module = "/src/web/share.js")]
+extern "C" {
+    pub(crate) fn resock_share_supported() -> bool;
+    fn resock_share_open(name: &str, on_peer: &Function, on_lock: &Function) -> JsValue;
+    fn resock_share_lock(h: &JsValue, steal: bool);
+    fn resock_share_post(h: &JsValue, msg: &Array);
+    fn resock_share_up(h: &JsValue, me: f64, text: &str);
+    fn resock_share_relay(target: &JsValue, h: &JsValue, me: f64);
+    fn resock_share_close(h: &JsValue);
+}
+
+type Handler = Closure<dyn FnMut(JsValue)>;
+
+/// The channel and lock of one client; both let go when dropped.
+pub struct Tabs {
+    handle: JsValue,
+    _on_peer: Handler,
+    _on_lock: Handler,
+}
+
+/// A message from another tab: a frame relayed down, or anything else for the core.
+pub enum FromTab {
+    Down { from: TabId, text: JsValue },
+    Peer(Peer),
+}
+
+impl Tabs {
+    pub fn open(name: &str, on_peer: impl FnMut(JsValue) + 'static, on_lock: impl FnMut(JsValue) + 'static) -> Tabs {
+        let on_peer = Handler::new(on_peer);
+        let on_lock = Handler::new(on_lock);
+        let handle = resock_share_open(name, on_peer.as_ref().unchecked_ref(), on_lock.as_ref().unchecked_ref());
+        Tabs { handle, _on_peer: on_peer, _on_lock: on_lock }
+    }
+
+    pub fn lock(&self, steal: bool) {
+        resock_share_lock(&self.handle, steal);
+    }
+
+    pub fn post(&self, peer: &Peer) {
+        resock_share_post(&self.handle, &encode(peer));
+    }
+
+    /// A follower's frame, up to the leader.
+    pub fn up(&self, me: TabId, text: &str) {
+        resock_share_up(&self.handle, me as f64, text);
+    }
+
+    /// Every frame of the leader's socket goes down to the other tabs.
+    pub fn relay(&self, target: &JsValue, me: TabId) {
+        resock_share_relay(target, &self.handle, me as f64);
+    }
+}
+
+impl Drop for Tabs {
+    fn drop(&mut self) {
+        resock_share_close(&self.handle);
+    }
+}
+
+/// A follower's relay: its frames come through a slot of the socket table, as a socket's do.
+pub struct Relay {
+    slot: Slot,
+}
+
+impl Relay {
+    pub fn new(report: Report) -> Result<Relay, JsValue> {
+        Ok(Relay { slot: Slot::new(report)? })
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.slot.index()
+    }
+
+    /// A frame relayed down to the relay in `slot`: parsed and reported like a socket's.
+    pub fn frame(slot: u32, text: &JsValue) {
+        super::parse::resock_frame(text, &wasm_bindgen::exports(), slot);
+    }
+}
+
+fn s(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+
+fn tab(v: TabId) -> JsValue {
+    JsValue::from(v as f64)
+}
+
+fn opt(v: &Option<String>) -> JsValue {
+    v.as_deref().map_or(JsValue::UNDEFINED, s)
+}
+
+fn encode(peer: &Peer) -> Array {
+    match peer {
+        Peer::Alive { from, open } => Array::of3(&s("a"), &tab(*from), &JsValue::from_bool(*open)),
+        Peer::Hello { from } => Array::of2(&s("h"), &tab(*from)),
+        Peer::Welcome { from, to, welcome } => {
+            let a = Array::of3(&s("w"), &tab(*from), &tab(*to));
+            if let Some(w) = welcome {
+                a.push(&JsValue::from(w.heartbeat_ms as f64));
+                a.push(&s(&w.epoch));
+                a.push(&JsValue::from(w.seq as f64));
+            }
+            a
+        }
+        Peer::Up { from, text, kind, room, id } => {
+            let a = Array::of4(&s("u"), &tab(*from), &s(text), &s(kind));
+            a.push(&opt(room));
+            a.push(&opt(id));
+            a
+        }
+        Peer::Down { from, text } => Array::of3(&s("d"), &tab(*from), &s(text)),
+        Peer::Closed { from } => Array::of2(&s("c"), &tab(*from)),
+        Peer::Bye { from } => Array::of2(&s("b"), &tab(*from)),
+        Peer::Here { from } => Array::of2(&s("p"), &tab(*from)),
+        Peer::Forget { from, to } => Array::of3(&s("f"), &tab(*from), &tab(*to)),
+    }
+}
+
+fn num(v: JsValue) -> Option<u64> {
+    crate::core::classify::whole_number(v.as_f64()?)
+}
+
+/// A message from another tab; `None` for one this version does not know.
+pub fn decode(msg: &JsValue) -> Option<FromTab> {
+    let a: &Array = msg.dyn_ref()?;
+    let tag = a.get(0).as_string()?;
+    let from = num(a.get(1))?;
+    let str_at = |i: u32| a.get(i).as_string();
+    let peer = match tag.as_str() {
+        "d" => return Some(FromTab::Down { from, text: a.get(2) }),
+        "a" => Peer::Alive { from, open: a.get(2).is_truthy() },
+        "h" => Peer::Hello { from },
+        "w" => {
+            let welcome = match (num(a.get(3)), str_at(4), num(a.get(5))) {
+                (Some(heartbeat_ms), Some(epoch), Some(seq)) => Some(Welcomed { heartbeat_ms, epoch, seq }),
+                _ => None,
+            };
+            Peer::Welcome { from, to: num(a.get(2))?, welcome }
+        }
+        "u" => Peer::Up { from, text: str_at(2)?, kind: str_at(3).unwrap_or_default(), room: str_at(4), id: str_at(5) },
+        "c" => Peer::Closed { from },
+        "b" => Peer::Bye { from },
+        "p" => Peer::Here { from },
+        "f" => Peer::Forget { from, to: num(a.get(2))? },
+        _ => return None,
+    };
+    Some(FromTab::Peer(peer))
+}

@@ -1,0 +1,72 @@
+//! The SSE fallback's stream and POSTs (issue 12; `fast.js` reads the stream): a stand-in for
+//! the socket whose events come through the same slot of the socket table, as the frames a
+//! socket would have carried. It carries values: when to use it is decided in
+//! `core/transport.rs`. Aborted (the fetch and its reader) when dropped.
+
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::socket::{Report, Slot, SocketEvent};
+
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    fn resock_sse_open(
+        url: &str,
+        send_url: &str,
+        exports: &JsValue,
+        slot: u32,
+        on_open: &js_sys::Function,
+        on_end: &js_sys::Function,
+    ) -> JsValue;
+    fn resock_sse_send(h: &JsValue, text: &str);
+    fn resock_sse_close(h: &JsValue);
+}
+
+type Handler = Closure<dyn FnMut(JsValue)>;
+
+pub struct SseStream {
+    handle: JsValue,
+    _slot: Slot,
+    _on_open: Handler,
+    _on_end: Handler,
+}
+
+impl SseStream {
+    /// Opens the stream at `url` (credentials, epoch and `last_event_id` in it); frames are
+    /// POSTed to `send_url`. Every event goes to `report`.
+    pub fn open(url: &str, send_url: &str, report: Report) -> Result<SseStream, JsValue> {
+        let slot = Slot::new(report.clone())?;
+        let r = report.clone();
+        let on_open = Handler::new(move |_| r(SocketEvent::Open));
+        let on_end = Handler::new(move |v: JsValue| {
+            let a: &js_sys::Array = v.unchecked_ref();
+            let code = a.get(0).as_f64().map_or(1006, |c| c as u16);
+            report(SocketEvent::Close { code, reason: a.get(1).as_string().unwrap_or_default() })
+        });
+        let handle = resock_sse_open(
+            url,
+            send_url,
+            &wasm_bindgen::exports(),
+            slot.index(),
+            on_open.as_ref().unchecked_ref(),
+            on_end.as_ref().unchecked_ref(),
+        );
+        Ok(SseStream { handle, _slot: slot, _on_open: on_open, _on_end: on_end })
+    }
+
+    pub fn send(&self, text: &str) {
+        resock_sse_send(&self.handle, text);
+    }
+
+    /// The object a leader tab's relay hook is set on (`share.js`).
+    pub fn handle(&self) -> &JsValue {
+        &self.handle
+    }
+}
+
+impl Drop for SseStream {
+    fn drop(&mut self) {
+        resock_sse_close(&self.handle);
+    }
+}
