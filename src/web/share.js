@@ -2,18 +2,28 @@
 // It carries values; every decision is in src/core/share.rs. Messages between tabs are short
 // arrays: [tag, from, ...] (encoded and decoded in src/web/share.rs).
 
+// False where either is missing or refused (an opaque origin: a sandboxed iframe, say).
 export function resock_share_supported() {
-  return typeof BroadcastChannel === "function" && typeof navigator === "object" && !!navigator.locks;
+  try {
+    new BroadcastChannel("resock-probe").close();
+    return typeof navigator === "object" && typeof navigator.locks.request === "function";
+  } catch {
+    return false;
+  }
 }
 
 // One handle per client: the channel, and the lock request it holds or waits for.
 // onPeer(array) gets every message of the other tabs; onLock(true) when the lock is granted,
 // onLock(false) when it is taken away (stolen by a tab that found this one silent).
-export function resock_share_open(name, onPeer, onLock) {
+// A page going away (closed, or into the back/forward cache) says `Bye` (["b", me]) so that the
+// leader leaves its rooms now; one that comes back is told to open its relay again.
+export function resock_share_open(name, me, onPeer, onLock) {
   const h = { name, ch: new BroadcastChannel(name), onLock, grant: 0, held: 0, release: null, ctl: null, closed: false };
   h.ch.onmessage = (e) => {
     if (!h.closed && Array.isArray(e.data)) onPeer(e.data);
   };
+  h.hide = () => h.ch.postMessage(["b", me]);
+  addEventListener("pagehide", h.hide);
   return h;
 }
 
@@ -75,6 +85,7 @@ export function resock_share_relay(ws, h, me) {
 // Lets go of the lock (another tab is granted it at once) and closes the channel.
 export function resock_share_close(h) {
   h.closed = true;
+  removeEventListener("pagehide", h.hide);
   if (h.ctl) h.ctl.abort();
   if (h.release) h.release();
   h.ch.close();

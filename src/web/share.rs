@@ -13,7 +13,7 @@ use crate::core::share::{Peer, TabId, Welcomed};
 #[wasm_bindgen(module = "/src/web/share.js")]
 extern "C" {
     pub(crate) fn resock_share_supported() -> bool;
-    fn resock_share_open(name: &str, on_peer: &Function, on_lock: &Function) -> JsValue;
+    fn resock_share_open(name: &str, me: f64, on_peer: &Function, on_lock: &Function) -> JsValue;
     fn resock_share_lock(h: &JsValue, steal: bool);
     fn resock_share_post(h: &JsValue, msg: &Array);
     fn resock_share_up(h: &JsValue, me: f64, text: &str);
@@ -37,10 +37,16 @@ pub enum FromTab {
 }
 
 impl Tabs {
-    pub fn open(name: &str, on_peer: impl FnMut(JsValue) + 'static, on_lock: impl FnMut(JsValue) + 'static) -> Tabs {
+    pub fn open(
+        name: &str,
+        me: TabId,
+        on_peer: impl FnMut(JsValue) + 'static,
+        on_lock: impl FnMut(JsValue) + 'static,
+    ) -> Tabs {
         let on_peer = Handler::new(on_peer);
         let on_lock = Handler::new(on_lock);
-        let handle = resock_share_open(name, on_peer.as_ref().unchecked_ref(), on_lock.as_ref().unchecked_ref());
+        let (peer, lock) = (on_peer.as_ref().unchecked_ref(), on_lock.as_ref().unchecked_ref());
+        let handle = resock_share_open(name, me as f64, peer, lock);
         Tabs { handle, _on_peer: on_peer, _on_lock: on_lock }
     }
 
@@ -124,6 +130,7 @@ fn encode(peer: &Peer) -> Array {
         Peer::Closed { from } => Array::of2(&s("c"), &tab(*from)),
         Peer::Bye { from } => Array::of2(&s("b"), &tab(*from)),
         Peer::Here { from } => Array::of2(&s("p"), &tab(*from)),
+        Peer::Ping { from } => Array::of2(&s("i"), &tab(*from)),
         Peer::Forget { from, to } => Array::of3(&s("f"), &tab(*from), &tab(*to)),
     }
 }
@@ -153,6 +160,7 @@ pub fn decode(msg: &JsValue) -> Option<FromTab> {
         "c" => Peer::Closed { from },
         "b" => Peer::Bye { from },
         "p" => Peer::Here { from },
+        "i" => Peer::Ping { from },
         "f" => Peer::Forget { from, to: num(a.get(2))? },
         _ => return None,
     };
