@@ -16,7 +16,7 @@ command -v twiggy >/dev/null || { echo "[size] cargo install twiggy (once, about
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 wasm-bindgen "$wasm" --out-dir "$dir" --target web
-wasm-opt -O --converge -g "$dir/resock_bg.wasm" -o "$dir/named.wasm" \
+wasm-opt -O --flatten --rereloop -O --converge -g "$dir/resock_bg.wasm" -o "$dir/named.wasm" \
   --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-multivalue --enable-mutable-globals
 twiggy top -n 100000 --format csv "$dir/named.wasm" > "$dir/top.csv"
@@ -42,17 +42,17 @@ def group(n):
     if "resock::web" in n:
         return "other web/ files (socket, parse, credentials, lifecycle, options)"
     if "js_sys::futures" in n or "wasm_bindgen_futures" in n:
-        return "wasm-bindgen-futures (spawn_local, JsFuture)"
+        return "js-sys futures (its JSPI task, kept by an export wasm-bindgen always makes)"
     if "shim" in n or n.startswith("__wbindgen") or n.startswith("__externref") or "wasm_bindgen" in n:
         return "wasm-bindgen runtime (externref table, closures, throw)"
-    if "talc" in n or "lol_alloc" in n or "__rust_alloc" in n or "__rust_realloc" in n or "__rust_dealloc" in n:
-        return "allocator (lol_alloc)"
+    if "talc" in n or "__rust_alloc" in n or "__rust_realloc" in n or "__rust_dealloc" in n:
+        return "allocator (talc)"
     if "fmt" in n or "panic" in n or "Debug" in n or "Display" in n:
         return "core::fmt and std's panic machinery"
     if "drop_in_place" in n or "alloc::" in n or "alloc[" in n or "RawVec" in n:
         return "alloc: Vec/String/Rc growth and drops"
     if "js_sys" in n or "web_sys" in n or "gloo" in n:
-        return "js-sys / web-sys / gloo-timers"
+        return "js-sys / web-sys"
     if n.startswith(("elem", "table", "type[", "import", "export", "global", "code section", "custom section")) or "section" in n:
         return "wasm tables, types, imports, exports"
     return "other (iterators, memcmp, small generics)"

@@ -119,8 +119,9 @@ impl Client {
 
     /// `"idle" | "connecting" | "open" | "reconnecting" | "closed"`.
     #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
-        self.shared.read(|d| d.machine.state().as_str()).unwrap_or("closed").into()
+    pub fn state(&self) -> JsValue {
+        // A JsValue, not a String: no copy through wasm memory (and less glue) for a constant.
+        JsValue::from_str(self.shared.read(|d| d.machine.state().as_str()).unwrap_or("closed"))
     }
 
     /// Closes with 1000 and never reconnects; frees every listener and timer.
@@ -130,21 +131,20 @@ impl Client {
 
     /// `"solo"`, `"leader"` or `"follower"` (cross-tab sharing).
     #[wasm_bindgen(getter)]
-    pub fn role(&self) -> String {
+    pub fn role(&self) -> JsValue {
         use crate::core::share::Role;
         let role = self.shared.read(|d| d.machine.role()).flatten();
-        match role {
+        JsValue::from_str(match role {
             None => "solo",
             Some(Role::Leader) => "leader",
             Some(Role::Follower) => "follower",
-        }
-        .into()
+        })
     }
 
     /// `"websocket"`, or `"sse"` while the SSE fallback carries the connection.
     #[wasm_bindgen(getter)]
-    pub fn transport(&self) -> String {
-        self.shared.read(|d| d.machine.transport().as_str()).unwrap_or("websocket").into()
+    pub fn transport(&self) -> JsValue {
+        JsValue::from_str(self.shared.read(|d| d.machine.transport().as_str()).unwrap_or("websocket"))
     }
 
     /// Messages waiting in the outbox.

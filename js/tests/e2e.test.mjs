@@ -7,45 +7,20 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { api, BASE, launchChromium, uid } from "./fixture.mjs";
 
-const BASE = process.env.RESOCK_FIXTURE_URL;
 const SUPERVISOR = process.env.RESOCK_SUPERVISOR_URL;
-if (!BASE || !SUPERVISOR) throw new Error("run under scripts/with-fixture.sh (RESOCK_FIXTURE_URL, RESOCK_SUPERVISOR_URL)");
+if (!SUPERVISOR) throw new Error("run under scripts/with-fixture.sh (RESOCK_SUPERVISOR_URL)");
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "artifacts");
 mkdirSync(ARTIFACTS, { recursive: true });
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
 });
-
-const uid = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function api(method, path, { token, body } = {}) {
-  const res = await fetch(`${BASE}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
 
 async function serviceToken() {
   return (await api("POST", "/dev/token", { body: { user_id: "e2e-backend", role: "service" } })).body.token;

@@ -10,10 +10,8 @@ import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { api, BASE, launchChromium, uid } from "./fixture.mjs";
 
-const BASE = process.env.RESOCK_FIXTURE_URL;
-if (!BASE) throw new Error("run under scripts/with-fixture.sh (RESOCK_FIXTURE_URL)");
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SITE = join(ROOT, "js", "demo", "dist", "share-e2e");
 
@@ -22,26 +20,11 @@ before(async () => {
   mkdirSync(SITE, { recursive: true });
   copyFileSync(join(ROOT, "js", "tests", "share.html"), join(SITE, "index.html"));
   for (const f of ["resock.js", "resock_bg.wasm"]) copyFileSync(join(ROOT, "pkg", f), join(SITE, f));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
 });
-
-const uid = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function api(method, path, { token, body } = {}) {
-  const res = await fetch(`${BASE}${path}`, {
-    method,
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
 
 async function sockets(user) {
   const stats = (await api("GET", "/dev/stats")).body;

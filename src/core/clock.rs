@@ -6,6 +6,7 @@ use super::phase::Phase;
 use super::requests::Expired;
 use super::share::Role;
 use super::types::{Action, Error, ErrorKind, State};
+use crate::protocol::CloseCode;
 
 impl<P: Clone> Machine<P> {
     /// Everything due at `now`: attempts, stability, liveness, probes, retries, deadlines.
@@ -15,16 +16,21 @@ impl<P: Clone> Machine<P> {
         }
         if self.phase.attempt_deadline().is_some_and(|t| now >= t) && self.role() == Some(Role::Follower) {
             // No leader answered the relay's hello: ask again later, quietly (no server involved).
+            self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Relay timeout" });
             self.connection_lost();
             self.retry(now, None);
         }
         if self.phase.attempt_deadline().is_some_and(|t| now >= t) {
-            if self.phase.has_socket() {
+            let stalled = self.phase.has_socket(); // credentials came; the socket never opened
+            if stalled {
                 self.push(Action::CloseSocket { code: CLOSE_LIVENESS, reason: "Connect timeout" });
             }
             self.connection_lost();
             self.emit_error(Error::new(ErrorKind::ConnectTimeout, "the attempt took longer than connectTimeoutMs"));
-            self.retry(now, None);
+            // A stalled upgrade is a broken path as a cut one is (a proxy that holds it).
+            if !(stalled && self.transport_failed(now, CloseCode::Abnormal.as_u16(), false)) {
+                self.retry(now, None);
+            }
         }
         if let Phase::Open(open) = &mut self.phase {
             if open.stable_at.is_some_and(|t| now >= t) {

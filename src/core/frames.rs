@@ -90,6 +90,14 @@ pub fn leave(id: &str, room: &str) -> String {
     room_frame("leave", id, room)
 }
 
+/// `resumed {complete: false}` for `id`: a leader over SSE cannot replay for a follower.
+pub fn resumed_incomplete(id: &str) -> String {
+    let mut s = String::from(r#"{"type":"resumed","id":"#);
+    push_json_str(&mut s, id);
+    s.push_str(r#","payload":{"replayed":0,"complete":false}}"#);
+    s
+}
+
 /// The server's answer to a `leave`, as a leader sharing its socket answers it itself.
 pub fn left(id: &str, room: &str) -> String {
     room_frame("left", id, room)

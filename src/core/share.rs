@@ -33,15 +33,19 @@ use super::vecmap::VecMap;
 use crate::protocol::CloseCode;
 
 /// The leader says it is alive this often.
-pub const ALIVE_EVERY_MS: u64 = 250;
-/// A follower that heard no leader this long (plus up to [`STEAL_JITTER_MS`]) takes the lock.
+pub const ALIVE_EVERY_MS: u64 = 1_000;
+/// A follower that heard no leader this long asks (`Ping`); the leader answers from its message
+/// handler, which a hidden tab runs at once (its timers may run once a minute). No answer within
+/// [`PING_WAIT_MS`] (plus up to [`STEAL_JITTER_MS`], so that one follower goes first): the leader
+/// is frozen or hung, and the follower takes the lock.
 pub const LEADER_SILENT_MS: u64 = 1_000;
+pub const PING_WAIT_MS: u64 = 500;
 pub const STEAL_JITTER_MS: u64 = 500;
-/// A follower with an open relay says `Here` this often; the leader forgets a follower it has
-/// not heard for [`FOLLOWER_SILENT_MS`] (a tab closed or crashed: nothing else says so) and
-/// leaves the rooms only it wanted.
-pub const HERE_EVERY_MS: u64 = 1_000;
-pub const FOLLOWER_SILENT_MS: u64 = 3_500;
+/// A follower with an open relay answers each `Alive` with `Here` (from its message handler, so a
+/// hidden tab answers too); the leader forgets a follower that answered none of its last
+/// [`MISSED_ALIVES`] (a tab closed, crashed or frozen: nothing else says so) and leaves the rooms
+/// only it wanted.
+pub const MISSED_ALIVES: u32 = 3;
 /// A follower's relay waits this long for the leader's `Welcome` before trying again.
 pub const RELAY_TIMEOUT_MS: u64 = 2_000;
 /// The close reason of a socket given up because another tab leads now.
@@ -87,8 +91,10 @@ pub enum Peer {
     Closed { from: TabId },
     /// A tab is going away (closed, or its page hidden for good).
     Bye { from: TabId },
-    /// A follower's relay is open and its tab alive.
+    /// A follower's relay is open and its tab alive (the answer to each `Alive`).
     Here { from: TabId },
+    /// A follower heard no leader for a while: is it there? (Answered with `Alive`.)
+    Ping { from: TabId },
     /// The leader does not know `to` (forgotten after a silence, a frozen tab say): its relay
     /// must open again (and re-join its rooms).
     Forget { from: TabId, to: TabId },
@@ -107,7 +113,8 @@ pub enum ShareInput {
 #[derive(Debug, Default)]
 struct Follower {
     rooms: Rooms,
-    heard: u64,
+    /// `Alive`s since it last answered (or sent anything).
+    missed: u32,
 }
 
 /// A tab's sharing state.
@@ -118,12 +125,14 @@ pub struct Share {
     pub role: Role,
     /// Follower: the leader its relay goes through.
     relay_leader: Option<TabId>,
-    /// Follower: when a leader was last heard; the lock is stolen after `steal_after` more.
+    /// Follower: when a leader was last heard, and when it was asked (`Ping`) since; the lock is
+    /// stolen `steal_after` after an unanswered ping.
     heard_at: u64,
+    ping_at: Option<u64>,
     steal_after: u64,
     /// Follower: a steal was asked for and not granted yet.
     stealing: bool,
-    /// Leader: when to say `Alive` next; follower: when to say `Here`.
+    /// Leader: when to say `Alive` next.
     alive_at: u64,
     /// Leader: what the server's welcome said, with the highest seq seen since.
     welcomed: Option<Welcomed>,
@@ -139,6 +148,7 @@ impl Share {
             role: Role::Follower,
             relay_leader: None,
             heard_at: now,
+            ping_at: None,
             steal_after: steal_after(jitter),
             stealing: false,
             alive_at: now,
@@ -156,13 +166,35 @@ impl Share {
     pub(super) fn next_deadline(&self) -> u64 {
         match self.role {
             Role::Leader => self.alive_at,
-            Role::Follower => self.heard_at.saturating_add(self.steal_after).min(self.alive_at),
+            Role::Follower => match self.ping_at {
+                Some(at) => at.saturating_add(self.steal_after),
+                None => self.heard_at.saturating_add(LEADER_SILENT_MS),
+            },
         }
+    }
+
+    /// A follower heard its leader (or any leader): no ping is out.
+    fn heard(&mut self, now: u64) {
+        self.heard_at = now;
+        self.ping_at = None;
+        self.stealing = false;
+    }
+
+    /// The leader said `Alive`: one more unanswered for each follower; those silent too long.
+    fn alive_said(&mut self) -> alloc::vec::Vec<TabId> {
+        let mut silent = alloc::vec::Vec::new();
+        for (id, t) in self.tabs.iter_mut() {
+            t.missed += 1;
+            if t.missed > MISSED_ALIVES {
+                silent.push(*id);
+            }
+        }
+        silent
     }
 }
 
 fn steal_after(jitter: f64) -> u64 {
-    LEADER_SILENT_MS + (jitter * STEAL_JITTER_MS as f64) as u64
+    PING_WAIT_MS + (jitter * STEAL_JITTER_MS as f64) as u64
 }
 
 impl<P: Clone> Machine<P> {
@@ -248,22 +280,19 @@ impl<P: Clone> Machine<P> {
             Role::Leader if now >= s.alive_at => {
                 s.alive_at = now.saturating_add(ALIVE_EVERY_MS);
                 posts.push(Peer::Alive { from: s.me, open });
-                silent.extend(
-                    s.tabs.iter().filter(|(_, t)| now > t.heard.saturating_add(FOLLOWER_SILENT_MS)).map(|(id, _)| *id),
-                );
+                silent.extend(s.alive_said());
             }
-            Role::Follower => {
-                if !s.stealing && now >= s.heard_at.saturating_add(s.steal_after) {
+            Role::Follower if !s.stealing => match s.ping_at {
+                Some(at) if now >= at.saturating_add(s.steal_after) => {
                     s.stealing = true;
                     steal = true;
                 }
-                if now >= s.alive_at {
-                    s.alive_at = now.saturating_add(HERE_EVERY_MS);
-                    if s.relay_leader.is_some() {
-                        posts.push(Peer::Here { from: s.me });
-                    }
+                None if now >= s.heard_at.saturating_add(LEADER_SILENT_MS) => {
+                    s.ping_at = Some(now);
+                    posts.push(Peer::Ping { from: s.me });
                 }
-            }
+                _ => {}
+            },
             _ => {}
         }
         for peer in posts {
@@ -334,10 +363,14 @@ impl<P: Clone> Machine<P> {
         }
         if let Some(s) = &mut self.share {
             s.role = Role::Follower;
-            s.heard_at = now;
+            s.heard(now);
             s.tabs = VecMap::new();
             s.welcomed = None;
         }
+        // A follower reaches the server through the leader, whatever this tab's own path was;
+        // and it waits in the lock's queue again, to lead when the leader goes.
+        self.transport_reset();
+        self.push(Action::RequestLock);
         if matches!(self.state, State::Connecting | State::Open | State::Reconnecting) {
             if self.state == State::Open {
                 self.set_state(State::Reconnecting);
@@ -354,12 +387,14 @@ impl<P: Clone> Machine<P> {
         let leader = s.role == Role::Leader;
         match peer {
             Peer::Alive { from, open } if !leader => {
-                s.heard_at = now;
-                s.stealing = false;
+                s.heard(now);
                 let relay_to_other = s.relay_leader.is_some_and(|l| l != from);
                 if relay_to_other && self.phase.has_socket() {
                     // The leader this relay went through is gone: another one speaks.
                     self.relay_lost(now);
+                } else if s.relay_leader == Some(from) && self.phase.is_open() {
+                    let here = Peer::Here { from: s.me };
+                    self.push(Action::Post(here));
                 } else if open {
                     match self.phase {
                         // Opening, and the leader may not have been open when it was asked.
@@ -377,32 +412,39 @@ impl<P: Clone> Machine<P> {
                     }
                 }
             }
+            Peer::Ping { .. } if leader => {
+                let alive = Peer::Alive { from: s.me, open: ready };
+                self.push(Action::Post(alive));
+            }
             Peer::Hello { from } if leader && ready => {
-                s.tabs.insert(from, Follower { rooms: Rooms::default(), heard: now });
+                // A follower known already opens again: the rooms it had are its rejoins' now.
                 let welcome = Peer::Welcome { from: s.me, to: from, welcome: s.welcomed.clone() };
+                self.forget_tab(from);
+                if let Some(s) = &mut self.share {
+                    s.tabs.insert(from, Follower::default());
+                }
                 self.push(Action::Post(welcome));
             }
             Peer::Welcome { from, to, welcome } if !leader && to == s.me => {
-                s.heard_at = now;
+                s.heard(now);
                 if !matches!(self.phase, Phase::Socket { .. }) {
                     return; // a second answer to a hello sent twice
                 }
                 s.relay_leader = Some(from);
-                s.alive_at = now.saturating_add(HERE_EVERY_MS);
                 self.on_open(now);
                 if let Some(w) = welcome {
                     self.on_welcome(now, w.heartbeat_ms, &w.epoch, w.seq);
                 }
             }
             Peer::Up { from, text, kind, room, id } if leader && self.phase.is_open() => {
-                self.on_up(now, from, text, &kind, room, id);
+                self.on_up(from, text, &kind, room, id);
             }
             Peer::Closed { from } if !leader && s.relay_leader == Some(from) && self.phase.has_socket() => {
                 self.relay_lost(now);
             }
             Peer::Bye { from } if leader => self.forget_tab(from),
             Peer::Here { from } if leader && self.phase.is_open() => match s.tabs.get_mut(&from) {
-                Some(t) => t.heard = now,
+                Some(t) => t.missed = 0,
                 None => {
                     let forget = Peer::Forget { from: s.me, to: from };
                     self.push(Action::Post(forget));
@@ -432,7 +474,7 @@ impl<P: Clone> Machine<P> {
     /// A frame a follower sends up: the leader writes it on its socket, except what it answers
     /// itself (a `leave` of a room another tab wants) or drops (a `pong`: the leader answers
     /// the server's pings).
-    fn on_up(&mut self, now: u64, from: TabId, text: String, kind: &str, room: Option<String>, id: Option<String>) {
+    fn on_up(&mut self, from: TabId, text: String, kind: &str, room: Option<String>, id: Option<String>) {
         let Some(s) = &mut self.share else { return };
         let Some(tab) = s.tabs.get_mut(&from) else {
             // Not (or no longer) known here: its relay opens again, and its frames go then.
@@ -440,9 +482,20 @@ impl<P: Clone> Machine<P> {
             self.push(Action::Post(forget));
             return;
         };
-        tab.heard = now;
+        tab.missed = 0;
+        let sse = self.fallback.as_ref().is_some_and(|f| f.transport == super::transport::Transport::Sse);
         match (kind, room) {
             ("pong", _) => return,
+            // Over SSE the server replays only when a stream opens: a follower's gap cannot be
+            // filled, and it is told so (it reports a `resync`). (Issue 12's known limit.)
+            ("resume", _) if sse => {
+                let me = s.me;
+                if let Some(id) = id {
+                    let resumed = frames::resumed_incomplete(&id);
+                    self.push(Action::Post(Peer::Down { from: me, text: resumed }));
+                }
+                return;
+            }
             ("join", Some(room)) => {
                 tab.rooms.want(&room);
             }

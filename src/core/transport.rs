@@ -61,6 +61,14 @@ impl<P: Clone> Machine<P> {
         self.fallback.as_ref().map_or(Transport::WebSocket, |f| f.transport)
     }
 
+    /// Back to WebSocket, with nothing counted (a tab that became a follower: its leader's path
+    /// is what counts).
+    pub(super) fn transport_reset(&mut self) {
+        if self.fallback.is_some() {
+            self.fallback = Some(Fallback::new());
+        }
+    }
+
     /// A connection opened: over WebSocket, the cuts are forgotten; over SSE, the probe is due
     /// `sse_probe_ms` later.
     pub(super) fn transport_opened(&mut self, now: u64) {
@@ -72,24 +80,25 @@ impl<P: Clone> Machine<P> {
         }
     }
 
-    /// A socket closed with `code` (`opened`: it had opened). True when the next attempt goes
-    /// over SSE, started already.
+    /// A socket (or SSE stream) closed with `code` (`opened`: it had opened; an attempt that
+    /// timed out counts as cut). True when the next attempt goes over the other transport,
+    /// started already.
     pub(super) fn transport_failed(&mut self, now: u64, code: u16, opened: bool) -> bool {
         let Some(f) = &mut self.fallback else { return false };
         f.probe_at = None;
-        if f.transport == Transport::Sse {
-            return false; // retried over SSE, with backoff, until one opens and its probe is due
-        }
         if opened || code != CloseCode::Abnormal.as_u16() {
             f.cuts = 0;
             f.probing = false;
             return false;
         }
         f.cuts += 1;
-        if !f.probing && f.cuts < SSE_AFTER_CUTS {
-            return false;
-        }
-        f.transport = Transport::Sse;
+        let to = match f.transport {
+            // The SSE route fails too (down, 404, refused): WebSocket again, after as many.
+            Transport::Sse if f.cuts >= SSE_AFTER_CUTS => Transport::WebSocket,
+            Transport::WebSocket if f.probing || f.cuts >= SSE_AFTER_CUTS => Transport::Sse,
+            _ => return false,
+        };
+        f.transport = to;
         f.cuts = 0;
         f.probing = false;
         self.set_state(State::Reconnecting);
@@ -221,6 +230,35 @@ mod tests {
         assert_eq!(s.m.transport(), Transport::WebSocket);
         let probe = Action::CloseSocket { code: 1000, reason: REASON_PROBING };
         assert!(!s.advance(20_000).contains(&probe), "no more probes");
+    }
+
+    #[test]
+    fn an_sse_route_that_fails_too_sends_it_back_to_websocket() {
+        let mut s = Sim::new(sse_config());
+        s.feed(Input::Connect);
+        for _ in 0..3 {
+            cut_before_open(&mut s);
+        }
+        assert_eq!(s.m.transport(), Transport::Sse);
+        for _ in 0..3 {
+            cut_before_open(&mut s); // the SSE route answers 404, or is down
+        }
+        assert_eq!(s.m.transport(), Transport::WebSocket, "not stuck on a route that never opens");
+    }
+
+    #[test]
+    fn an_upgrade_that_stalls_until_the_connect_timeout_counts_as_cut() {
+        let mut s = Sim::new(Config { connect_timeout_ms: 1_000, ..sse_config() });
+        s.feed(Input::Connect);
+        for _ in 0..3 {
+            let a = s.attempt;
+            s.feed(Input::CredentialsReady { attempt: a });
+            let out = s.advance(1_000);
+            if let Some(delay) = retry_delay(&out) {
+                s.advance(delay);
+            }
+        }
+        assert_eq!(s.m.transport(), Transport::Sse);
     }
 
     #[test]

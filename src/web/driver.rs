@@ -94,7 +94,7 @@ pub struct Driver {
     lifecycle: Option<Counted<Lifecycle>>,
     /// Sharing: the lock and channel, and a follower's relay (its socket).
     tabs: Option<Counted<Tabs>>,
-    relay: Option<Relay>,
+    relay: Option<Counted<Relay>>,
     /// The SSE fallback's stream (in place of `socket`).
     sse: Option<Counted<SseStream>>,
     /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
@@ -345,16 +345,12 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             defer_drop(sock);
         }
         Action::Send(text) => {
-            shared.read(|d| match (&d.socket, &d.relay, &d.tabs, d.machine.tab_id()) {
+            shared.read(|d| match (&d.socket, &d.sse, &d.relay, &d.tabs, d.machine.tab_id()) {
                 (Some(sock), ..) => {
                     let _ = sock.0.send(&text);
                 }
-                (None, None, ..) if d.sse.is_some() => {
-                    if let Some(sse) = &d.sse {
-                        sse.0.send(&text);
-                    }
-                }
-                (None, Some(_), Some(tabs), Some(me)) => tabs.0.up(me, &text),
+                (None, Some(sse), ..) => sse.0.send(&text),
+                (None, None, Some(_), Some(tabs), Some(me)) => tabs.0.up(me, &text),
                 _ => {}
             });
         }
@@ -391,7 +387,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             let weak = Rc::downgrade(shared);
             let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
             if let Ok(relay) = Relay::new(report) {
-                let old = shared.update(|d| d.relay.replace(relay));
+                let old = shared.update(|d| d.relay.replace(Counted::new(relay)));
                 defer_drop(old);
             }
         }
@@ -421,7 +417,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
 /// Opens the lock and channel of a sharing client: messages and lock news go to the machine,
 /// frames relayed down to the relay.
 fn open_tabs(shared: &Shared) {
-    let Some(Some(name)) = shared.read(|d| d.opts.share.clone()) else { return };
+    let Some((Some(name), Some(me))) = shared.read(|d| (d.opts.share.clone(), d.machine.tab_id())) else { return };
     let weak = Rc::downgrade(shared);
     let on_peer = move |msg: JsValue| {
         let Some(shared) = weak.upgrade() else { return };
@@ -429,7 +425,8 @@ fn open_tabs(shared: &Shared) {
             Some(FromTab::Down { from, text }) => {
                 // The slot only: nothing is borrowed while the frame runs (its listeners may call
                 // the client).
-                let slot = shared.read(|d| d.relay.as_ref().filter(|_| d.machine.accepts_down(from)).map(Relay::slot));
+                let slot =
+                    shared.read(|d| d.relay.as_ref().filter(|_| d.machine.accepts_down(from)).map(|r| r.0.slot()));
                 if let Some(Some(slot)) = slot {
                     Relay::frame(slot, &text);
                 }
@@ -445,7 +442,7 @@ fn open_tabs(shared: &Shared) {
             dispatch(&shared, Input::Share(input));
         }
     };
-    let tabs = Counted::new(Tabs::open(&name, on_peer, on_lock));
+    let tabs = Counted::new(Tabs::open(&name, me, on_peer, on_lock));
     shared.update(|d| d.tabs = Some(tabs));
 }
 

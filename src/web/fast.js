@@ -99,9 +99,9 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
   // `sendUrl` is relative to the stream's URL ("send" beside it, by default).
   const h = { ctl: new AbortController(), session: null, q: Promise.resolve(), sendUrl: new URL(sendUrl, url).href, ended: false, resockRelay: null };
   h.ready = new Promise((r) => (ready = r));
-  h.frame = (text) => {
+  h.frame = (text, relay = true) => {
     if (h.ended) return;
-    if (h.resockRelay) h.resockRelay(text);
+    if (relay && h.resockRelay) h.resockRelay(text);
     resock_frame(text, exports, slot);
   };
   h.end = (code, reason) => {
@@ -126,11 +126,17 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
     // A message's `id:` is its seq (a welcome's or resumed's is the seq it covers: for an
     // EventSource's own reconnection, which this reader does not do).
     if (id && type !== "welcome" && type !== "resumed") m.seq = Number(id);
-    h.frame(JSON.stringify(m));
+    // The welcome (with the session's secret) and the stream's own `resumed` stay in this tab.
+    h.frame(JSON.stringify(m), type !== "welcome" && type !== "resumed");
   };
   fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
     .then(async (res) => {
       if (h.ended) return;
+      // Refused: what a socket would have been closed with (4001 credentials, 1013 full, 1008
+      // origin); any other failure is a broken path, 1006.
+      const s = res.status;
+      if (s === 401 || s === 403) return h.end(s === 403 ? 1008 : 4001, "HTTP " + s);
+      if (s === 429 || s === 503) return h.end(1013, "HTTP " + s);
       if (!res.ok || !res.body) return h.end(1006, "");
       onOpen();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -170,8 +176,10 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
 }
 
 // A frame over HTTP POST, in order after the ones before it, once the session is known; the
-// answer (ack, joined, error...) is handed to wasm like a frame of the stream. 410: the
-// session is gone (the stream ended on the server): the stream is over, 1006.
+// answer (ack, joined, error...) is handed to wasm like a frame of the stream. A POST that fails
+// (410: the session is gone; a network error; another status) ends the stream as a cut socket
+// would (1006; 413: 1009, as a socket closed for a message too big): what was not answered is
+// sent again on the next connection.
 export function resock_sse_send(h, text) {
   h.q = h.q
     .then(() => h.ready)
@@ -181,10 +189,12 @@ export function resock_sse_send(h, text) {
       u.searchParams.set("session", h.session);
       return fetch(u, { method: "POST", body: text, headers: { "content-type": "text/plain" } }).then(async (r) => {
         if (r.status === 200) h.frame(await r.text());
-        else if (r.status === 410) h.end(1006, "");
+        else if (r.status === 413) h.end(1009, "Message too big");
+        else if (r.status !== 204) h.end(1006, ""); // 410: the session is gone; else a failure
       });
     })
-    .catch(() => {});
+    // Not sent: the stream is over as a socket's would be; the machine sends it again.
+    .catch(() => h.end(1006, ""));
 }
 
 export function resock_sse_close(h) {

@@ -125,9 +125,12 @@ impl Options {
         }
         // `share: "<user key>"`: one socket for the tabs of this origin with the same URL and key;
         // one per tab where the browser has no Web Locks or BroadcastChannel.
-        let share = string(opts, "share")?
-            .filter(|_| super::share::resock_share_supported())
-            .map(|key| concat(&["resock\n", &url, "\n", &key]));
+        let share = string(opts, "share")?;
+        if share.as_deref() == Some("") {
+            return Err(type_error("resock: option share must name the user (their id), not be empty"));
+        }
+        let share =
+            share.filter(|_| super::share::resock_share_supported()).map(|key| concat(&["resock\n", &url, "\n", &key]));
         config.share = share.is_some();
         let sse = match string(opts, "sseUrl")? {
             Some(sse_url) => {

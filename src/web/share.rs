@@ -13,7 +13,7 @@ use crate::core::share::{Peer, TabId, Welcomed};
 #[wasm_bindgen(module = "/src/web/share.js")]
 extern "C" {
     pub(crate) fn resock_share_supported() -> bool;
-    fn resock_share_open(name: &str, on_peer: &Function, on_lock: &Function) -> JsValue;
+    fn resock_share_open(name: &str, me: f64, on_peer: &Function, on_lock: &Function) -> JsValue;
     fn resock_share_lock(h: &JsValue, steal: bool);
     fn resock_share_post(h: &JsValue, msg: &Array);
     fn resock_share_up(h: &JsValue, me: f64, text: &str);
@@ -37,10 +37,16 @@ pub enum FromTab {
 }
 
 impl Tabs {
-    pub fn open(name: &str, on_peer: impl FnMut(JsValue) + 'static, on_lock: impl FnMut(JsValue) + 'static) -> Tabs {
+    pub fn open(
+        name: &str,
+        me: TabId,
+        on_peer: impl FnMut(JsValue) + 'static,
+        on_lock: impl FnMut(JsValue) + 'static,
+    ) -> Tabs {
         let on_peer = Handler::new(on_peer);
         let on_lock = Handler::new(on_lock);
-        let handle = resock_share_open(name, on_peer.as_ref().unchecked_ref(), on_lock.as_ref().unchecked_ref());
+        let (peer, lock) = (on_peer.as_ref().unchecked_ref(), on_lock.as_ref().unchecked_ref());
+        let handle = resock_share_open(name, me as f64, peer, lock);
         Tabs { handle, _on_peer: on_peer, _on_lock: on_lock }
     }
 
@@ -103,10 +109,10 @@ fn opt(v: &Option<String>) -> JsValue {
 
 fn encode(peer: &Peer) -> Array {
     match peer {
-        Peer::Alive { from, open } => Array::of3(&s("a"), &tab(*from), &JsValue::from_bool(*open)),
-        Peer::Hello { from } => Array::of2(&s("h"), &tab(*from)),
+        Peer::Alive { from, open } => Array::of3(&JsValue::from(0), &tab(*from), &JsValue::from_bool(*open)),
+        Peer::Hello { from } => Array::of2(&JsValue::from(1), &tab(*from)),
         Peer::Welcome { from, to, welcome } => {
-            let a = Array::of3(&s("w"), &tab(*from), &tab(*to));
+            let a = Array::of3(&JsValue::from(2), &tab(*from), &tab(*to));
             if let Some(w) = welcome {
                 a.push(&JsValue::from(w.heartbeat_ms as f64));
                 a.push(&s(&w.epoch));
@@ -115,16 +121,17 @@ fn encode(peer: &Peer) -> Array {
             a
         }
         Peer::Up { from, text, kind, room, id } => {
-            let a = Array::of4(&s("u"), &tab(*from), &s(text), &s(kind));
+            let a = Array::of4(&JsValue::from(3), &tab(*from), &s(text), &s(kind));
             a.push(&opt(room));
             a.push(&opt(id));
             a
         }
-        Peer::Down { from, text } => Array::of3(&s("d"), &tab(*from), &s(text)),
-        Peer::Closed { from } => Array::of2(&s("c"), &tab(*from)),
-        Peer::Bye { from } => Array::of2(&s("b"), &tab(*from)),
-        Peer::Here { from } => Array::of2(&s("p"), &tab(*from)),
-        Peer::Forget { from, to } => Array::of3(&s("f"), &tab(*from), &tab(*to)),
+        Peer::Down { from, text } => Array::of3(&JsValue::from(4), &tab(*from), &s(text)),
+        Peer::Closed { from } => Array::of2(&JsValue::from(5), &tab(*from)),
+        Peer::Bye { from } => Array::of2(&JsValue::from(6), &tab(*from)),
+        Peer::Here { from } => Array::of2(&JsValue::from(7), &tab(*from)),
+        Peer::Ping { from } => Array::of2(&JsValue::from(9), &tab(*from)),
+        Peer::Forget { from, to } => Array::of3(&JsValue::from(8), &tab(*from), &tab(*to)),
     }
 }
 
@@ -132,28 +139,31 @@ fn num(v: JsValue) -> Option<u64> {
     crate::core::classify::whole_number(v.as_f64()?)
 }
 
-/// A message from another tab; `None` for one this version does not know.
+/// A message from another tab: `[tag, from, ...]`, the tag a number (0 Alive, 1 Hello, 2 Welcome,
+/// 3 Up, 4 Down, 5 Closed, 6 Bye, 7 Here, 8 Forget, 9 Ping; share.js posts 3, 4 and 6 itself);
+/// `None` for one this version does not know.
 pub fn decode(msg: &JsValue) -> Option<FromTab> {
     let a: &Array = msg.dyn_ref()?;
-    let tag = a.get(0).as_string()?;
+    let tag = a.get(0).as_f64()? as u8;
     let from = num(a.get(1))?;
     let str_at = |i: u32| a.get(i).as_string();
-    let peer = match tag.as_str() {
-        "d" => return Some(FromTab::Down { from, text: a.get(2) }),
-        "a" => Peer::Alive { from, open: a.get(2).is_truthy() },
-        "h" => Peer::Hello { from },
-        "w" => {
+    let peer = match tag {
+        4 => return Some(FromTab::Down { from, text: a.get(2) }),
+        0 => Peer::Alive { from, open: a.get(2).is_truthy() },
+        1 => Peer::Hello { from },
+        2 => {
             let welcome = match (num(a.get(3)), str_at(4), num(a.get(5))) {
                 (Some(heartbeat_ms), Some(epoch), Some(seq)) => Some(Welcomed { heartbeat_ms, epoch, seq }),
                 _ => None,
             };
             Peer::Welcome { from, to: num(a.get(2))?, welcome }
         }
-        "u" => Peer::Up { from, text: str_at(2)?, kind: str_at(3).unwrap_or_default(), room: str_at(4), id: str_at(5) },
-        "c" => Peer::Closed { from },
-        "b" => Peer::Bye { from },
-        "p" => Peer::Here { from },
-        "f" => Peer::Forget { from, to: num(a.get(2))? },
+        3 => Peer::Up { from, text: str_at(2)?, kind: str_at(3).unwrap_or_default(), room: str_at(4), id: str_at(5) },
+        5 => Peer::Closed { from },
+        6 => Peer::Bye { from },
+        7 => Peer::Here { from },
+        9 => Peer::Ping { from },
+        8 => Peer::Forget { from, to: num(a.get(2))? },
         _ => return None,
     };
     Some(FromTab::Peer(peer))

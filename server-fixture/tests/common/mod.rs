@@ -251,8 +251,31 @@ pub fn alg_none(user: &str) -> String {
     )
 }
 
+/// An SSE event's `id`, `event` and `data` lines.
+type SseEvent = (String, String, String);
+
+/// Takes the first whole SSE block (ended by a blank line) off `buf`: its `(id, event, data)`
+/// when it names an event, and how many comment lines it had.
+fn next_sse_block(buf: &mut String) -> Option<(Option<SseEvent>, usize)> {
+    let end = buf.find("\n\n")?;
+    let block: String = buf.drain(..end + 2).collect();
+    let (mut id, mut event, mut data, mut comments) = (String::new(), String::new(), String::new(), 0);
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data = v.trim().to_owned();
+        } else if line.starts_with(':') {
+            comments += 1;
+        }
+    }
+    Some(((!event.is_empty()).then_some((id, event, data)), comments))
+}
+
 /// Reads SSE events (blocks separated by a blank line) until `n` events or a deadline.
-pub async fn sse_events(res: &mut reqwest::Response, n: usize) -> (Vec<(String, String, String)>, usize) {
+pub async fn sse_events(res: &mut reqwest::Response, n: usize) -> (Vec<SseEvent>, usize) {
     let mut buf = String::new();
     let mut events = Vec::new();
     let mut comments = 0;
@@ -262,23 +285,9 @@ pub async fn sse_events(res: &mut reqwest::Response, n: usize) -> (Vec<(String, 
         let chunk =
             tokio::time::timeout(left, res.chunk()).await.expect("events in time").unwrap().expect("stream open");
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data = v.trim().to_owned();
-                } else if line.starts_with(':') {
-                    comments += 1;
-                }
-            }
-            if !event.is_empty() {
-                events.push((id, event, data));
-            }
+        while let Some((block, c)) = next_sse_block(&mut buf) {
+            comments += c;
+            events.extend(block);
         }
     }
     (events, comments)
@@ -435,21 +444,9 @@ impl Sse {
                 Ok(Ok(Some(chunk))) => self.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
                 Ok(_) => self.ended = true,
             }
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = v.trim().to_owned();
-                    } else if line.starts_with(':') {
-                        self.comments += 1;
-                    }
-                }
-                if !event.is_empty() {
+            while let Some((block, c)) = next_sse_block(&mut self.buf) {
+                self.comments += c;
+                if let Some((id, event, data)) = block {
                     let data = serde_json::from_str(&data).unwrap_or_else(|e| panic!("JSON data {data:?}: {e}"));
                     self.queue.push_back(Ev { id, event, data });
                 }
