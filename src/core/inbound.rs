@@ -116,6 +116,7 @@ impl<P: Clone> Machine<P> {
         room.is_none_or(|r| self.rooms.contains(r))
     }
 
+    #[inline(never)]
     pub(super) fn on_welcome(&mut self, now: u64, heartbeat_ms: u64, epoch: &str, seq: u64) {
         self.share_welcomed(heartbeat_ms, epoch, seq);
         self.expect_welcome = true;
@@ -148,6 +149,7 @@ impl<P: Clone> Machine<P> {
 
     /// An error that is not the answer to a frame still queued here: a request's or join's
     /// refusal for good, a refusal of a frame this client no longer tracks, or none at all.
+    #[inline(never)]
     pub(super) fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
         let rate_limited = is_rate_limited(&code);
         if rate_limited {

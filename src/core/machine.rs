@@ -1,5 +1,11 @@
 //! The connection machine: `handle(input, now) -> actions`. No I/O, no clock, no randomness
 //! of its own: the browser shell feeds it events and performs what it returns.
+//!
+//! The steps of a connection's life called from several places (`start_attempt`, `on_open`,
+//! `on_socket_closed`, `connection_lost`, `retry`, `shut_down`, `on_welcome`, `on_error_frame`)
+//! are `#[inline(never)]`: the release build inlines the machine into the shell's one dispatch
+//! function, and a copy of each per caller cost 248 B gzip (docs/SIZE.md). None is on the path
+//! of a common frame.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -230,6 +236,7 @@ impl<P: Clone> Machine<P> {
 
     // ---- connection lifecycle -----------------------------------------------------------------
 
+    #[inline(never)]
     pub(super) fn start_attempt(&mut self, now: u64) {
         self.attempt = self.attempt.wrapping_add(1);
         if self.role() == Some(Role::Follower) {
@@ -240,6 +247,7 @@ impl<P: Clone> Machine<P> {
         self.push(Action::FetchCredentials { attempt: self.attempt });
     }
 
+    #[inline(never)]
     pub(super) fn on_open(&mut self, now: u64) {
         self.phase = Phase::Open(Open::new(now, self.cfg.default_heartbeat_ms, self.cfg.stable_after_ms));
         self.transport_opened(now);
@@ -265,6 +273,7 @@ impl<P: Clone> Machine<P> {
         self.set_state(State::Open);
     }
 
+    #[inline(never)]
     fn on_socket_closed(&mut self, now: u64, code: u16, reason: String) {
         let opened = self.phase.is_open();
         self.connection_lost();
@@ -307,6 +316,7 @@ impl<P: Clone> Machine<P> {
     }
 
     /// Common to every way a connection ends: forget what belonged to it.
+    #[inline(never)]
     pub(super) fn connection_lost(&mut self) {
         let was_open = self.phase.is_open();
         if was_open {
@@ -361,6 +371,7 @@ impl<P: Clone> Machine<P> {
     }
 
     /// Schedules the next attempt after a backoff delay (at least `min_ms`).
+    #[inline(never)]
     pub(super) fn retry(&mut self, now: u64, min_ms: Option<u64>) {
         // A failure of another kind breaks a run of auth failures.
         self.auth_failures = 0;
@@ -433,6 +444,7 @@ impl<P: Clone> Machine<P> {
         self.shut_down(Some(error));
     }
 
+    #[inline(never)]
     fn shut_down(&mut self, error: Option<Error>) {
         if self.phase.is_open() {
             self.share_connection_lost();
