@@ -658,6 +658,81 @@ async fn close_ends_every_event_and_timer() {
     assert_eq!(refused, JsValue::FALSE, "a closed client refuses to send");
 }
 
+/// A client of `user` with the ticket URL and `extra` options.
+async fn client_with(user: &str, extra: &[(&str, JsValue)]) -> Rig {
+    let token = dev_token(user, None).await;
+    let mut opts = vec![
+        ("url", format!("{}/ws", FIXTURE.replacen("http://", "ws://", 1)).into()),
+        ("ticketUrl", format!("{FIXTURE}/ws/ticket").into()),
+        ("token", token.into()),
+        ("reconnect", obj(&[("initialDelayMs", 50.into()), ("maxDelayMs", 500.into())])),
+    ];
+    opts.extend(extra.iter().cloned());
+    Rig::new(obj(&opts))
+}
+
+fn role(rig: &Rig) -> String {
+    rig.client.role().as_string().unwrap_or_default()
+}
+
+/// Two clients with one `share` key in one page stand for two tabs (a BroadcastChannel reaches
+/// the other objects of its name in the same page; the Web Lock queues the second request).
+#[wasm_bindgen_test]
+async fn sharing_clients_hold_one_socket_hand_over_on_close_and_free_everything() {
+    let _serial = serial().await;
+    let base = live_handles_js();
+    let user = uid("share");
+    let a = client_with(&user, &[("share", user.clone().into())]).await;
+    let b = client_with(&user, &[("share", user.clone().into())]).await;
+    a.open().await;
+    b.open().await;
+    let mut roles = [role(&a), role(&b)];
+    roles.sort();
+    assert_eq!(roles, ["follower", "leader"]);
+    let sockets = || async { get(&get(&get(&stats().await, "users"), &user), "open").as_f64() };
+    assert_eq!(sockets().await, Some(1.0), "one socket for both");
+    let (leader, follower) = if role(&a) == "leader" { (a, b) } else { (b, a) };
+    leader.client.close();
+    wait_for("the follower leads", 3000, || role(&follower) == "leader" && follower.client.state() == "open").await;
+    follower.client.close();
+    sleep(50).await;
+    assert_eq!(live_handles_js(), base, "sockets, relays, channels, locks and timers freed");
+}
+
+/// The page's WebSocket fails with 1006 before it opens: the client goes over SSE; closed, it
+/// leaves nothing behind (the stream's fetch is aborted).
+#[wasm_bindgen_test]
+async fn the_sse_fallback_connects_when_websocket_is_blocked_and_frees_everything() {
+    let _serial = serial().await;
+    let base = live_handles_js();
+    Function::new_no_args(
+        "globalThis.__realWebSocket = WebSocket;
+         globalThis.WebSocket = class extends EventTarget {
+           constructor(url) {
+             super(); this.url = url; this.readyState = 0; this.binaryType = 'blob';
+             setTimeout(() => { this.readyState = 3;
+               this.onclose?.(new CloseEvent('close', { code: 1006, reason: '', wasClean: false })); }, 10);
+           }
+           send() { throw new DOMException('not open', 'InvalidStateError'); }
+           close() { this.readyState = 3; }
+         };",
+    )
+    .call0(&JsValue::NULL)
+    .unwrap();
+    let user = uid("sse");
+    let rig = client_with(&user, &[("sseUrl", format!("{FIXTURE}/sse/notifications").into())]).await;
+    rig.client.connect();
+    wait_for("open over SSE", 5000, || rig.client.state() == "open").await;
+    Function::new_no_args("globalThis.WebSocket = globalThis.__realWebSocket;").call0(&JsValue::NULL).unwrap();
+    assert_eq!(rig.client.transport().as_string().as_deref(), Some("sse"));
+    let service = dev_token("browser-backend", Some("service")).await;
+    notify(&service, &user, "over SSE").await;
+    wait_for("the notification over SSE", 3000, || !rig.of_type("new_notification").is_empty()).await;
+    rig.client.close();
+    sleep(50).await;
+    assert_eq!(live_handles_js(), base, "the stream and its handlers freed");
+}
+
 #[wasm_bindgen_test]
 async fn bad_options_throw_type_errors_that_name_the_option() {
     let _serial = serial().await;
