@@ -113,6 +113,19 @@ test("five tabs share one socket: 1 000 notifications exactly once in every tab,
   }
 });
 
+test("without the Web Locks API each tab keeps its own socket, and sharing says so (role solo)", async () => {
+  const user = uid("nolocks");
+  const context = await browser.newContext();
+  try {
+    const tabs = [await openTab(context, user, "&nolocks=1"), await openTab(context, user, "&nolocks=1")];
+    await until("every tab open", () => allOpen(tabs));
+    assert.deepEqual(await Promise.all(tabs.map(role)), ["solo", "solo"]);
+    await until("two sockets for the user", async () => (await sockets(user)) === 2);
+  } finally {
+    await context.close();
+  }
+});
+
 test("a follower's room message reaches another user; a room joined in two tabs and left in one stays joined", async () => {
   const alice = uid("alice");
   const bob = uid("bob");
