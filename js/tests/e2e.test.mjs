@@ -201,12 +201,18 @@ test("useMessages re-renders its component only for the messages it selects", as
   }
 });
 
+/** The demo's page of the SDK alone (`js/demo/sdk.html`), with the package as `window.resock`. */
+async function sdkPage(context) {
+  const page = await context.newPage();
+  await page.goto(`${BASE}/sdk.html`);
+  await page.waitForFunction(() => window.resock !== undefined);
+  return page;
+}
+
 test("the SDK alone: clear errors before init() and after free(); relative and http(s) URLs; heartbeat: false", async () => {
   const context = await browser.newContext();
   try {
-    const page = await context.newPage();
-    await page.goto(`${BASE}/sdk.html`);
-    await page.waitForFunction(() => window.resock !== undefined);
+    const page = await sdkPage(context);
     const r = await page.evaluate(async () => {
       const { init, Client } = window.resock;
       const out = {};
@@ -256,9 +262,7 @@ test("the SDK alone: clear errors before init() and after free(); relative and h
 test("the page's offline, online and visibilitychange events reach the client (fast.js resock_lifecycle)", async () => {
   const context = await browser.newContext();
   try {
-    const page = await context.newPage();
-    await page.goto(`${BASE}/sdk.html`);
-    await page.waitForFunction(() => window.resock !== undefined);
+    const page = await sdkPage(context);
     const r = await page.evaluate(async () => {
       const { init, Client } = window.resock;
       await init();
