@@ -167,6 +167,10 @@ test("WebSocket blocked (always 1006): 1 000 notifications over SSE exactly once
   const [ca, cb] = [await browser.newContext(), await browser.newContext()];
   try {
     const page = await openTab(ca, user, "&share=0&sse=1&blockws=1&probe=3000");
+    let posts = 0;
+    page.on("request", (r) => {
+      if (r.method() === "POST" && r.url().includes("/sse/send?session=")) posts++;
+    });
     const bobTab = await openTab(cb, bob, "&share=0");
     await until("the blocked page is open over SSE", async () => (await state(page)) === "open" && (await page.evaluate(() => window.client.transport)) === "sse");
     assert.ok((await page.evaluate(() => window.blockedSockets)) >= 3, "WebSocket was tried first");
@@ -191,7 +195,9 @@ test("WebSocket blocked (always 1006): 1 000 notifications over SSE exactly once
     await until("bob got the POSTed message", () => bobTab.evaluate(() => (window.app.rooms["sse-room"] ?? []).includes("over POST")));
     await bobTab.evaluate(() => window.client.send({ type: "room_message", payload: { room: "sse-room", data: "to the SSE page" } }, { ack: true }));
     await until("the SSE page got bob's message", () => page.evaluate(() => (window.app.rooms["sse-room"] ?? []).includes("to the SSE page")));
-    assert.equal(await page.evaluate(() => window.client.transport), "sse");
+    assert.ok(posts >= 2, `the join and the message went by POST (${posts} POSTs)`);
+    // Probes every 3 s meanwhile (WebSocket still blocked): each falls back to SSE at once.
+    await until("over SSE", async () => (await page.evaluate(() => window.client.transport)) === "sse" && (await state(page)) === "open");
 
     // WebSocket allowed again: the next probe moves the page back, while notifications go on.
     await page.evaluate(() => window.allowWebSocket());
