@@ -259,7 +259,9 @@ test("the leader tab frozen, then another crashed: a follower takes over each ti
     const tookOverCrash = Date.now() - t1;
     await post(100);
     console.log(`[share] took over from a frozen leader in ${tookOver} ms, from a crashed one in ${tookOverCrash} ms`);
-    assert.ok(tookOver < 3_000 && tookOverCrash < 2_000, `${tookOver} ms, ${tookOverCrash} ms`);
+    // Measured about 1.0–1.4 s frozen (1 s of silence, then an unanswered ping) and 0.05–1.2 s
+    // crashed; bounded at 3 s each so that a loaded machine does not fail the run.
+    assert.ok(tookOver < 3_000 && tookOverCrash < 3_000, `${tookOver} ms, ${tookOverCrash} ms`);
 
     const want = Array.from({ length: n }, (_, i) => first + i + 1);
     for (const [i, p] of survivors.entries()) {
