@@ -16,8 +16,7 @@ impl<P: Clone> Machine<P> {
         }
         if self.phase.attempt_deadline().is_some_and(|t| now >= t) && self.role() == Some(Role::Follower) {
             // No leader answered the relay's hello: ask again later, quietly (no server involved).
-            self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: "Relay timeout" });
-            self.connection_lost();
+            self.give_up_connection("Relay timeout");
             self.retry(now, None);
         }
         if self.phase.attempt_deadline().is_some_and(|t| now >= t) {

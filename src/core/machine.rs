@@ -315,6 +315,13 @@ impl<P: Clone> Machine<P> {
         }
     }
 
+    /// Closes the connection (socket, relay or SSE stream) with 1000 and `reason`, and forgets
+    /// it: the machine gives it up itself (another tab leads, a probe, a relay that timed out).
+    pub(super) fn give_up_connection(&mut self, reason: &'static str) {
+        self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason });
+        self.connection_lost();
+    }
+
     /// Common to every way a connection ends: forget what belonged to it.
     #[inline(never)]
     pub(super) fn connection_lost(&mut self) {

@@ -30,7 +30,6 @@ use super::phase::Phase;
 use super::rooms::Rooms;
 use super::types::{Action, State};
 use super::vecmap::VecMap;
-use crate::protocol::CloseCode;
 
 /// The leader says it is alive this often.
 pub const ALIVE_EVERY_MS: u64 = 1_000;
@@ -74,7 +73,7 @@ pub struct Welcomed {
 
 /// A message between the tabs of one user (a BroadcastChannel message). `from` is the sending
 /// tab's id. Frames the leader's socket receives go down as `Down` too, posted by the shell as
-/// they arrive (see `Action::Relay`).
+/// they arrive (the shell sets that up on a socket the leader opens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// The leader is alive; `open`: its socket is open (a follower may open its relay).
@@ -335,8 +334,7 @@ impl<P: Clone> Machine<P> {
         }
         // The relay (if any) ends as a follower's would: no `Closed` to anyone.
         if self.phase.has_socket() {
-            self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: REASON_ANOTHER_TAB });
-            self.connection_lost();
+            self.give_up_connection(REASON_ANOTHER_TAB);
         }
         if let Some(s) = &mut self.share {
             s.role = Role::Leader;
@@ -358,8 +356,7 @@ impl<P: Clone> Machine<P> {
             return;
         }
         if self.phase.has_socket() {
-            self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: REASON_ANOTHER_TAB });
-            self.connection_lost(); // tells the followers: `Closed`
+            self.give_up_connection(REASON_ANOTHER_TAB); // tells the followers: `Closed`
         }
         if let Some(s) = &mut self.share {
             s.role = Role::Follower;
@@ -462,8 +459,7 @@ impl<P: Clone> Machine<P> {
     /// A follower's relay is gone (its leader closed its socket or went away): reconnect through
     /// whoever leads next, at once when one is open.
     fn relay_lost(&mut self, now: u64) {
-        self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: REASON_ANOTHER_TAB });
-        self.connection_lost();
+        self.give_up_connection(REASON_ANOTHER_TAB);
         if let Some(s) = &mut self.share {
             s.relay_leader = None;
         }

@@ -8,7 +8,7 @@
 
 use super::machine::Machine;
 use super::phase::Phase;
-use super::types::{Action, State};
+use super::types::State;
 use crate::protocol::CloseCode;
 
 /// WebSocket attempts cut (1006) before they opened, in a row, after which SSE is used.
@@ -112,8 +112,7 @@ impl<P: Clone> Machine<P> {
         if !due || !self.phase.is_open() {
             return;
         }
-        self.push(Action::CloseSocket { code: CloseCode::Normal.as_u16(), reason: REASON_PROBING });
-        self.connection_lost();
+        self.give_up_connection(REASON_PROBING);
         if let Some(f) = &mut self.fallback {
             f.transport = Transport::WebSocket;
             f.probing = true;
