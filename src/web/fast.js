@@ -50,6 +50,11 @@ export function resock_frame(data, exports, slot) {
   if (m === null || typeof m !== "object" || Array.isArray(m)) {
     return exports.__resock_message(slot, undefined, -1, NaN, 0, now);
   }
+  resock_object(m, exports, slot, now);
+}
+
+// A frame already parsed (an object), to wasm with its envelope as three numbers.
+function resock_object(m, exports, slot, now) {
   const t = m.type;
   const seq = m.seq;
   const p = m.payload;
@@ -99,9 +104,10 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
   // `sendUrl` is relative to the stream's URL ("send" beside it, by default).
   const h = { ctl: new AbortController(), session: null, q: Promise.resolve(), sendUrl: new URL(sendUrl, url).href, ended: false, resockRelay: null };
   h.ready = new Promise((r) => (ready = r));
-  h.frame = (text, relay = true) => {
+  // A POST's answer: a frame's text, parsed once.
+  h.frame = (text) => {
     if (h.ended) return;
-    if (relay && h.resockRelay) h.resockRelay(text);
+    if (h.resockRelay) h.resockRelay(text);
     resock_frame(text, exports, slot);
   };
   h.end = (code, reason) => {
@@ -126,8 +132,11 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
     // A message's `id:` is its seq (a welcome's or resumed's is the seq it covers: for an
     // EventSource's own reconnection, which this reader does not do).
     if (id && type !== "welcome" && type !== "resumed") m.seq = Number(id);
-    // The welcome (with the session's secret) and the stream's own `resumed` stay in this tab.
-    h.frame(JSON.stringify(m), type !== "welcome" && type !== "resumed");
+    if (h.ended) return;
+    // The welcome (with the session's secret) and the stream's own `resumed` stay in this tab;
+    // only what is relayed is turned back into text. The object goes to wasm as it is.
+    if (h.resockRelay && type !== "welcome" && type !== "resumed") h.resockRelay(JSON.stringify(m));
+    resock_object(m, exports, slot, Date.now());
   };
   fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
     .then(async (res) => {
