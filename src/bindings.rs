@@ -101,7 +101,7 @@ impl Client {
     pub fn request(&self, kind: String, payload: JsValue, options: JsValue) -> Result<Promise, JsValue> {
         let timeout_ms = match get(&options, "timeoutMs").as_f64() {
             Some(t) if t.is_finite() && t >= 0.0 => Some(t as u64),
-            Some(_) => return Err(type_error("resock: request timeoutMs must be a non-negative number")),
+            Some(_) => return Err(crate::web::options::bad("timeoutMs", crate::web::options::NUMBER)),
             None => None,
         };
         let msg = Object::new();

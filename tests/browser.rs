@@ -737,12 +737,18 @@ async fn the_sse_fallback_connects_when_websocket_is_blocked_and_frees_everythin
 async fn bad_options_throw_type_errors_that_name_the_option() {
     let _serial = serial().await;
     for (opts, words) in [
-        (JsValue::UNDEFINED, "options object"),
-        (obj(&[]), "url is required"),
-        (obj(&[("url", "http://x".into())]), "url must be"),
-        (obj(&[("url", "ws://x".into()), ("ticketUrl", "ws://y".into())]), "ticketUrl must be"),
-        (obj(&[("url", "ws://x".into()), ("token", 5.into())]), "token must be"),
-        (obj(&[("url", "ws://x".into()), ("reconnect", obj(&[("initialDelayMs", (-1).into())]))]), "initialDelayMs"),
+        (JsValue::UNDEFINED, "new Client needs an options object"),
+        (obj(&[]), "option url must be set"),
+        (obj(&[("url", "http://x".into())]), "url must be a ws:// or wss:// URL, got http://x"),
+        (
+            obj(&[("url", "ws://x".into()), ("ticketUrl", "ws://y".into())]),
+            "ticketUrl must be a http:// or https:// URL, got ws://y",
+        ),
+        (obj(&[("url", "ws://x".into()), ("token", 5.into())]), "option token must be a string or function"),
+        (
+            obj(&[("url", "ws://x".into()), ("reconnect", obj(&[("initialDelayMs", (-1).into())]))]),
+            "option reconnect.initialDelayMs must be a number >= 0",
+        ),
     ] {
         let err = Client::new(opts).err().expect("throws");
         assert!(err.is_instance_of::<js_sys::TypeError>());
