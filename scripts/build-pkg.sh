@@ -8,7 +8,8 @@
 # .wasm and its JS glue together are over the budget (BUDGET below, in B gzip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUDGET=${RESOCK_SIZE_BUDGET:-43000}
+BUDGET=${RESOCK_SIZE_BUDGET:-34500}            # pkg/: `import ... from "resock"`
+BUDGET_FULL=${RESOCK_SIZE_BUDGET_FULL:-42500}  # pkg/full/: `resock/full` (with `share` and `sseUrl`)
 export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"   # wasm-opt 132 and esbuild; never Debian's binaryen
 
 # The package's wasm is built with a nightly Rust: `-Zbuild-std` rebuilds std for the wasm with
@@ -18,6 +19,9 @@ export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"   # wasm-opt 1
 # changes. `-Zlocation-detail=none` drops the source paths (`src/core/outbox.rs`, std's files)
 # kept for `#[track_caller]` locations that nothing prints any more (-295 B gzip). Native tests
 # and clippy stay on stable. scripts/setup.sh installs both pieces.
+# `-Ctarget-feature=-reference-types`: JS values cross by index into the glue's own array instead
+# of wasm-bindgen's externref table, whose shims (one per export taking a JS value) and table
+# code cost more in the wasm than the array costs in the glue (-495 B gzip, docs/SIZE.md).
 NIGHTLY=${RESOCK_NIGHTLY:-nightly}
 die() { echo "[pkg] $*" >&2; exit 1; }
 rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1 ||
@@ -26,57 +30,70 @@ sysroot=$(rustup run "$NIGHTLY" rustc --print sysroot)
 [ -f "$sysroot/lib/rustlib/src/rust/library/Cargo.lock" ] ||
   die "the package build needs rust-src for $NIGHTLY (to rebuild std): run scripts/setup.sh browser (or: rustup component add rust-src --toolchain $NIGHTLY)"
 
-echo "[pkg] cargo +$NIGHTLY build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort, -Cpanic=immediate-abort -Zlocation-detail=none ($(rustup run "$NIGHTLY" rustc --version))"
-RUSTUP_TOOLCHAIN=$NIGHTLY RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" \
-  cargo build --locked --release --target wasm32-unknown-unknown -p resock -Zbuild-std=std,panic_abort
-wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/resock.wasm
-[ -f "$wasm" ] || die "cargo produced no $wasm"
-# Behaviour, not luck: std's panic messages are gone only when the flags took.
-if grep -q -a -e "capacity overflow" -e "already borrowed" "$wasm"; then
-  die "$wasm still has std's panic messages: -Cpanic=immediate-abort did not apply (has this nightly renamed it? see docs/SIZE.md)"
-fi
+# One build of the wasm and its glue into $2 (a folder of pkg/) with the Cargo feature flags $1.
+build_one() {
+  local features=$1 out=$2
+  echo "[pkg] $out: cargo +$NIGHTLY build --release --target wasm32-unknown-unknown $features -Zbuild-std=std,panic_abort, -Cpanic=immediate-abort -Zlocation-detail=none -Ctarget-feature=-reference-types ($(rustup run "$NIGHTLY" rustc --version))"
+  # shellcheck disable=SC2086 # $features is one or no flag
+  RUSTUP_TOOLCHAIN=$NIGHTLY RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Ctarget-feature=-reference-types" \
+    cargo build --locked --release --target wasm32-unknown-unknown -p resock -Zbuild-std=std,panic_abort $features
+  local wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/resock.wasm
+  [ -f "$wasm" ] || die "cargo produced no $wasm"
+  # Behaviour, not luck: std's panic messages are gone only when the flags took.
+  if grep -q -a -e "capacity overflow" -e "already borrowed" "$wasm"; then
+    die "$wasm still has std's panic messages: -Cpanic=immediate-abort did not apply (has this nightly renamed it? see docs/SIZE.md)"
+  fi
+  mkdir -p "$out"
+  echo "[pkg] $out: wasm-bindgen --target web, wasm-opt -O --flatten --rereloop -O --converge --low-memory-unused --zero-filled-memory"
+  wasm-bindgen "$wasm" --out-dir "$out" --out-name resock --target web
+  # --low-memory-unused, --zero-filled-memory: true of a Rust wasm (data from 1 MiB, memory starts zeroed); -260 B gzip.
+  # --flatten --rereloop between two -O rounds: the control flow rebuilt by binaryen's relooper; -230 B gzip (docs/SIZE.md)
+  wasm-opt "$out/resock_bg.wasm" -O --flatten --rereloop -O --converge --low-memory-unused --zero-filled-memory -o "$out/resock_bg.opt.wasm" \
+    --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-multivalue --enable-mutable-globals
+  mv "$out/resock_bg.opt.wasm" "$out/resock_bg.wasm"
+
+  # Short names between the wasm and its glue (scripts/minify-wasm-names.mjs says why), and
+  # without the `producers` and `target_features` sections (toolchain names and versions, read by
+  # no browser: -220 B gzip; wasm-opt has read the features above).
+  local names
+  names=$(mktemp)
+  wasm-opt "$out/resock_bg.wasm" --minify-imports-and-exports-and-modules --strip-producers --strip-target-features -o "$out/resock_bg.min.wasm" \
+    --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-multivalue --enable-mutable-globals >"$names"
+  mv "$out/resock_bg.min.wasm" "$out/resock_bg.wasm"
+  node scripts/minify-wasm-names.mjs "$out" "$names"
+  rm -f "$names"
+
+  node scripts/finish-pkg.mjs "$out"
+  echo "[pkg] $out: minifying the JS glue (esbuild) with the SDK's own JS (src/web/*.js) bundled in, and its source map (resock.js.map, the unminified sources inside)"
+  mv "$out/resock.js" "$out/resock.unminified.js"
+  esbuild "$out/resock.unminified.js" --bundle --minify --format=esm --log-level=warning --sourcemap --sources-content=true --outfile="$out/resock.js"
+  rm -rf "$out/resock.unminified.js" "$out/snippets" "$out/.gitignore"
+  grep -q 'sourceMappingURL=resock.js.map' "$out/resock.js" || die "$out/resock.js has no source map"
+  if [ -f js/build-react.mjs ]; then
+    echo "[pkg] $out: the React bindings (js/)"
+    node js/build-react.mjs "$out"
+  fi
+}
+
+# Checks the size of the wasm and glue in $1 against the budget $2 (B gzip).
+size_of() {
+  local out=$1 budget=$2 wasm_gz glue_gz total
+  wasm_gz=$(gzip -9 -c "$out/resock_bg.wasm" | wc -c)
+  glue_gz=$(gzip -9 -c "$out/resock.js" | wc -c)
+  total=$((wasm_gz + glue_gz))
+  printf '[pkg] size of %s: resock_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip; total %d B gzip (budget %d B)\n' \
+    "$out" "$(wc -c < "$out/resock_bg.wasm")" "$wasm_gz" "$glue_gz" "$total" "$budget"
+  [ "$total" -le "$budget" ] || { echo "[pkg] $out is over its size budget" >&2; return 1; }
+}
+
 rm -rf pkg
-echo "[pkg] wasm-bindgen --target web, wasm-opt -O --flatten --rereloop -O --converge --low-memory-unused --zero-filled-memory"
-wasm-bindgen "$wasm" --out-dir pkg --out-name resock --target web
-# --low-memory-unused, --zero-filled-memory: true of a Rust wasm (data from 1 MiB, memory starts zeroed); -260 B gzip.
-# --flatten --rereloop between two -O rounds: the control flow rebuilt by binaryen's relooper; -230 B gzip (docs/SIZE.md)
-wasm-opt pkg/resock_bg.wasm -O --flatten --rereloop -O --converge --low-memory-unused --zero-filled-memory -o pkg/resock_bg.opt.wasm \
-  --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-multivalue --enable-mutable-globals
-mv pkg/resock_bg.opt.wasm pkg/resock_bg.wasm
-
-# Short names between the wasm and its glue (scripts/minify-wasm-names.mjs says why), and
-# without the `producers` and `target_features` sections (toolchain names and versions, read by
-# no browser: -220 B gzip; wasm-opt has read the features above).
-names=$(mktemp)
-wasm-opt pkg/resock_bg.wasm --minify-imports-and-exports-and-modules --strip-producers --strip-target-features -o pkg/resock_bg.min.wasm \
-  --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-multivalue --enable-mutable-globals >"$names"
-mv pkg/resock_bg.min.wasm pkg/resock_bg.wasm
-node scripts/minify-wasm-names.mjs pkg "$names"
-rm -f "$names"
-
-node scripts/finish-pkg.mjs pkg
-glue_raw=$(gzip -9 -c pkg/resock.js | wc -c)
-echo "[pkg] minifying the JS glue (esbuild) with the SDK's own JS (src/web/fast.js) bundled in, and its source map (resock.js.map, the unminified sources inside)"
-mv pkg/resock.js pkg/resock.unminified.js
-esbuild pkg/resock.unminified.js --bundle --minify --format=esm --log-level=warning --sourcemap --sources-content=true --outfile=pkg/resock.js
-rm -rf pkg/resock.unminified.js pkg/snippets
-grep -q 'sourceMappingURL=resock.js.map' pkg/resock.js || { echo "[pkg] the glue has no source map" >&2; exit 1; }
-
+# `resock`: everything but cross-tab sharing and the SSE fallback; `resock/full`: with them.
+build_one --no-default-features pkg
+build_one "" pkg/full
 cp pkg-template/package.json pkg-template/README.md LICENSE pkg/
-if [ -f js/build-react.mjs ]; then
-  echo "[pkg] building the React bindings (js/)"
-  node js/build-react.mjs pkg
-fi
-rm -f pkg/.gitignore
-
-wasm_gz=$(gzip -9 -c pkg/resock_bg.wasm | wc -c)
-glue_gz=$(gzip -9 -c pkg/resock.js | wc -c)
-total=$((wasm_gz + glue_gz))
-printf '[pkg] size: resock_bg.wasm %d B raw, %d B gzip; JS glue %d B gzip (%d B before minifying); total %d B gzip (budget %d B)\n' \
-  "$(wc -c < pkg/resock_bg.wasm)" "$wasm_gz" "$glue_gz" "$glue_raw" "$total" "$BUDGET"
-if [ "$total" -gt "$BUDGET" ]; then
-  echo "[pkg] over the size budget" >&2
-  exit 1
-fi
+ok=1
+size_of pkg "$BUDGET" || ok=0
+size_of pkg/full "$BUDGET_FULL" || ok=0
+[ "$ok" = 1 ] || exit 1

@@ -2,7 +2,7 @@
 # Runs every test of resock, doing its own set-up first (idempotent):
 #   1. native: protocol and core unit + property tests, the fixture's unit and server tests,
 #      and the robustness suite (bench/src/bin/resock-abuse.rs) against the release fixture
-#   2. lints: rustfmt, clippy (native; and the wasm build, with unwrap/expect/panic/indexing denied in src/)
+#   2. lints: rustfmt, clippy (native; and the wasm builds, full and lean, with unwrap/expect/panic/indexing denied in src/)
 #   3. browser: wasm-bindgen-test in headless Chromium against the fixture server
 #   4. package: the release npm package, with its size figure and budget
 #   5. js: the React hooks' unit tests (vitest, a fake Client), the TypeScript consumer
@@ -33,6 +33,8 @@ section "2/5 lints: rustfmt, clippy on the native workspace and on the wasm buil
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-unknown-unknown -p resock -- -D warnings
+# The lean package's build (no `share`, no `sse`: scripts/build-pkg.sh) as well.
+cargo clippy --locked --target wasm32-unknown-unknown -p resock --no-default-features -- -D warnings
 
 section "3/5 browser tests: wasm-bindgen-test in headless Chromium against the fixture"
 cargo build --locked -p resock-fixture

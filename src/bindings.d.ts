@@ -138,6 +138,8 @@ export interface ClientOptions {
    * across tabs), `request` and the outbox work from any tab; when the leader tab closes,
    * crashes or freezes, another takes over and resumes the stream. Where the browser has no
    * Web Locks or BroadcastChannel, each tab keeps its own socket. Default: off.
+   * In the full build only (`import ... from "resock/full"`); the lean `resock` throws a
+   * TypeError saying so.
    */
   share?: string;
   /**
@@ -147,7 +149,8 @@ export interface ClientOptions {
    * client receives over Server-Sent Events and sends with HTTP POST to `sseSendUrl` (default:
    * `send` beside `sseUrl`), with the same events, order and resume. It tries WebSocket again
    * `sseProbeMs` (default 60000) after each SSE connection opens and stays there when it opens.
-   * `transport` says which is in use. Default: no fallback.
+   * `transport` says which is in use. Default: no fallback. In the full build only
+   * (`resock/full`), like `share`.
    */
   sseUrl?: string;
   sseSendUrl?: string;

@@ -10,6 +10,8 @@ export default defineConfig({
     // The package lives outside this folder: its `react` import must resolve to ours (one React).
     dedupe: ["react", "react-dom"],
     alias: [
+      { find: /^resock\/full\/react$/, replacement: pkg("full/react.js") },
+      { find: /^resock\/full$/, replacement: pkg("full/resock.js") },
       { find: /^resock\/react$/, replacement: pkg("react.js") },
       { find: /^resock$/, replacement: pkg("resock.js") },
     ],

@@ -249,11 +249,25 @@ test("the SDK alone: clear errors before init() and after free(); relative and h
         out.afterFree = e.message;
       }
       http.free();
+      // The lean build (this page imports "resock") refuses the full build's options by name.
+      out.lean = [{ share: "u" }, { sseUrl: "/sse/notifications" }, { share: undefined }].map((opt) => {
+        try {
+          new Client({ url: "/ws", ...opt }).free();
+          return "accepted";
+        } catch (e) {
+          return `${e.name}: ${e.message}`;
+        }
+      });
       return out;
     });
     assert.match(r.beforeInit, /^resock: await init\(\) before new Client\(\)/);
     assert.equal(r.sendAfterClose, false);
     assert.equal(r.afterFree, "resock: Client.send() after free()");
+    assert.deepEqual(r.lean, [
+      'TypeError: resock: option share is in the full build: import from "resock/full"',
+      'TypeError: resock: option sseUrl is in the full build: import from "resock/full"',
+      "accepted",
+    ]);
   } finally {
     await context.close();
   }

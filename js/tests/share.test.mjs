@@ -19,7 +19,7 @@ let browser;
 before(async () => {
   mkdirSync(SITE, { recursive: true });
   copyFileSync(join(ROOT, "js", "tests", "share.html"), join(SITE, "index.html"));
-  for (const f of ["resock.js", "resock_bg.wasm"]) copyFileSync(join(ROOT, "pkg", f), join(SITE, f));
+  for (const f of ["resock.js", "resock_bg.wasm"]) copyFileSync(join(ROOT, "pkg", "full", f), join(SITE, f));
   browser = await launchChromium();
 });
 after(async () => {

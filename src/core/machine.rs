@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use super::backoff::Random;
 use super::config::Config;
 use super::frames;
+use super::gated::{Gated, SHARE, SSE};
 use super::outbox::Origin;
 use super::phase::{Open, Phase};
 use super::requests::{Kind, Requests};
@@ -53,9 +54,9 @@ pub struct Machine<P> {
     pub(super) send_refused: bool,
     pub(super) actions: Vec<Action<P>>,
     /// Cross-tab sharing, when `Config::share` is on.
-    pub(super) share: Option<Share>,
+    pub(super) share: Gated<Share, SHARE>,
     /// The SSE fallback, when `Config::sse` is on.
-    pub(super) fallback: Option<Fallback>,
+    pub(super) fallback: Gated<Fallback, SSE>,
 }
 
 impl<P: Clone> Machine<P> {
@@ -63,8 +64,8 @@ impl<P: Clone> Machine<P> {
         let next_id = (rng.next_unit() * 9e15) as u64;
         let share = cfg.share.then(|| share::new_share(rng.next_unit(), rng.next_unit()));
         Machine {
-            share,
-            fallback: cfg.sse.then(Fallback::new),
+            share: Gated::new(share),
+            fallback: Gated::new(cfg.sse.then(Fallback::new)),
             next_id,
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
@@ -456,7 +457,7 @@ impl<P: Clone> Machine<P> {
         if self.phase.is_open() {
             self.share_connection_lost();
         }
-        if let Some(s) = &self.share {
+        if let Some(s) = self.share.as_ref() {
             let bye = super::share::Peer::Bye { from: s.me };
             self.push(Action::Post(bye));
         }

@@ -4,14 +4,17 @@
 //! actions out. No `web_sys`, no clock, no randomness of its own. `docs/ARCHITECTURE.md` maps it.
 //!
 //! Its modules are the crate's own; what the Rust API shows is re-exported here. Dead code is
-//! checked where the core is used: the wasm32 build (the shell) and the tests.
+//! checked where the core is used: the wasm32 build (the shell) and the tests, with every feature
+//! on (a lean build leaves the sharing and SSE parts unused, `gated`).
 #![cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code, unused_imports))]
+#![cfg_attr(not(all(feature = "share", feature = "sse")), allow(dead_code))]
 
 pub(crate) mod backoff;
 pub(crate) mod classify;
 mod clock;
 pub(crate) mod config;
 pub(crate) mod frames;
+pub(crate) mod gated;
 mod inbound;
 pub(crate) mod machine;
 pub(crate) mod outbox;

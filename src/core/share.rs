@@ -210,7 +210,7 @@ impl<P: Clone> Machine<P> {
     /// True for a frame relayed down by `from` that this tab must take: the leader its open relay
     /// goes through.
     pub fn accepts_down(&self, from: TabId) -> bool {
-        matches!(&self.share, Some(s) if s.role == Role::Follower && s.relay_leader == Some(from))
+        matches!(self.share.as_ref(), Some(s) if s.role == Role::Follower && s.relay_leader == Some(from))
             && self.phase.is_open()
     }
 
@@ -225,13 +225,13 @@ impl<P: Clone> Machine<P> {
 
     /// The leader saw a frame carrying `seq` on its socket.
     pub(super) fn share_saw_seq(&mut self, seq: u64) {
-        if let Some(Share { role: Role::Leader, welcomed: Some(w), .. }) = &mut self.share {
+        if let Some(Share { role: Role::Leader, welcomed: Some(w), .. }) = self.share.as_mut() {
             w.seq = w.seq.max(seq);
         }
     }
 
     pub(super) fn share_welcomed(&mut self, heartbeat_ms: u64, epoch: &str, seq: u64) {
-        if let Some(s @ Share { role: Role::Leader, .. }) = &mut self.share {
+        if let Some(s @ Share { role: Role::Leader, .. }) = self.share.as_mut() {
             s.welcomed = Some(Welcomed { heartbeat_ms, epoch: epoch.into(), seq });
             s.alive_at = 0; // say so now: followers waiting may open their relays
         }
@@ -239,7 +239,7 @@ impl<P: Clone> Machine<P> {
 
     /// A follower's attempt: open the relay (no credentials: the leader has the socket).
     pub(super) fn start_relay(&mut self, now: u64) {
-        let Some(s) = &self.share else { return };
+        let Some(s) = self.share.as_ref() else { return };
         let hello = Peer::Hello { from: s.me };
         self.phase = Phase::Socket { deadline: now.saturating_add(RELAY_TIMEOUT_MS) };
         self.push(Action::OpenRelay { attempt: self.attempt });
@@ -248,7 +248,7 @@ impl<P: Clone> Machine<P> {
 
     /// The leader's socket (or a follower's relay) ended: the followers' relays through it end.
     pub(super) fn share_connection_lost(&mut self) {
-        if let Some(s) = &mut self.share {
+        if let Some(s) = self.share.as_mut() {
             if s.role == Role::Leader {
                 s.tabs = VecMap::new();
                 s.welcomed = None;
@@ -260,7 +260,7 @@ impl<P: Clone> Machine<P> {
 
     /// A `leave` of a room a follower still wants: answered here, not sent.
     pub(super) fn share_keeps_room(&self, room: &str) -> bool {
-        matches!(&self.share, Some(s) if s.role == Role::Leader && s.others_want(room))
+        matches!(self.share.as_ref(), Some(s) if s.role == Role::Leader && s.others_want(room))
     }
 
     /// Everything due at `now`: the leader's `Alive` (and followers silent too long forgotten), a
@@ -268,7 +268,7 @@ impl<P: Clone> Machine<P> {
     pub(super) fn share_clock(&mut self, now: u64) {
         let open = self.relays_ready();
         let idle = self.state == State::Idle;
-        let Some(s) = &mut self.share else { return };
+        let Some(s) = self.share.as_mut() else { return };
         if idle {
             return;
         }
@@ -307,7 +307,7 @@ impl<P: Clone> Machine<P> {
 
     /// The leader forgets a follower (gone, or silent too long): the rooms only it wanted are left.
     fn forget_tab(&mut self, tab: TabId) {
-        let Some(s) = &mut self.share else { return };
+        let Some(s) = self.share.as_mut() else { return };
         let rooms = s.tabs.remove(&tab).map(|t| t.rooms).unwrap_or_default();
         for room in rooms.iter() {
             if !self.rooms.contains(room) && !self.share_keeps_room(room) && self.phase.is_open() {
@@ -318,7 +318,7 @@ impl<P: Clone> Machine<P> {
     }
 
     pub(super) fn on_share(&mut self, now: u64, input: ShareInput) {
-        if self.share.is_none() {
+        if !self.share.is_some() {
             return;
         }
         match input {
@@ -336,7 +336,7 @@ impl<P: Clone> Machine<P> {
         if self.phase.has_socket() {
             self.give_up_connection(REASON_ANOTHER_TAB);
         }
-        if let Some(s) = &mut self.share {
+        if let Some(s) = self.share.as_mut() {
             s.role = Role::Leader;
             s.stealing = false;
             s.relay_leader = None;
@@ -358,7 +358,7 @@ impl<P: Clone> Machine<P> {
         if self.phase.has_socket() {
             self.give_up_connection(REASON_ANOTHER_TAB); // tells the followers: `Closed`
         }
-        if let Some(s) = &mut self.share {
+        if let Some(s) = self.share.as_mut() {
             s.role = Role::Follower;
             s.heard(now);
             s.tabs = VecMap::new();
@@ -380,7 +380,7 @@ impl<P: Clone> Machine<P> {
 
     fn on_peer(&mut self, now: u64, peer: Peer) {
         let ready = self.relays_ready();
-        let Some(s) = &mut self.share else { return };
+        let Some(s) = self.share.as_mut() else { return };
         let leader = s.role == Role::Leader;
         match peer {
             Peer::Alive { from, open } if !leader => {
@@ -417,7 +417,7 @@ impl<P: Clone> Machine<P> {
                 // A follower known already opens again: the rooms it had are its rejoins' now.
                 let welcome = Peer::Welcome { from: s.me, to: from, welcome: s.welcomed.clone() };
                 self.forget_tab(from);
-                if let Some(s) = &mut self.share {
+                if let Some(s) = self.share.as_mut() {
                     s.tabs.insert(from, Follower::default());
                 }
                 self.push(Action::Post(welcome));
@@ -460,7 +460,7 @@ impl<P: Clone> Machine<P> {
     /// whoever leads next, at once when one is open.
     fn relay_lost(&mut self, now: u64) {
         self.give_up_connection(REASON_ANOTHER_TAB);
-        if let Some(s) = &mut self.share {
+        if let Some(s) = self.share.as_mut() {
             s.relay_leader = None;
         }
         self.set_state(State::Reconnecting);
@@ -471,7 +471,7 @@ impl<P: Clone> Machine<P> {
     /// itself (a `leave` of a room another tab wants) or drops (a `pong`: the leader answers
     /// the server's pings).
     fn on_up(&mut self, from: TabId, text: String, kind: &str, room: Option<String>, id: Option<String>) {
-        let Some(s) = &mut self.share else { return };
+        let Some(s) = self.share.as_mut() else { return };
         let Some(tab) = s.tabs.get_mut(&from) else {
             // Not (or no longer) known here: its relay opens again, and its frames go then.
             let forget = Peer::Forget { from: s.me, to: from };
@@ -521,7 +521,7 @@ pub(super) fn new_share(me_unit: f64, jitter: f64) -> Share {
 /// lock, when granted, turns it into the leader's socket).
 impl<P: Clone> Machine<P> {
     pub(super) fn share_connect(&mut self, now: u64) -> bool {
-        let Some(s) = &mut self.share else { return false };
+        let Some(s) = self.share.as_mut() else { return false };
         s.heard_at = now;
         self.push(Action::RequestLock);
         self.set_state(State::Connecting);

@@ -64,8 +64,8 @@ impl<P: Clone> Machine<P> {
     /// Back to WebSocket, with nothing counted (a tab that became a follower: its leader's path
     /// is what counts).
     pub(super) fn transport_reset(&mut self) {
-        if self.fallback.is_some() {
-            self.fallback = Some(Fallback::new());
+        if let Some(f) = self.fallback.as_mut() {
+            *f = Fallback::new();
         }
     }
 
@@ -73,7 +73,7 @@ impl<P: Clone> Machine<P> {
     /// `sse_probe_ms` later.
     pub(super) fn transport_opened(&mut self, now: u64) {
         let probe_ms = self.cfg.sse_probe_ms;
-        if let Some(f) = &mut self.fallback {
+        if let Some(f) = self.fallback.as_mut() {
             f.cuts = 0;
             f.probing = false;
             f.probe_at = (f.transport == Transport::Sse).then(|| now.saturating_add(probe_ms));
@@ -84,7 +84,7 @@ impl<P: Clone> Machine<P> {
     /// timed out counts as cut). True when the next attempt goes over the other transport,
     /// started already.
     pub(super) fn transport_failed(&mut self, now: u64, code: u16, opened: bool) -> bool {
-        let Some(f) = &mut self.fallback else { return false };
+        let Some(f) = self.fallback.as_mut() else { return false };
         f.probe_at = None;
         if opened || code != CloseCode::Abnormal.as_u16() {
             f.cuts = 0;
@@ -108,12 +108,12 @@ impl<P: Clone> Machine<P> {
 
     /// Over SSE for `sse_probe_ms`: give it up and try WebSocket (a cut brings it back at once).
     pub(super) fn transport_clock(&mut self, now: u64) {
-        let due = matches!(&self.fallback, Some(f) if f.probe_at.is_some_and(|t| now >= t));
+        let due = matches!(self.fallback.as_ref(), Some(f) if f.probe_at.is_some_and(|t| now >= t));
         if !due || !self.phase.is_open() {
             return;
         }
         self.give_up_connection(REASON_PROBING);
-        if let Some(f) = &mut self.fallback {
+        if let Some(f) = self.fallback.as_mut() {
             f.transport = Transport::WebSocket;
             f.probing = true;
             f.probe_at = None;

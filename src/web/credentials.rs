@@ -49,6 +49,7 @@ fn outcome(got: &JsValue) -> Result<String, CredentialError> {
 
 /// The SSE session URL of an attempt: `sse_url` with the credentials the socket URL `with_creds`
 /// got (its query), the epoch it knows (empty: none yet) and, to resume, the last seq it has.
+#[cfg(feature = "sse")]
 pub(crate) fn sse_url(sse_url: &str, with_creds: &str, resume: Option<&(String, u64)>) -> String {
     let mut url = String::from(sse_url);
     let mut param = |key: &str, value: &str| {

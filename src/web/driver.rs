@@ -14,10 +14,15 @@ use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
 use super::parse::{parse, resock_emit, set};
-use super::share::{decode, FromTab, Relay, Tabs};
+#[cfg(feature = "share")]
+use super::share::{decode, FromTab};
+use super::share::{Relay, Tabs};
 use super::socket::{Socket, SocketEvent, Timer};
 use super::sse::SseStream;
-use crate::core::share::{Role, ShareInput};
+use crate::core::gated::{Gated, SHARE, SSE};
+use crate::core::share::Role;
+#[cfg(feature = "share")]
+use crate::core::share::ShareInput;
 use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
 use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
@@ -93,10 +98,11 @@ pub struct Driver {
     timer: Option<Counted<Timer>>,
     lifecycle: Option<Counted<Lifecycle>>,
     /// Sharing: the lock and channel, and a follower's relay (its socket).
-    tabs: Option<Counted<Tabs>>,
-    relay: Option<Counted<Relay>>,
+    /// (`Gated`: always empty, and their code compiled away, in a build without the feature.)
+    tabs: Gated<Counted<Tabs>, SHARE>,
+    relay: Gated<Counted<Relay>, SHARE>,
     /// The SSE fallback's stream (in place of `socket`).
-    sse: Option<Counted<SseStream>>,
+    sse: Gated<Counted<SseStream>, SSE>,
     /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
     /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
     js_listeners: Rc<[Set; 5]>,
@@ -176,9 +182,9 @@ impl Driver {
             socket_url: None,
             timer: None,
             lifecycle: None,
-            tabs: None,
-            relay: None,
-            sse: None,
+            tabs: Gated::new(None),
+            relay: Gated::new(None),
+            sse: Gated::new(None),
             js_listeners: Rc::new([
                 Set::new(&JsValue::UNDEFINED),
                 Set::new(&JsValue::UNDEFINED),
@@ -319,7 +325,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 Ok(sock) => {
                     let old = shared.update(|d| {
                         if let (Some(tabs), Some(Role::Leader), Some(me)) =
-                            (&d.tabs, d.machine.role(), d.machine.tab_id())
+                            (d.tabs.as_ref(), d.machine.role(), d.machine.tab_id())
                         {
                             tabs.0.relay(sock.ws().as_ref(), me);
                         }
@@ -345,7 +351,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             defer_drop(sock);
         }
         Action::Send(text) => {
-            shared.read(|d| match (&d.socket, &d.sse, &d.relay, &d.tabs, d.machine.tab_id()) {
+            shared.read(|d| match (&d.socket, d.sse.as_ref(), d.relay.as_ref(), d.tabs.as_ref(), d.machine.tab_id()) {
                 (Some(sock), ..) => {
                     let _ = sock.0.send(&text);
                 }
@@ -354,6 +360,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 _ => {}
             });
         }
+        #[cfg(feature = "share")]
         Action::RequestLock | Action::StealLock => {
             let steal = matches!(action, Action::StealLock);
             if shared.read(|d| d.tabs.is_none()) == Some(true) {
@@ -361,9 +368,11 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             }
             shared.read(|d| d.tabs.as_ref().map(|t| t.0.lock(steal)));
         }
+        #[cfg(feature = "share")]
         Action::Post(peer) => {
             shared.read(|d| d.tabs.as_ref().map(|t| t.0.post(&peer)));
         }
+        #[cfg(feature = "sse")]
         Action::OpenSse { attempt, resume } => {
             let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.clone())) {
                 Some((Some((a, url)), Some(sse))) if a == attempt => (url, sse),
@@ -374,7 +383,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
             if let Ok(stream) = SseStream::open(&url, &sse.1, report) {
                 let old = shared.update(|d| {
-                    if let (Some(tabs), Some(Role::Leader), Some(me)) = (&d.tabs, d.machine.role(), d.machine.tab_id())
+                    if let (Some(tabs), Some(Role::Leader), Some(me)) =
+                        (d.tabs.as_ref(), d.machine.role(), d.machine.tab_id())
                     {
                         tabs.0.relay(stream.handle(), me);
                     }
@@ -383,6 +393,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 defer_drop(old);
             }
         }
+        #[cfg(feature = "share")]
         Action::OpenRelay { attempt } => {
             let weak = Rc::downgrade(shared);
             let report: super::socket::Report = Rc::new(move |e| on_socket_event(&weak, attempt, e));
@@ -411,11 +422,15 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 settle(result);
             }
         }
+        // A build without sharing or SSE: its machine never asks for these (`core::gated`).
+        #[cfg(not(all(feature = "share", feature = "sse")))]
+        _ => {}
     }
 }
 
 /// Opens the lock and channel of a sharing client: messages and lock news go to the machine,
 /// frames relayed down to the relay.
+#[cfg(feature = "share")]
 fn open_tabs(shared: &Shared) {
     let Some((Some(name), Some(me))) = shared.read(|d| (d.opts.share.clone(), d.machine.tab_id())) else { return };
     let weak = Rc::downgrade(shared);
@@ -443,7 +458,7 @@ fn open_tabs(shared: &Shared) {
         }
     };
     let tabs = Counted::new(Tabs::open(&name, me, on_peer, on_lock));
-    shared.update(|d| d.tabs = Some(tabs));
+    shared.update(|d| d.tabs = Gated::new(Some(tabs)));
 }
 
 /// Frees every browser resource and listener of a closed client.

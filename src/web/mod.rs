@@ -8,8 +8,11 @@ pub(crate) mod lifecycle;
 pub(crate) mod oneshot;
 pub(crate) mod options;
 pub(crate) mod parse;
+// In a build without `share` / `sse` (the lean package) only their types are used, always empty.
+#[cfg_attr(not(feature = "share"), allow(dead_code))]
 pub(crate) mod share;
 pub(crate) mod socket;
+#[cfg_attr(not(feature = "sse"), allow(dead_code))]
 pub(crate) mod sse;
 
 pub use client::{Client, ClientOptions, Subscription};

@@ -4,7 +4,9 @@
 use js_sys::{Function, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::config::{check_url, check_urls, ConfigError};
+#[cfg(feature = "sse")]
+use crate::core::config::check_url;
+use crate::core::config::{check_urls, ConfigError};
 use crate::core::frames::concat;
 use crate::core::{Backoff, Config, OutboxLimits};
 
@@ -23,8 +25,10 @@ pub struct Options {
     pub token: TokenSource,
     pub config: Config,
     /// The name of the lock and channel the tabs sharing a socket use (option `share`).
+    #[cfg_attr(not(feature = "share"), allow(dead_code))]
     pub share: Option<String>,
     /// The SSE fallback's stream and send URLs (option `sseUrl`; `sseSendUrl`, else `send` beside it).
+    #[cfg_attr(not(feature = "sse"), allow(dead_code))]
     pub sse: Option<(String, String)>,
 }
 
@@ -133,26 +137,47 @@ impl Options {
         }
         // `share: "<user key>"`: one socket for the tabs of this origin with the same URL and key;
         // one per tab where the browser has no Web Locks or BroadcastChannel.
-        let share = string(opts, "share")?;
-        if share.as_deref() == Some("") {
-            return Err(bad("share", "the user's id, not empty"));
-        }
-        let share =
-            share.filter(|_| super::share::resock_share_supported()).map(|key| concat(&["resock\n", &url, "\n", &key]));
-        config.share = share.is_some();
-        let sse = match string(opts, "sseUrl")? {
-            Some(sse_url) => {
-                check_url(&sse_url, "sseUrl", "http").map_err(refused)?;
-                let send = string(opts, "sseSendUrl")?.unwrap_or_else(|| String::from("send"));
-                Some((sse_url, send))
+        #[cfg(feature = "share")]
+        let share = {
+            let share = string(opts, "share")?;
+            if share.as_deref() == Some("") {
+                return Err(bad("share", "the user's id, not empty"));
             }
-            None => None,
+            share.filter(|_| super::share::resock_share_supported()).map(|key| concat(&["resock\n", &url, "\n", &key]))
         };
+        #[cfg(not(feature = "share"))]
+        let share = not_in_this_build(opts, "share")?;
+        config.share = share.is_some();
+        #[cfg(feature = "sse")]
+        let sse = {
+            let sse = match string(opts, "sseUrl")? {
+                Some(sse_url) => {
+                    check_url(&sse_url, "sseUrl", "http").map_err(refused)?;
+                    let send = string(opts, "sseSendUrl")?.unwrap_or_else(|| String::from("send"));
+                    Some((sse_url, send))
+                }
+                None => None,
+            };
+            if let Some(ms) = number(opts, "sseProbeMs", "sseProbeMs")? {
+                config.sse_probe_ms = ms;
+            }
+            sse
+        };
+        #[cfg(not(feature = "sse"))]
+        let sse = not_in_this_build(opts, "sseUrl")?;
         config.sse = sse.is_some();
-        if let Some(ms) = number(opts, "sseProbeMs", "sseProbeMs")? {
-            config.sse_probe_ms = ms;
-        }
         config.validate().map_err(refused)?;
         Ok(Options { url, ticket_url, token, config, share, sse })
+    }
+}
+
+/// An option of a feature this build was made without (the lean package leaves out `share` and
+/// `sseUrl`): refused with the entry point that has it, rather than ignored.
+#[cfg(not(all(feature = "share", feature = "sse")))]
+fn not_in_this_build<T>(opts: &JsValue, name: &str) -> Result<Option<T>, JsValue> {
+    if get(opts, name).is_undefined() {
+        Ok(None)
+    } else {
+        Err(type_error(&concat(&["resock: option ", name, " is in the full build: import from \"resock/full\""])))
     }
 }

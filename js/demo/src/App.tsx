@@ -1,5 +1,5 @@
 import { memo, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
-import type { ClientOptions } from "resock";
+import type { ClientOptions } from "resock/full";
 import {
   isMessage,
   ResockProvider,
@@ -10,7 +10,7 @@ import {
   useResockStatus,
   useRoom,
   type NotificationsState,
-} from "resock/react";
+} from "resock/full/react";
 
 const origin = window.location.origin;
 /** The chat room: ?room=NAME, default "general". */
