@@ -92,7 +92,8 @@ pub(crate) fn js_settler(resolve: Function, reject: Function) -> Settler {
 
 pub struct Driver {
     pub machine: Machine<JsValue>,
-    opts: Options,
+    /// Shared with each attempt's credentials fetch (an `Rc`: no copy per attempt).
+    opts: Rc<Options>,
     socket: Option<Counted<Socket>>,
     socket_url: Option<(u32, String)>,
     timer: Option<Counted<Timer>>,
@@ -176,8 +177,8 @@ impl Driver {
         super::parse::init_types();
         let rng = Box::new(js_sys::Math::random);
         Rc::new(RefCell::new(Driver {
-            machine: Machine::new(opts.config.clone(), rng),
-            opts,
+            machine: Machine::new(opts.config, rng),
+            opts: Rc::new(opts),
             socket: None,
             socket_url: None,
             timer: None,
