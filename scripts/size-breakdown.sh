@@ -45,8 +45,8 @@ def group(n):
         return "js-sys futures (its JSPI task, kept by an export wasm-bindgen always makes)"
     if "shim" in n or n.startswith("__wbindgen") or n.startswith("__externref") or "wasm_bindgen" in n:
         return "wasm-bindgen runtime (externref table, closures, throw)"
-    if "talc" in n or "__rust_alloc" in n or "__rust_realloc" in n or "__rust_dealloc" in n:
-        return "allocator (talc)"
+    if "resock::allocator" in n or "__rust_alloc" in n or "__rust_realloc" in n or "__rust_dealloc" in n:
+        return "allocator (src/allocator.rs)"
     if "fmt" in n or "panic" in n or "Debug" in n or "Display" in n:
         return "core::fmt and std's panic machinery"
     if "drop_in_place" in n or "alloc::" in n or "alloc[" in n or "RawVec" in n:

@@ -9,7 +9,7 @@ use super::outbox::OutboxLimits;
 use super::sender::SendRate;
 
 /// Every knob of the connection policy, with the defaults of `SDK-API.md`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     pub backoff: Backoff,

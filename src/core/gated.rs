@@ -40,11 +40,13 @@ impl<T, const ON: bool> Gated<T, ON> {
         self.as_ref().is_some()
     }
 
+    #[cfg_attr(test, allow(dead_code))] // the shell's (web/driver.rs)
     #[inline(always)]
     pub(crate) fn is_none(&self) -> bool {
         self.as_ref().is_none()
     }
 
+    #[cfg_attr(test, allow(dead_code))] // the shell's (web/driver.rs)
     /// Takes the value out, leaving nothing.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<T> {
@@ -55,6 +57,7 @@ impl<T, const ON: bool> Gated<T, ON> {
         }
     }
 
+    #[cfg_attr(test, allow(dead_code))] // the shell's (web/driver.rs)
     /// Puts `value` in (dropped at once without the feature), returning the old one.
     pub(crate) fn replace(&mut self, value: T) -> Option<T> {
         if ON {

@@ -79,7 +79,7 @@ fn regression_a_new_epoch_after_a_gap_restarts_the_count_with_a_resync() {
 fn check(start_open: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let cfg = Config { outbox: OutboxLimits { max_messages: 5, max_bytes: 800 }, ..Config::default() };
     let max_delay = cfg.backoff.max_ms;
-    let mut s = Sim::new(cfg.clone());
+    let mut s = Sim::new(cfg);
     // Most sequences start from an open, welcomed connection.
     let mut socket_open = false;
     if start_open {

@@ -135,7 +135,7 @@ fn ticket_network_failures_retry_with_backoff() {
 #[test]
 fn backoff_grows_then_resets_once_a_connection_stayed_open() {
     let cfg = Config::default();
-    let mut s = Sim::new(cfg.clone());
+    let mut s = Sim::new(cfg);
     s.feed(Input::Connect);
     let mut ceilings = Vec::new();
     for n in 0..8u32 {

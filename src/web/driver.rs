@@ -85,14 +85,15 @@ pub(crate) fn js_settler(resolve: Function, reject: Function) -> Settler {
         let _ = match result {
             Ok(Some(msg)) => resolve.call1(&JsValue::NULL, &msg),
             Ok(None) => resolve.call0(&JsValue::NULL),
-            Err(e) => reject.call1(&JsValue::NULL, &error_object(&e)),
+            Err(e) => reject.call1(&JsValue::NULL, &error_value(&e, true)),
         };
     })
 }
 
 pub struct Driver {
     pub machine: Machine<JsValue>,
-    opts: Options,
+    /// Shared with each attempt's credentials fetch (an `Rc`: no copy per attempt).
+    opts: Rc<Options>,
     socket: Option<Counted<Socket>>,
     socket_url: Option<(u32, String)>,
     timer: Option<Counted<Timer>>,
@@ -135,6 +136,7 @@ fn now() -> u64 {
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
     fn resock_later(exports: &JsValue);
+    fn resock_error(thrown: bool, code: &str, message: &str, close_code: Option<u16>, id: Option<&str>) -> JsValue;
 }
 
 thread_local! {
@@ -176,8 +178,8 @@ impl Driver {
         super::parse::init_types();
         let rng = Box::new(js_sys::Math::random);
         Rc::new(RefCell::new(Driver {
-            machine: Machine::new(opts.config.clone(), rng),
-            opts,
+            machine: Machine::new(opts.config, rng),
+            opts: Rc::new(opts),
             socket: None,
             socket_url: None,
             timer: None,
@@ -485,31 +487,10 @@ fn release(shared: &Shared) {
     }
 }
 
-/// `{code, message, closeCode?}`.
-pub fn error_value(e: &Error) -> JsValue {
-    let o = Object::new();
-    set(&o, "code", &JsValue::from_str(e.kind.code()));
-    set(&o, "message", &JsValue::from_str(&e.message));
-    if let Some(c) = e.close_code {
-        set(&o, "closeCode", &JsValue::from(c));
-    }
-    if let Some(id) = &e.id {
-        set(&o, "id", &JsValue::from_str(id));
-    }
-    o.into()
-}
-
-/// A JS `Error` with `code` (and `closeCode`), for promise rejections.
-pub fn error_object(e: &Error) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    set(&err, "code", &JsValue::from_str(e.kind.code()));
-    if let Some(c) = e.close_code {
-        set(&err, "closeCode", &JsValue::from(c));
-    }
-    if let Some(id) = &e.id {
-        set(&err, "id", &JsValue::from_str(id));
-    }
-    err.into()
+/// `{code, message, closeCode?, id?}` (an error event), or with `thrown` a JS `Error` with the
+/// same fields (a promise's rejection): made by `fast.js`'s `resock_error` in one call.
+pub fn error_value(e: &Error, thrown: bool) -> JsValue {
+    resock_error(thrown, e.kind.code(), &e.message, e.close_code, e.id.as_deref())
 }
 
 /// The value JS listeners get (a message is passed as it is, not copied).
@@ -517,7 +498,7 @@ fn event_value(event: &Event<JsValue>) -> Option<JsValue> {
     Some(match event {
         Event::State(s) => JsValue::from_str(s.as_str()),
         Event::Message(_) => return None,
-        Event::Error(e) => error_value(e),
+        Event::Error(e) => error_value(e, false),
         Event::Resync(r) => {
             let o = Object::new();
             set(&o, "reason", &JsValue::from_str(r.as_str()));

@@ -290,3 +290,14 @@ export function resock_lifecycle(report) {
     for (const [target, name, f] of on) target.removeEventListener(name, f);
   };
 }
+
+// An error event's value {code, message, closeCode?, id?}, or (thrown) a JS Error with the same
+// fields for a promise's rejection (web/driver.rs error_value).
+export function resock_error(thrown, code, message, closeCode, id) {
+  const e = thrown ? new Error(message) : {};
+  e.code = code;
+  if (!thrown) e.message = message;
+  if (closeCode !== undefined) e.closeCode = closeCode;
+  if (id !== undefined) e.id = id;
+  return e;
+}
