@@ -41,7 +41,11 @@ impl Client {
     }
 
     /// Adds a listener; returns the function that removes it.
-    pub fn on(&self, event: &str, listener: JsValue) -> Result<Function, JsValue> {
+    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<Function, JsValue> {
+        let Some(event) = event.as_string() else {
+            return Err(type_error("resock: on(event, listener) needs a string event"));
+        };
+        let event = event.as_str();
         let Some(listener) = listener.dyn_ref::<Function>() else {
             return Err(type_error("resock: on(event, listener) needs a function"));
         };
@@ -98,14 +102,17 @@ impl Client {
     }
 
     /// Sends `{type, id, payload}` and resolves with the one reply carrying the same `id`.
-    pub fn request(&self, kind: String, payload: JsValue, options: JsValue) -> Result<Promise, JsValue> {
+    pub fn request(&self, kind: JsValue, payload: JsValue, options: JsValue) -> Result<Promise, JsValue> {
+        if !kind.is_string() {
+            return Err(type_error("resock: request(type, payload) needs a string type"));
+        }
         let timeout_ms = match get(&options, "timeoutMs").as_f64() {
             Some(t) if t.is_finite() && t >= 0.0 => Some(t as u64),
-            Some(_) => return Err(type_error("resock: request timeoutMs must be a non-negative number")),
+            Some(_) => return Err(crate::web::options::bad("timeoutMs", crate::web::options::NUMBER)),
             None => None,
         };
         let msg = Object::new();
-        set(&msg, "type", &JsValue::from_str(&kind));
+        set(&msg, "type", &kind);
         if !payload.is_undefined() {
             set(&msg, "payload", &payload);
         }

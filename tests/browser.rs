@@ -153,7 +153,7 @@ impl Recorder {
     fn listen(&self, client: &Client, event: &str) {
         let rec = self.0.clone();
         let f = Closure::<dyn FnMut(JsValue)>::new(move |v| rec.borrow_mut().push(v)).into_js_value();
-        client.on(event, f).unwrap();
+        client.on(event.into(), f).unwrap();
     }
     fn values(&self) -> Vec<JsValue> {
         self.0.borrow().clone()
@@ -737,18 +737,44 @@ async fn the_sse_fallback_connects_when_websocket_is_blocked_and_frees_everythin
 async fn bad_options_throw_type_errors_that_name_the_option() {
     let _serial = serial().await;
     for (opts, words) in [
-        (JsValue::UNDEFINED, "options object"),
-        (obj(&[]), "url is required"),
-        (obj(&[("url", "http://x".into())]), "url must be"),
-        (obj(&[("url", "ws://x".into()), ("ticketUrl", "ws://y".into())]), "ticketUrl must be"),
-        (obj(&[("url", "ws://x".into()), ("token", 5.into())]), "token must be"),
-        (obj(&[("url", "ws://x".into()), ("reconnect", obj(&[("initialDelayMs", (-1).into())]))]), "initialDelayMs"),
+        (JsValue::UNDEFINED, "new Client needs an options object"),
+        (obj(&[]), "option url must be set"),
+        (obj(&[("url", "http://x".into())]), "url must be a ws:// or wss:// URL, got http://x"),
+        (
+            obj(&[("url", "ws://x".into()), ("ticketUrl", "ws://y".into())]),
+            "ticketUrl must be a http:// or https:// URL, got ws://y",
+        ),
+        (obj(&[("url", "ws://x".into()), ("token", 5.into())]), "option token must be a string or function"),
+        (
+            obj(&[("url", "ws://x".into()), ("reconnect", obj(&[("initialDelayMs", (-1).into())]))]),
+            "option reconnect.initialDelayMs must be a number >= 0",
+        ),
     ] {
         let err = Client::new(opts).err().expect("throws");
         assert!(err.is_instance_of::<js_sys::TypeError>());
         let msg = get(&err, "message").as_string().unwrap();
         assert!(msg.contains(words), "{msg}");
     }
+}
+
+/// `on` and `request` refuse a non-string event or type with a `TypeError` of their own.
+#[wasm_bindgen_test]
+fn on_and_request_refuse_a_non_string_with_a_type_error() {
+    let client = Client::new(obj(&[("url", "ws://x".into())])).unwrap();
+    let f: JsValue = Function::new_no_args("").into();
+    for (err, text) in [
+        (client.on(5.into(), f.clone()).err(), "resock: on(event, listener) needs a string event"),
+        (client.on(JsValue::UNDEFINED, f).err(), "resock: on(event, listener) needs a string event"),
+        (
+            client.request(Object::new().into(), JsValue::UNDEFINED, JsValue::UNDEFINED).err(),
+            "resock: request(type, payload) needs a string type",
+        ),
+    ] {
+        let err = err.expect("throws");
+        assert!(err.is_instance_of::<js_sys::TypeError>());
+        assert_eq!(get(&err, "message").as_string().as_deref(), Some(text));
+    }
+    client.close();
 }
 
 /// Connects and closes a client from JavaScript, waiting for it to open.

@@ -70,7 +70,7 @@ impl<P: Clone> Machine<P> {
             }
         }
         for item in self.sender.expire(now) {
-            let e = Error::new(ErrorKind::Expired, "a queued message was not sent in time and was dropped");
+            let e = Error::new(ErrorKind::Expired, "dropped: not sent within outbox.ttlMs");
             self.app_failed(item.id.unwrap_or_default(), item.origin, e);
         }
     }

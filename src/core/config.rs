@@ -83,10 +83,10 @@ impl Config {
     /// initial one, or a send rate of 0 frames or a 0 ms window.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.backoff.max_ms < self.backoff.initial_ms {
-            return Err(ConfigError::new("reconnect.maxDelayMs must be at least reconnect.initialDelayMs"));
+            return Err(ConfigError::new("reconnect.maxDelayMs must be >= reconnect.initialDelayMs"));
         }
         if self.send_rate.is_some_and(|r| r.max == 0 || r.window_ms == 0) {
-            return Err(ConfigError::new("sendRate.max and sendRate.windowMs must be above 0 (or sendRate: null)"));
+            return Err(ConfigError::new("sendRate.max and sendRate.windowMs must be > 0 (or sendRate: null)"));
         }
         Ok(())
     }
@@ -97,24 +97,28 @@ impl Config {
 /// socket opens, which is reported then (`bad_url`). In the npm package the JS glue resolves
 /// relative and `http(s)://` URLs against the page before they get here (scripts/finish-pkg.mjs).
 pub fn check_urls(url: &str, ticket_url: Option<&str>) -> Result<(), ConfigError> {
-    check_url(url, "url", ["ws", "wss"])?;
+    check_url(url, "url", "ws")?;
     match ticket_url {
-        Some(t) => check_url(t, "ticketUrl", ["http", "https"]),
+        Some(t) => check_url(t, "ticketUrl", "http"),
         None => Ok(()),
     }
 }
 
-pub fn check_url(url: &str, what: &str, schemes: [&str; 2]) -> Result<(), ConfigError> {
-    let ok = schemes.iter().any(|scheme| {
-        url.len() > scheme.len() + 3
-            && url.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme))
-            && url.get(scheme.len()..scheme.len() + 3) == Some("://")
-    });
-    if ok {
+/// `url` is `<scheme>://…` or `<scheme>s://…` (any case) with something after the `://`.
+pub fn check_url(url: &str, what: &str, scheme: &str) -> Result<(), ConfigError> {
+    let (b, n) = (url.as_bytes(), scheme.len());
+    let rest = match b.get(..n) {
+        Some(p) if p.eq_ignore_ascii_case(scheme.as_bytes()) => b.get(n..).unwrap_or_default(),
+        _ => &[],
+    };
+    let rest = match rest {
+        [b's' | b'S', rest @ ..] => rest,
+        rest => rest,
+    };
+    if rest.len() > 3 && rest.starts_with(b"://") {
         return Ok(());
     }
-    let [a, b] = schemes;
-    Err(ConfigError(concat(&[what, " must be an absolute ", a, ":// or ", b, ":// URL, got ", url])))
+    Err(ConfigError(concat(&[what, " must be a ", scheme, ":// or ", scheme, "s:// URL, got ", url])))
 }
 
 /// A configuration refused, and why (the option's JavaScript name first).

@@ -22,7 +22,7 @@ impl<P: Clone> Machine<P> {
                 &frames::u64_to_string(limits.max_messages as u64),
                 " messages or ",
                 &frames::u64_to_string(limits.max_bytes as u64),
-                " bytes): the message was not queued",
+                " bytes): not queued",
             ]);
             self.app_failed(id, origin, Error::new(ErrorKind::OutboxFull, msg));
         }

@@ -900,6 +900,15 @@ fn urls_need_their_schemes() {
     assert!(check_urls("http://h/ws", None).unwrap_err().0.starts_with("url must be"));
     assert!(check_urls("ws://", None).is_err());
     assert!(check_urls("ws://h", Some("ws://h/t")).unwrap_err().0.starts_with("ticketUrl must be"));
+    assert_eq!(check_urls("http://h/ws", None).unwrap_err().0, "url must be a ws:// or wss:// URL, got http://h/ws");
+    assert_eq!(
+        check_urls("ws://h", Some("ftp://t")).unwrap_err().0,
+        "ticketUrl must be a http:// or https:// URL, got ftp://t"
+    );
+    assert_eq!(check_urls("wS://h", Some("HTTP://t")), Ok(()));
+    for bad in ["wsx://h", "ws:/h", "wss:/", "w", "", "é://h", "wsss://h"] {
+        assert!(check_urls(bad, None).is_err(), "{bad}");
+    }
 }
 
 #[test]

@@ -36,6 +36,14 @@ fn type_error(msg: &str) -> JsValue {
     js_sys::TypeError::new(msg).into()
 }
 
+/// The one pattern of an option's `TypeError`: "resock: option X must be …".
+pub fn bad(path: &str, what: &str) -> JsValue {
+    type_error(&concat(&["resock: option ", path, " must be ", what]))
+}
+
+/// What a number option must be.
+pub const NUMBER: &str = "a number >= 0";
+
 fn refused(e: ConfigError) -> JsValue {
     type_error(&concat(&["resock: ", &e.0]))
 }
@@ -52,7 +60,7 @@ fn number(obj: &JsValue, key: &str, path: &str) -> Result<Option<u64>, JsValue> 
     }
     match v.as_f64() {
         Some(f) if (0.0..=9_007_199_254_740_991.0).contains(&f) => Ok(Some(f as u64)),
-        _ => Err(type_error(&concat(&["resock: option ", path, " must be a non-negative number"]))),
+        _ => Err(bad(path, NUMBER)),
     }
 }
 
@@ -61,15 +69,15 @@ fn string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
-    v.as_string().map(Some).ok_or_else(|| type_error(&concat(&["resock: option ", key, " must be a string"])))
+    v.as_string().map(Some).ok_or_else(|| bad(key, "a string"))
 }
 
 impl Options {
     pub fn from_js(opts: &JsValue) -> Result<Options, JsValue> {
         if !opts.is_object() {
-            return Err(type_error("resock: new Client(options) needs an options object with a url"));
+            return Err(type_error("resock: new Client needs an options object"));
         }
-        let url = string(opts, "url")?.ok_or_else(|| type_error("resock: option url is required"))?;
+        let url = string(opts, "url")?.ok_or_else(|| bad("url", "set"))?;
         let ticket_url = string(opts, "ticketUrl")?;
         check_urls(&url, ticket_url.as_deref()).map_err(refused)?;
         let token = match get(opts, "token") {
@@ -77,7 +85,7 @@ impl Options {
             v if v.is_function() => TokenSource::Provider(v.unchecked_into()),
             v => match v.as_string() {
                 Some(s) => TokenSource::Fixed(s),
-                None => return Err(type_error("resock: option token must be a string or a function")),
+                None => return Err(bad("token", "a string or function")),
             },
         };
         let mut config = Config::default();
@@ -91,7 +99,7 @@ impl Options {
             config.max_attempts = number(&reconnect, "maxAttempts", "reconnect.maxAttempts")?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         } else if !reconnect.is_undefined() {
-            return Err(type_error("resock: option reconnect must be an object"));
+            return Err(bad("reconnect", "an object"));
         }
         let set = |v: Option<u64>, slot: &mut u64| {
             if let Some(v) = v {
@@ -115,7 +123,7 @@ impl Options {
             let window_ms = number(&rate, "windowMs", "sendRate.windowMs")?.unwrap_or(d.window_ms);
             config.send_rate = Some(crate::core::SendRate { max, window_ms });
         } else if !rate.is_undefined() {
-            return Err(type_error("resock: option sendRate must be {max, windowMs} or null"));
+            return Err(bad("sendRate", "{max, windowMs} or null"));
         }
         let outbox = get(opts, "outbox");
         if outbox.is_object() {
@@ -133,7 +141,7 @@ impl Options {
         let share = {
             let share = string(opts, "share")?;
             if share.as_deref() == Some("") {
-                return Err(type_error("resock: option share must name the user (their id), not be empty"));
+                return Err(bad("share", "the user's id, not empty"));
             }
             share.filter(|_| super::share::resock_share_supported()).map(|key| concat(&["resock\n", &url, "\n", &key]))
         };
@@ -144,7 +152,7 @@ impl Options {
         let sse = {
             let sse = match string(opts, "sseUrl")? {
                 Some(sse_url) => {
-                    check_url(&sse_url, "sseUrl", ["http", "https"]).map_err(refused)?;
+                    check_url(&sse_url, "sseUrl", "http").map_err(refused)?;
                     let send = string(opts, "sseSendUrl")?.unwrap_or_else(|| String::from("send"));
                     Some((sse_url, send))
                 }
