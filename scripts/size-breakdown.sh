@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# What the package's wasm is made of (issue 11): the release wasm of the last build
-# (target/wasm32-unknown-unknown/release/resock.wasm, from scripts/build-pkg.sh) through
+# What the package's wasm is made of (issue 11): the release wasm of the last package build
+# (target/wasm32-unknown-unknown/release/resock-lean.wasm, the default `resock`, or with --full
+# resock-full.wasm, `resock/full`; both kept by scripts/build-pkg.sh) through
 # wasm-bindgen and wasm-opt as the package build does, but keeping the function names (-g), then
 # twiggy (crates.io; installed here once) grouped by where the code comes from. Sizes are raw
 # bytes of that named build, without its name section; the package's own wasm is the same code
 # with short import/export names. Prints a Markdown table (docs/SIZE.md holds one).
-# Usage: scripts/size-breakdown.sh [--top N]
+# Usage: scripts/size-breakdown.sh [--full] [--top N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"
-top=${2:-25}
-wasm=target/wasm32-unknown-unknown/release/resock.wasm
+build=lean
+top=25
+while [ $# -gt 0 ]; do
+  case $1 in
+    --full) build=full; shift ;;
+    --top) top=$2; shift 2 ;;
+    *) echo "usage: scripts/size-breakdown.sh [--full] [--top N]" >&2; exit 2 ;;
+  esac
+done
+wasm=target/wasm32-unknown-unknown/release/resock-$build.wasm
 [ -f "$wasm" ] || { echo "no $wasm: run scripts/build-pkg.sh first" >&2; exit 1; }
 command -v twiggy >/dev/null || { echo "[size] cargo install twiggy (once, about 2 minutes)" >&2; cargo install twiggy >&2; }
 dir=$(mktemp -d)

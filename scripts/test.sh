@@ -42,7 +42,7 @@ cargo build --locked -p resock-fixture
 WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300} CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   scripts/with-fixtures.sh cargo test --locked --target wasm32-unknown-unknown --features test-hooks --test browser -- --nocapture
 
-section "4/5 the npm package (release build, size budget)"
+section "4/5 the npm package: resock and resock/full (release builds, size budgets)"
 scripts/build-pkg.sh
 
 section "5/5 js: React bindings and demo type-check, hooks' unit tests, TypeScript consumer, Playwright, scale-out e2e"

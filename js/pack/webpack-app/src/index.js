@@ -2,7 +2,9 @@
 // signs in as B on the same mounted provider (a new token, whose `sub` names the new user).
 import { createElement as h, StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { ResockProvider, useConnectionState, useNotifications } from "resock/react";
+// The full build (resock/full: with `share` and `sseUrl`) through webpack; the Vite and Next apps
+// use the default one.
+import { ResockProvider, useConnectionState, useNotifications } from "resock/full/react";
 
 const params = new URLSearchParams(location.search);
 const origin = location.origin;
