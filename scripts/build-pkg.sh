@@ -19,6 +19,9 @@ export PATH="$HOME/.cargo/bin:$PWD/tools/node_modules/.bin:$PATH"   # wasm-opt 1
 # changes. `-Zlocation-detail=none` drops the source paths (`src/core/outbox.rs`, std's files)
 # kept for `#[track_caller]` locations that nothing prints any more (-295 B gzip). Native tests
 # and clippy stay on stable. scripts/setup.sh installs both pieces.
+# `-Ctarget-feature=-reference-types`: JS values cross by index into the glue's own array instead
+# of wasm-bindgen's externref table, whose shims (one per export taking a JS value) and table
+# code cost more in the wasm than the array costs in the glue (-495 B gzip, docs/SIZE.md).
 NIGHTLY=${RESOCK_NIGHTLY:-nightly}
 die() { echo "[pkg] $*" >&2; exit 1; }
 rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1 ||
@@ -31,9 +34,9 @@ sysroot=$(rustup run "$NIGHTLY" rustc --print sysroot)
 # $3 names it (lean, full).
 build_one() {
   local features=$1 out=$2
-  echo "[pkg] $out: cargo +$NIGHTLY build --release --target wasm32-unknown-unknown $features -Zbuild-std=std,panic_abort, -Cpanic=immediate-abort -Zlocation-detail=none ($(rustup run "$NIGHTLY" rustc --version))"
+  echo "[pkg] $out: cargo +$NIGHTLY build --release --target wasm32-unknown-unknown $features -Zbuild-std=std,panic_abort, -Cpanic=immediate-abort -Zlocation-detail=none -Ctarget-feature=-reference-types ($(rustup run "$NIGHTLY" rustc --version))"
   # shellcheck disable=SC2086 # $features is one or no flag
-  RUSTUP_TOOLCHAIN=$NIGHTLY RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" \
+  RUSTUP_TOOLCHAIN=$NIGHTLY RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Ctarget-feature=-reference-types" \
     cargo build --locked --release --target wasm32-unknown-unknown -p resock -Zbuild-std=std,panic_abort $features
   local wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/resock.wasm
   [ -f "$wasm" ] || die "cargo produced no $wasm"

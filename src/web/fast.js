@@ -22,13 +22,16 @@ function typeIndex(t) {
 }
 
 // Sets `ws.onmessage` to parse each frame once and hand it to wasm with its envelope in one
-// call of the raw export (no closure glue): __resock_message(slot, msg, what, seq, flags, now), where
+// call of the raw export (no closure glue): __resock_message(slot, what, seq, flags, now), where
 //   what: -3 not a string (binary), -2 not JSON, -1 JSON but not an object,
 //         else 0 no string `type`, 1 another type, 2 + i the i-th special type
 //   seq: the `seq` number, NaN when absent or not a number
 //   flags: 1 payload present and not null, 2 `id` is a string
-// (msg is undefined unless what >= 0). Decoded by the core: classify::Envelope::from_numbers.
+// Decoded by the core: classify::Envelope::from_numbers.
 //   now: Date.now()
+// The object itself (what >= 0) is fetched by wasm with resock_current() during that call: the
+// package's wasm is built without reference types (scripts/build-pkg.sh), so a raw export can
+// take numbers but not a JS object.
 export function resock_onmessage(ws, exports, slot) {
   ws.onmessage = (event) => {
     const data = event.data;
@@ -40,15 +43,15 @@ export function resock_onmessage(ws, exports, slot) {
 // One frame's text (a socket's, or one relayed by the leader tab) to wasm, as above.
 export function resock_frame(data, exports, slot) {
   const now = Date.now();
-  if (typeof data !== "string") return exports.__resock_message(slot, undefined, -3, NaN, 0, now);
+  if (typeof data !== "string") return exports.__resock_message(slot, -3, NaN, 0, now);
   let m;
   try {
     m = JSON.parse(data);
   } catch {
-    return exports.__resock_message(slot, undefined, -2, NaN, 0, now);
+    return exports.__resock_message(slot, -2, NaN, 0, now);
   }
   if (m === null || typeof m !== "object" || Array.isArray(m)) {
-    return exports.__resock_message(slot, undefined, -1, NaN, 0, now);
+    return exports.__resock_message(slot, -1, NaN, 0, now);
   }
   resock_object(m, exports, slot, now);
 }
@@ -58,14 +61,21 @@ function resock_object(m, exports, slot, now) {
   const t = m.type;
   const seq = m.seq;
   const p = m.payload;
+  current = m;
   exports.__resock_message(
     slot,
-    m,
     typeof t !== "string" ? 0 : typeIndex(t) + 2,
     typeof seq === "number" ? seq : NaN,
     (p !== undefined && p !== null ? 1 : 0) | (typeof m.id === "string" ? 2 : 0),
     now,
   );
+  current = undefined;
+}
+
+// The frame being handed to wasm (see above).
+let current;
+export function resock_current() {
+  return current;
 }
 
 // Calls every listener of `set` with `value`, as the set was when the event began (one listed

@@ -4,8 +4,8 @@
 //!
 //! The fast path (issue 11): the frame stays a JS string until the socket's message handler
 //! (`src/web/fast.js`) parses it, once, and calls wasm (`socket::__resock_message`) with the
-//! object and the envelope's fields as three numbers: a common frame costs that one crossing
-//! and no allocation here. Other reads
+//! envelope's fields as three numbers; wasm takes the object with one call back
+//! (`resock_current`). A common frame costs those two crossings and no allocation here. Other reads
 //! (a welcome's payload, an error's) go through `Reflect`.
 
 use js_sys::{Array, Object, Reflect};
@@ -23,6 +23,7 @@ extern "C" {
     pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
     pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
     pub(crate) fn resock_emit(set: &js_sys::Set, value: &JsValue);
+    pub(crate) fn resock_current() -> JsValue;
 }
 
 /// Gives the JS side the names of the types the core decides (once per client: cheap).

@@ -25,11 +25,13 @@ thread_local! {
     static SLOTS: RefCell<Vec<Option<Report>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One frame from `fast.js`'s message handler: the parsed object, its envelope as three numbers
-/// (see `web/parse.rs`) and `Date.now()`. Not API: called only by the SDK's own JS.
+/// One frame from `fast.js`'s message handler: its envelope as three numbers (see
+/// `web/parse.rs`) and `Date.now()`; the parsed object, when there is one (`what >= 0`), is
+/// `resock_current()` during this call. Not API: called only by the SDK's own JS.
 #[doc(hidden)]
 #[wasm_bindgen(skip_typescript)]
-pub fn __resock_message(slot: u32, msg: JsValue, what: f64, seq: f64, flags: f64, now: f64) {
+pub fn __resock_message(slot: u32, what: f64, seq: f64, flags: f64, now: f64) {
+    let msg = if what >= 0.0 { super::parse::resock_current() } else { JsValue::UNDEFINED };
     let report =
         SLOTS.try_with(|s| s.try_borrow().ok().and_then(|s| s.get(slot as usize).cloned().flatten())).ok().flatten();
     if let Some(report) = report {
