@@ -24,7 +24,7 @@ wasm=target/wasm32-unknown-unknown/release/resock-$build.wasm
 command -v twiggy >/dev/null || { echo "[size] cargo install twiggy (once, about 2 minutes)" >&2; cargo install twiggy >&2; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-wasm-bindgen "$wasm" --out-dir "$dir" --target web
+wasm-bindgen "$wasm" --out-dir "$dir" --out-name resock --target web
 wasm-opt -O --flatten --rereloop -O --converge -g "$dir/resock_bg.wasm" -o "$dir/named.wasm" \
   --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-multivalue --enable-mutable-globals
