@@ -124,6 +124,10 @@ impl Outbox {
 
     /// Removes and returns the frames whose deadline has passed.
     pub fn expire(&mut self, now: u64) -> Vec<Queued> {
+        // Checked on every input: nothing due (the usual case) touches nothing.
+        if !self.queue.iter().any(|item| item.expires_at.is_some_and(|t| t <= now)) {
+            return Vec::new();
+        }
         let (expired, kept): (Vec<Queued>, Vec<Queued>) =
             core::mem::take(&mut self.queue).into_iter().partition(|item| item.expires_at.is_some_and(|t| t <= now));
         self.queue = kept;
