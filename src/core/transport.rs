@@ -16,6 +16,26 @@ pub const SSE_AFTER_CUTS: u32 = 3;
 /// The close reason when an SSE connection is given up to try WebSocket again.
 pub const REASON_PROBING: &str = "Probing WebSocket";
 
+/// What an HTTP answer of the SSE fallback means, as the close a socket would have had: an
+/// answer to the stream's `GET` (`post` false) or to a sent frame's `POST` (`post` true), with
+/// its `status` (0: no answer, a network error). A refusal keeps a socket's meaning (the stream's
+/// 401 is 4001, bad credentials; 403 is 1008, the origin refused; 429 and 503 are 1013, the server
+/// is full; a POST's 413 is 1009, a message too big); anything else is a broken path, 1006, and
+/// what was not answered is sent again on the next connection (410 too: the session is gone).
+/// The shell reports the status; this decides (issue 12's review: it was in `fast.js`).
+pub fn sse_refusal(post: bool, status: u16) -> (u16, alloc::string::String) {
+    let code = match (post, status) {
+        (false, 401) => CloseCode::Unauthorized,
+        (false, 403) => CloseCode::Policy,
+        (false, 429 | 503) => CloseCode::TryAgainLater,
+        // The reason a socket's close carries for it (docs/PROTOCOL.md).
+        (true, 413) => return (CloseCode::TooBig.as_u16(), alloc::string::String::from("Message too big")),
+        _ => return (CloseCode::Abnormal.as_u16(), alloc::string::String::new()),
+    };
+    let status = super::frames::u64_to_string(u64::from(status));
+    (code.as_u16(), super::frames::concat(&["HTTP ", &status]))
+}
+
 /// How the connection reaches the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -126,6 +146,22 @@ impl<P: Clone> Machine<P> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_sse_refusal_closes_as_a_socket_would_and_any_other_failure_is_a_cut() {
+        use super::sse_refusal;
+        assert_eq!(sse_refusal(false, 401), (4001, "HTTP 401".into()));
+        assert_eq!(sse_refusal(false, 403), (1008, "HTTP 403".into()));
+        assert_eq!(sse_refusal(false, 429), (1013, "HTTP 429".into()));
+        assert_eq!(sse_refusal(false, 503), (1013, "HTTP 503".into()));
+        assert_eq!(sse_refusal(true, 413), (1009, "Message too big".into()));
+        for (post, status) in
+            [(false, 0), (false, 500), (false, 404), (false, 413), (true, 0), (true, 410), (true, 401), (true, 500)]
+        {
+            assert_eq!(sse_refusal(post, status), (1006, String::new()), "{post} {status}");
+        }
+    }
+
     use alloc::string::String;
     use serde_json::json;
 

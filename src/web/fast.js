@@ -120,12 +120,15 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
     if (h.resockRelay) h.resockRelay(text);
     resock_frame(text, exports, slot);
   };
-  h.end = (code, reason) => {
+  h.end = (code, reason, http) => {
     if (h.ended) return;
     h.ended = true;
     h.ctl.abort();
-    onEnd([code, reason]);
+    onEnd([code, reason, http]);
   };
+  // An HTTP answer that ends the session (status 0: none, a network error): the core decides
+  // what close it stands for (core/transport.rs sse_refusal).
+  h.http = (post, status) => h.end(post, status, true);
   const event = (type, data, id) => {
     let payload;
     try {
@@ -151,12 +154,8 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
   fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
     .then(async (res) => {
       if (h.ended) return;
-      // Refused: what a socket would have been closed with (4001 credentials, 1013 full, 1008
-      // origin); any other failure is a broken path, 1006.
-      const s = res.status;
-      if (s === 401 || s === 403) return h.end(s === 403 ? 1008 : 4001, "HTTP " + s);
-      if (s === 429 || s === 503) return h.end(1013, "HTTP " + s);
-      if (!res.ok || !res.body) return h.end(1006, "");
+      if (!res.ok) return h.http(false, res.status);
+      if (!res.body) return h.end(1006, "");
       onOpen();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
@@ -190,15 +189,13 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
       }
       h.end(1006, "");
     })
-    .catch(() => h.end(1006, ""));
+    .catch(() => h.http(false, 0));
   return h;
 }
 
 // A frame over HTTP POST, in order after the ones before it, once the session is known; the
-// answer (ack, joined, error...) is handed to wasm like a frame of the stream. A POST that fails
-// (410: the session is gone; a network error; another status) ends the stream as a cut socket
-// would (1006; 413: 1009, as a socket closed for a message too big): what was not answered is
-// sent again on the next connection.
+// answer (ack, joined, error...) is handed to wasm like a frame of the stream. Any other answer,
+// or none, ends the stream; the core decides as what (core/transport.rs sse_refusal).
 export function resock_sse_send(h, text) {
   h.q = h.q
     .then(() => h.ready)
@@ -208,12 +205,11 @@ export function resock_sse_send(h, text) {
       u.searchParams.set("session", h.session);
       return fetch(u, { method: "POST", body: text, headers: { "content-type": "text/plain" } }).then(async (r) => {
         if (r.status === 200) h.frame(await r.text());
-        else if (r.status === 413) h.end(1009, "Message too big");
-        else if (r.status !== 204) h.end(1006, ""); // 410: the session is gone; else a failure
+        else if (r.status !== 204) h.http(true, r.status);
       });
     })
     // Not sent: the stream is over as a socket's would be; the machine sends it again.
-    .catch(() => h.end(1006, ""));
+    .catch(() => h.http(true, 0));
 }
 
 export function resock_sse_close(h) {

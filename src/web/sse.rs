@@ -39,10 +39,17 @@ impl SseStream {
         let slot = Slot::new(report.clone())?;
         let r = report.clone();
         let on_open = Handler::new(move |_| r(SocketEvent::Open));
+        // `[code, reason]` (the server's `close` event, or the stream cut), or `[post, status]`
+        // with `http`: an HTTP answer, whose meaning the core decides.
         let on_end = Handler::new(move |v: JsValue| {
             let a: &js_sys::Array = v.unchecked_ref();
-            let code = a.get(0).as_f64().map_or(1006, |c| c as u16);
-            report(SocketEvent::Close { code, reason: a.get(1).as_string().unwrap_or_default() })
+            let (code, reason) = if a.get(2).is_truthy() {
+                let status = a.get(1).as_f64().map_or(0, |s| s as u16);
+                crate::core::transport::sse_refusal(a.get(0).is_truthy(), status)
+            } else {
+                (a.get(0).as_f64().map_or(1006, |c| c as u16), a.get(1).as_string().unwrap_or_default())
+            };
+            report(SocketEvent::Close { code, reason })
         });
         let handle = resock_sse_open(
             url,
