@@ -3,11 +3,10 @@
 //! for a socket. It carries values: every decision is in `core/share.rs`.
 
 use js_sys::{Array, Function};
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::socket::{Report, Slot};
+use super::socket::{Handler, Report, Slot};
 use crate::core::share::{Peer, TabId, Welcomed};
 
 #[wasm_bindgen(module = "/src/web/share.js")]
@@ -20,8 +19,6 @@ extern "C" {
     fn resock_share_relay(target: &JsValue, h: &JsValue, me: f64);
     fn resock_share_close(h: &JsValue);
 }
-
-type Handler = Closure<dyn FnMut(JsValue)>;
 
 /// The channel and lock of one client; both let go when dropped.
 pub struct Tabs {

@@ -12,7 +12,8 @@ use web_sys::{CloseEvent, WebSocket};
 use crate::protocol::CloseCode;
 
 /// One closure type for every handler: each distinct type adds glue to the package.
-type Handler = Closure<dyn FnMut(JsValue)>;
+/// The one closure type of the shell's browser callbacks (sockets, timers, tabs, SSE streams).
+pub(crate) type Handler = Closure<dyn FnMut(JsValue)>;
 
 /// Where a socket's events go.
 pub type Report = Rc<dyn Fn(SocketEvent)>;

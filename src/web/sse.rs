@@ -3,11 +3,10 @@
 //! socket would have carried. It carries values: when to use it is decided in
 //! `core/transport.rs`. Aborted (the fetch and its reader) when dropped.
 
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::socket::{Report, Slot, SocketEvent};
+use super::socket::{Handler, Report, Slot, SocketEvent};
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
@@ -22,8 +21,6 @@ extern "C" {
     fn resock_sse_send(h: &JsValue, text: &str);
     fn resock_sse_close(h: &JsValue);
 }
-
-type Handler = Closure<dyn FnMut(JsValue)>;
 
 pub struct SseStream {
     handle: JsValue,
