@@ -52,17 +52,59 @@ for (const k of Object.getOwnPropertyNames(P)) {
 }
 if (Symbol.dispose) P[Symbol.dispose] = P.free;
 `;
-// wasm-bindgen's long warnings, shorter (bytes of the size budget); skipped when absent.
-for (const [from, to] of [
-  [
-    "`WebAssembly.instantiateStreaming` failed because your server does not serve Wasm with `application/wasm` MIME type. Falling back to `WebAssembly.instantiate` which is slower. Original error:\\n",
-    "resock: serve .wasm as application/wasm (a slower load now):",
-  ],
-  ["using deprecated parameters for `initSync()`; pass a single object instead", "resock: initSync({module}) is the form"],
-  ["using deprecated parameters for the initialization function; pass a single object instead", "resock: init({module_or_path}) is the form"],
-]) {
-  js = js.split(from).join(to);
+// wasm-bindgen's init and initSync, shorter (bytes of the size budget), for the same inputs:
+// `init()` fetches resock_bg.wasm beside this file; `init({module_or_path})` or `init(x)` takes
+// a URL, a string, a Request, a Response (or a promise of one), bytes or a WebAssembly.Module; a
+// failed load can be retried; a Response with the wrong MIME type is read whole, with a warning.
+// `initSync({module})` or `initSync(x)` takes bytes or a Module. Both return the exports.
+{
+  const from = js.indexOf("async function __wbg_load(module, imports) {");
+  const end = "export { initSync, __wbg_init as default };";
+  const to = js.indexOf(end);
+  if (from < 0 || to < from || js.indexOf(end, to + 1) >= 0) fail("expected wasm-bindgen's __wbg_load ... export { initSync, __wbg_init as default }");
+  js =
+    js.slice(0, from) +
+    `// resock (scripts/finish-pkg.mjs): wasm-bindgen's init and initSync, shorter, for the same inputs.
+const __resock_arg = (a, key) => (a && Object.getPrototypeOf(a) === Object.prototype ? a[key] : a);
+function initSync(module) {
+    if (wasm === undefined) {
+        module = __resock_arg(module, "module");
+        if (!(module instanceof WebAssembly.Module)) module = new WebAssembly.Module(module);
+        __wbg_finalize_init(new WebAssembly.Instance(module, __wbg_get_imports()));
+    }
+    return wasm;
 }
+let __resock_loading;
+async function __wbg_init(module_or_path) {
+    return wasm ?? (__resock_loading ??= __resock_load(__resock_arg(module_or_path, "module_or_path")).catch((e) => {
+        __resock_loading = undefined;
+        throw e;
+    }));
+}
+async function __resock_load(m) {
+    const imports = __wbg_get_imports();
+    m = await (m ?? new URL("resock_bg.wasm", import.meta.url));
+    if (typeof m == "string" || m instanceof URL || (typeof Request == "function" && m instanceof Request)) m = await fetch(m);
+    if (typeof Response == "function" && m instanceof Response) {
+        if (!m.ok) throw new Error(\`failed to fetch Wasm: \${m.status} \${m.statusText} fetching '\${m.url}'\`);
+        if (WebAssembly.instantiateStreaming)
+            try {
+                return __wbg_finalize_init((await WebAssembly.instantiateStreaming(m, imports)).instance);
+            } catch (e) {
+                if (!/^(basic|cors|default)$/.test(m.type) || m.headers.get("Content-Type") == "application/wasm") throw e;
+                console.warn("resock: serve .wasm as application/wasm (a slower load now):", e);
+            }
+        m = await m.arrayBuffer();
+    }
+    const r = await WebAssembly.instantiate(m, imports);
+    return __wbg_finalize_init(r.instance || r);
+}
+` +
+    js.slice(to);
+}
+js = replaceOnce(js, "let wasmModule, wasmInstance, wasm;", "let wasm;", "wasm's declaration");
+js = replaceOnce(js, "    wasmInstance = instance;\n", "", "wasmInstance");
+js = replaceOnce(js, "    wasmModule = module;\n", "", "wasmModule");
 writeFileSync(jsPath, js);
 
 const dtsPath = join(dir, "resock.d.ts");
