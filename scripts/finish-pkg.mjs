@@ -102,6 +102,14 @@ async function __resock_load(m) {
 ` +
     js.slice(to);
 }
+// The raw exports that fast.js calls (`exports.__resock_message`, `exports.__resock_drop`) are
+// not API: their JS wrappers, and their export from the module, go.
+for (const name of ["__resock_drop", "__resock_message"]) {
+  const re = new RegExp(`\\n(/\\*\\*(?:(?!\\*/)[\\s\\S])*\\*/\\n)?export function ${name}\\([^)]*\\) \\{\\n[^\\n]*\\n\\}\\n`, "g");
+  const n = (js.match(re) || []).length;
+  if (n !== 1) fail(`expected one JS wrapper of ${name}, found ${n}`);
+  js = js.replace(re, "\n");
+}
 js = replaceOnce(js, "let wasmModule, wasmInstance, wasm;", "let wasm;", "wasm's declaration");
 js = replaceOnce(js, "    wasmInstance = instance;\n", "", "wasmInstance");
 js = replaceOnce(js, "    wasmModule = module;\n", "", "wasmModule");
