@@ -207,6 +207,6 @@ pub fn live_handles_js() -> usize {
 /// True for a message of a type this version knows (a TypeScript type guard). The types are
 /// `protocol::SERVER_TYPES`' room and user-stream ones.
 #[wasm_bindgen(js_name = isKnownMessage, skip_typescript)]
-pub fn is_known_message(message: &JsValue) -> bool {
-    get(message, "type").as_string().is_some_and(|t| is_app_kind(&t))
+pub fn is_known_message(message: JsValue) -> bool {
+    get(&message, "type").as_string().is_some_and(|t| is_app_kind(&t))
 }
