@@ -344,8 +344,11 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             }
         }
         Action::CloseSocket { code, reason } => {
-            let others = shared.update(|d| (d.relay.take(), d.sse.take()));
-            defer_drop(others);
+            // (Both are always empty in a build without their features: nothing to drop then.)
+            if SHARE || SSE {
+                let others = shared.update(|d| (d.relay.take(), d.sse.take()));
+                defer_drop(others);
+            }
             let sock = shared.update(|d| d.socket.take()).flatten();
             if let Some(sock) = &sock {
                 sock.0.close(code, reason);
@@ -467,14 +470,12 @@ fn open_tabs(shared: &Shared) {
 fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
-            defer_drop((
-                d.socket.take(),
-                d.timer.take(),
-                d.lifecycle.take(),
-                d.relay.take(),
-                d.tabs.take(),
-                d.sse.take(),
-            ));
+            let kept = (d.socket.take(), d.timer.take(), d.lifecycle.take());
+            if SHARE || SSE {
+                defer_drop((kept, d.relay.take(), d.tabs.take(), d.sse.take()));
+            } else {
+                defer_drop(kept);
+            }
             for set in d.js_listeners.iter() {
                 set.clear();
             }
