@@ -12,7 +12,7 @@ use wasm_bindgen::JsValue;
 
 use super::driver::{dispatch, Driver, RustListener, Shared, SharedExt};
 use super::oneshot;
-use super::options::{Options, TokenSource};
+use super::options::Options;
 use super::parse::get;
 use crate::core::config::check_urls;
 use crate::core::{Config, ConfigError, Error, ErrorKind, Event, Input, State};
@@ -66,7 +66,7 @@ impl Client {
         let opts = Options {
             url: options.url,
             ticket_url: options.ticket_url,
-            token: options.token.map_or(TokenSource::None, TokenSource::Fixed),
+            token: options.token.map_or(JsValue::UNDEFINED, |t| JsValue::from_str(&t)),
             config: options.config,
             share: None,
             sse: None,

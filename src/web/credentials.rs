@@ -11,7 +11,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use super::options::{Options, TokenSource};
+use super::options::Options;
 use super::parse::get;
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
@@ -29,14 +29,9 @@ pub(crate) struct CredentialError {
 /// Gets one attempt's credentials and calls `done` once, later (never before this returns),
 /// with the URL to open. The callback is a one-shot closure, freed when it is called.
 pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, CredentialError>) + 'static) {
-    let token = match &opts.token {
-        TokenSource::None => JsValue::UNDEFINED,
-        TokenSource::Fixed(t) => JsValue::from_str(t),
-        TokenSource::Provider(f) => f.clone().into(),
-    };
     let ticket_url = opts.ticket_url.as_deref().map_or(JsValue::UNDEFINED, JsValue::from_str);
     let done = Closure::once_into_js(move |got: JsValue| done(outcome(&got)));
-    resock_credentials(&JsValue::from_str(&opts.url), &token, &ticket_url, &done);
+    resock_credentials(&JsValue::from_str(&opts.url), &opts.token, &ticket_url, &done);
 }
 
 /// `{url}`, or `{status}` (not a 2xx), or `{message}` (see `fast.js`).

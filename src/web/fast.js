@@ -297,3 +297,39 @@ export function resock_error(thrown, code, message, closeCode, id) {
   if (id !== undefined) e.id = id;
   return e;
 }
+
+// `new Client(options)`'s options, read and type-checked here (src/web/options.rs has the rest:
+// the URLs' checks and the limits, decided by the core). A wrong type is a TypeError naming the
+// option; else [url, ticketUrl, token, share, sseUrl, sseSendUrl, ...numbers], the numbers in the
+// order of NUMBERS, -1 when not given, -2 for `heartbeat: false` and `sendRate: null`.
+// `share` and `sse`: whether this build has them (else the options are refused by name).
+const NUMBERS =
+  "reconnect.initialDelayMs reconnect.maxDelayMs reconnect.maxAttempts heartbeatGraceMs requestTimeoutMs stableAfterMs connectTimeoutMs sendRate.max sendRate.windowMs outbox.maxMessages outbox.maxBytes outbox.ttlMs sseProbeMs".split(" ");
+export function resock_options(o, share, sse) {
+  const fail = (text) => {
+    throw new TypeError("resock: " + text);
+  };
+  const bad = (path, what) => fail("option " + path + " must be " + what);
+  const isObject = (v) => v !== null && typeof v == "object";
+  if (!isObject(o)) fail("new Client needs an options object");
+  const str = (k, v = o[k]) => (v == null ? undefined : typeof v == "string" ? v : bad(k, "a string"));
+  const url = str("url") ?? bad("url", "set");
+  const ticketUrl = str("ticketUrl");
+  const token = o.token ?? undefined;
+  if (token !== undefined && typeof token != "string" && typeof token != "function") bad("token", "a string or function");
+  if (o.reconnect !== undefined && !isObject(o.reconnect)) bad("reconnect", "an object");
+  if (o.sendRate != null && !isObject(o.sendRate)) bad("sendRate", "{max, windowMs} or null");
+  const nums = NUMBERS.slice(0, sse ? 13 : 12).map((path, v) => {
+    const [k, field] = path.split(".");
+    v = field ? Object(o[k])[field] : o[k];
+    return v == null ? -1 : typeof v == "number" && v >= 0 && v <= 9007199254740991 ? v : bad(path, "a number >= 0");
+  });
+  if (o.heartbeat === false) nums[3] = -2;
+  if (o.sendRate === null) nums[7] = -2;
+  if (!share && o.share !== undefined) fail('option share is in the full build: import from "resock/full"');
+  if (!sse && o.sseUrl !== undefined) fail('option sseUrl is in the full build: import from "resock/full"');
+  const key = share && str("share");
+  if (key === "") bad("share", "the user's id, not empty");
+  const sseUrl = sse && str("sseUrl");
+  return [url, ticketUrl, token, key, sseUrl, sseUrl && (str("sseSendUrl") ?? "send"), ...nums];
+}
