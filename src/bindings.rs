@@ -42,26 +42,10 @@ impl Client {
 
     /// Adds a listener; returns the function that removes it.
     pub fn on(&self, event: JsValue, listener: JsValue) -> Result<Function, JsValue> {
-        let Some(event) = event.as_string() else {
-            return Err(type_error("resock: on(event, listener) needs a string event"));
-        };
-        let event = event.as_str();
-        let Some(listener) = listener.dyn_ref::<Function>() else {
-            return Err(type_error("resock: on(event, listener) needs a function"));
-        };
-        let Some(set) = self.shared.read(|d| d.listeners(event).cloned()).flatten() else {
-            return Err(type_error(&concat(&[
-                "resock: unknown event \"",
-                event,
-                "\"; events are message, state, error, resync, retry",
-            ])));
-        };
-        set.add(listener);
-        // The unsubscribe function is `Set.prototype.delete` bound to this set and listener:
-        // plain JS (no Rust closure to leak if it is never called, no eval for a strict CSP).
-        let delete: Function = get(&js_sys::Set::new(&JsValue::UNDEFINED), "delete").dyn_into()?;
-        let off: JsValue = delete.bind1(&set, listener).into();
-        Ok(off.unchecked_into())
+        // Checked and added by `fast.js` (`resock_on`): TypeErrors for a non-string event, an
+        // unknown one, a listener that is not a function.
+        let sets = self.shared.read(|d| d.js_listeners.clone()).unwrap_or_default();
+        crate::web::parse::resock_on(&sets, &event, &listener)
     }
 
     /// Starts connecting (idempotent). A closed client stays closed: create a new one.

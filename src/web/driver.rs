@@ -6,14 +6,14 @@ use std::rc::{Rc, Weak};
 #[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use js_sys::{Function, Object, Set};
+use js_sys::{Function, Object};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
 use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
-use super::parse::{parse, resock_emit, set};
+use super::parse::{parse, resock_emit, resock_listeners, set};
 #[cfg(feature = "share")]
 use super::share::{decode, FromTab};
 use super::share::{Relay, Tabs};
@@ -104,9 +104,10 @@ pub struct Driver {
     relay: Gated<Counted<Relay>, SHARE>,
     /// The SSE fallback's stream (in place of `socket`).
     sse: Gated<Counted<SseStream>, SSE>,
-    /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
-    /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
-    js_listeners: Rc<[Set; 5]>,
+    /// The JS listeners: an array of one JS `Set` of functions per event name, in the order of
+    /// [`EVENT_NAMES`] (`fast.js`). (An `Rc`, so that `emit` holds it past the borrow without a
+    /// JS call.)
+    pub(crate) js_listeners: Rc<JsValue>,
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
     promises: VecMap<String, Settler>,
@@ -123,10 +124,6 @@ impl Drop for Driver {
             settle(Err(Error::new(ErrorKind::Closed, "the client was freed")));
         }
     }
-}
-
-fn listener_set<'a>(sets: &'a [Set; 5], event: &str) -> Option<&'a Set> {
-    EVENT_NAMES.iter().position(|e| *e == event).and_then(|i| sets.get(i))
 }
 
 fn now() -> u64 {
@@ -187,24 +184,16 @@ impl Driver {
             tabs: Gated::new(None),
             relay: Gated::new(None),
             sse: Gated::new(None),
-            js_listeners: Rc::new([
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-            ]),
+            js_listeners: Rc::new({
+                let [a, b, c, d, e] = EVENT_NAMES;
+                resock_listeners(&crate::core::frames::concat(&[a, " ", b, " ", c, " ", d, " ", e]))
+            }),
             rust_listeners: Vec::new(),
             next_listener: 0,
             promises: VecMap::new(),
             queue: Vec::new(),
             performing: false,
         }))
-    }
-
-    /// The listener set of an event name, if it is one.
-    pub fn listeners(&self, event: &str) -> Option<&Set> {
-        listener_set(&self.js_listeners, event)
     }
 
     pub fn add_rust_listener(&mut self, f: RustListener) -> u64 {
@@ -476,9 +465,7 @@ fn release(shared: &Shared) {
             } else {
                 defer_drop(kept);
             }
-            for set in d.js_listeners.iter() {
-                set.clear();
-            }
+            resock_emit(&d.js_listeners, -1, &JsValue::UNDEFINED);
             d.rust_listeners.clear();
             d.promises.take_all()
         })
@@ -527,11 +514,12 @@ fn emit(shared: &Shared, event: &Event<JsValue>) {
     }) else {
         return;
     };
-    if let Some(js) = listener_set(&sets, name) {
+    if let Some(i) = EVENT_NAMES.iter().position(|e| *e == name) {
         // The listeners as the set is now; one that throws does not stop the others (fast.js).
+        let i = i as i32;
         match (event, event_value(event)) {
-            (Event::Message(m), _) => resock_emit(js, m),
-            (_, Some(v)) => resock_emit(js, &v),
+            (Event::Message(m), _) => resock_emit(&sets, i, m),
+            (_, Some(v)) => resock_emit(&sets, i, &v),
             (_, None) => {}
         }
     }

@@ -78,10 +78,36 @@ export function resock_current() {
   return current;
 }
 
-// Calls every listener of `set` with `value`, as the set was when the event began (one listed
-// during the call waits for the next event), without building an array in the common case of
-// one listener. One listener's exception does not stop the others.
-export function resock_emit(set, value) {
+// A client's JS listeners (src/web/driver.rs): one Set per event name, in the order of `names`
+// (space-separated: the core's EVENT_NAMES).
+export function resock_listeners(names) {
+  const sets = names.split(" ").map(() => new Set());
+  sets.names = names.split(" ");
+  return sets;
+}
+
+// `client.on(event, listener)`: adds the listener and returns the function that removes it,
+// `Set.prototype.delete` bound to its set and listener (plain JS: nothing to leak if it is never
+// called, no eval for a strict CSP). A TypeError for anything but a known event and a function.
+export function resock_on(sets, event, f) {
+  const fail = (text) => {
+    throw new TypeError("resock: " + text);
+  };
+  if (typeof event != "string") fail("on(event, listener) needs a string event");
+  if (typeof f != "function") fail("on(event, listener) needs a function");
+  const set = sets[sets.names.indexOf(event)];
+  if (!set) fail(`unknown event "${event}"; events are ${sets.names.join(", ")}`);
+  set.add(f);
+  return set.delete.bind(set, f);
+}
+
+// Calls every listener of the i-th set with `value`, as the set was when the event began (one
+// listed during the call waits for the next event), without building an array in the common case
+// of one listener. One listener's exception does not stop the others. i < 0: the client is
+// closed, every set is emptied.
+export function resock_emit(sets, i, value) {
+  if (i < 0) return sets.forEach((s) => s.clear());
+  const set = sets[i];
   const n = set.size;
   if (n === 0) return;
   if (n === 1) {

@@ -22,7 +22,10 @@ extern "C" {
     fn resock_types(names: &Array);
     pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
     pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
-    pub(crate) fn resock_emit(set: &js_sys::Set, value: &JsValue);
+    pub(crate) fn resock_emit(sets: &JsValue, i: i32, value: &JsValue);
+    pub(crate) fn resock_listeners(names: &str) -> JsValue;
+    #[wasm_bindgen(catch)]
+    pub(crate) fn resock_on(sets: &JsValue, event: &JsValue, listener: &JsValue) -> Result<js_sys::Function, JsValue>;
     pub(crate) fn resock_current() -> JsValue;
 }
 
