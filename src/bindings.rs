@@ -6,7 +6,7 @@ use js_sys::{Function, Object, Promise, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::core::frames::{concat, with_id};
+use crate::core::frames::with_id;
 use crate::core::Input;
 use crate::protocol::is_app_kind;
 use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
