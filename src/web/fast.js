@@ -359,3 +359,17 @@ export function resock_options(o, share, sse) {
   const sseUrl = sse && str("sseUrl");
   return [url, ticketUrl, token, key, sseUrl, sseUrl && (str("sseSendUrl") ?? "send"), ...nums];
 }
+
+// `o[k]` for wasm (src/web/parse.rs get): undefined when `o` is not an object or the read throws.
+export function resock_get(o, k) {
+  try {
+    return o !== null && typeof o == "object" ? o[k] : undefined;
+  } catch {}
+}
+
+// `o[k] = v` for wasm (src/web/parse.rs set); nothing where JS refuses it.
+export function resock_set(o, k, v) {
+  try {
+    o[k] = v;
+  } catch {}
+}

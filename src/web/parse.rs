@@ -8,7 +8,7 @@
 //! (`resock_current`). A common frame costs those two crossings and no allocation here. Other reads
 //! (a welcome's payload, an error's) go through `Reflect`.
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Object};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
@@ -27,6 +27,8 @@ extern "C" {
     #[wasm_bindgen(catch)]
     pub(crate) fn resock_on(sets: &JsValue, event: &JsValue, listener: &JsValue) -> Result<js_sys::Function, JsValue>;
     pub(crate) fn resock_current() -> JsValue;
+    fn resock_get(obj: &JsValue, key: &str) -> JsValue;
+    fn resock_set(obj: &JsValue, key: &str, value: &JsValue);
 }
 
 /// Gives the JS side the names of the types the core decides (once per client: cheap).
@@ -34,18 +36,16 @@ pub(crate) fn init_types() {
     resock_types(&Special::ALL.iter().map(|s| JsValue::from_str(s.as_str())).collect());
 }
 
-/// `obj[key]`, or `undefined`. Not an object (`send(msg)` with no options, say): `undefined`
-/// without asking `Reflect.get`, which throws there: an exception thrown and caught cost about
-/// 12 µs per `send()` (issue 11).
+/// `obj[key]`, or `undefined` (`fast.js`): not an object (`send(msg)` with no options, say), or
+/// a getter that throws. One call: `Reflect.get` from wasm was two (the object test first, as an
+/// exception thrown and caught cost about 12 µs per `send()`, issue 11) and a caught call's glue.
 pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
-    if !obj.is_object() {
-        return JsValue::UNDEFINED;
-    }
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    resock_get(obj, key)
 }
 
+/// `obj[key] = value`, quietly not done where JS refuses it (`fast.js`).
 pub(crate) fn set(obj: &JsValue, key: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+    resock_set(obj, key, value);
 }
 
 fn is_object(v: &JsValue) -> bool {
