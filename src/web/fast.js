@@ -373,3 +373,30 @@ export function resock_set(o, k, v) {
     o[k] = v;
   } catch {}
 }
+
+// A WebSocket for src/web/socket.rs: frames as ArrayBuffers when binary, messages to wasm through
+// resock_onmessage, `onEvent()` when open and `onEvent(closeEvent)` when closed (an error event is
+// always followed by a close event). Throws what `new WebSocket` throws (a malformed URL).
+export function resock_socket(url, onEvent, exports, slot) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => onEvent();
+  resock_onmessage(ws, exports, slot);
+  ws.onclose = onEvent;
+  ws.onerror = () => {};
+  return ws;
+}
+
+// Closes a socket with a code and reason (else plainly, if the browser refuses them). `drop`: its
+// handlers go first, and only a socket still connecting or open is closed.
+export function resock_socket_close(ws, code, reason, drop) {
+  if (drop) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState > 1) return;
+  }
+  try {
+    ws.close(code, reason);
+  } catch {
+    ws.close();
+  }
+}
