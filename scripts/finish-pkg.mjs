@@ -110,6 +110,42 @@ for (const name of ["__resock_drop", "__resock_message"]) {
   if (n !== 1) fail(`expected one JS wrapper of ${name}, found ${n}`);
   js = js.replace(re, "\n");
 }
+// wasm-bindgen's string passing: every call passes `realloc`, so its branch for none goes; and
+// TextEncoder's `encodeInto` needs no polyfill where this wasm runs at all (its bulk-memory and
+// nontrapping-float-to-int need Safari 15, Chrome 75, Firefox 64, Node 12: encodeInto is older).
+{
+  const calls = js.match(/passStringToWasm0\([^)]*\)/g) || [];
+  if (calls.some((c) => !c.includes("wasm.__wbindgen_realloc") && !c.startsWith("passStringToWasm0(arg,"))) fail("a passStringToWasm0 call without realloc");
+}
+js = replaceOnce(
+  js,
+  `    if (realloc === undefined) {
+        const buf = cachedTextEncoder.encode(arg);
+        const ptr = malloc(buf.length, 1) >>> 0;
+        getUint8ArrayMemory0().subarray(ptr, ptr + buf.length).set(buf);
+        WASM_VECTOR_LEN = buf.length;
+        return ptr;
+    }
+`,
+  "",
+  "passStringToWasm0's branch without realloc",
+);
+js = replaceOnce(
+  js,
+  `if (!('encodeInto' in cachedTextEncoder)) {
+    cachedTextEncoder.encodeInto = function (arg, view) {
+        const buf = cachedTextEncoder.encode(arg);
+        view.set(buf);
+        return {
+            read: arg.length,
+            written: buf.length
+        };
+    };
+}
+`,
+  "",
+  "the encodeInto polyfill",
+);
 js = replaceOnce(js, "let wasmModule, wasmInstance, wasm;", "let wasm;", "wasm's declaration");
 js = replaceOnce(js, "    wasmInstance = instance;\n", "", "wasmInstance");
 js = replaceOnce(js, "    wasmModule = module;\n", "", "wasmModule");
