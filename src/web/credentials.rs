@@ -34,10 +34,10 @@ pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, Creden
     resock_credentials(&JsValue::from_str(&opts.url), &opts.token, &ticket_url, &done);
 }
 
-/// `{url}`, or `{status}` (not a 2xx), or `{message}` (see `fast.js`).
+/// The URL (a string), or the status (a number: not a 2xx), or `{message}` (see `fast.js`).
 fn outcome(got: &JsValue) -> Result<String, CredentialError> {
-    get(got, "url").as_string().ok_or_else(|| CredentialError {
-        status: get(got, "status").as_f64().map(|s| s as u16),
+    got.as_string().ok_or_else(|| CredentialError {
+        status: got.as_f64().map(|s| s as u16),
         message: get(got, "message").as_string().unwrap_or_default(),
     })
 }

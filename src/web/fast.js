@@ -247,8 +247,8 @@ export function resock_sse_close(h) {
 // provider function is called, and awaited when it returns a promise); then, with a ticket URL, a
 // fresh ticket (a POST with the token as a bearer, answered with JSON {ticket}) in the URL's
 // query as `ticket`, or else the token, if any, as `token`. Calls `done` once, always after a
-// microtask: with {url}, or {status} (the ticket URL answered with a status that is not a 2xx),
-// or {message} (what else went wrong).
+// microtask: with the URL (a string), or the status (a number: the ticket URL answered with one
+// that is not a 2xx), or {message} (what else went wrong).
 export async function resock_credentials(url, token, ticketUrl, done) {
   const withQuery = (key, value) => url + (url.includes("?") ? "&" : "?") + key + "=" + encodeURIComponent(value);
   let why = "the token provider threw: ";
@@ -263,16 +263,16 @@ export async function resock_credentials(url, token, ticketUrl, done) {
         }
         if (token != null && typeof token != "string") return { message: "the token provider must return a string" };
       }
-      if (ticketUrl === undefined) return { url: token == null ? url : withQuery("token", token) };
+      if (ticketUrl === undefined) return token == null ? url : withQuery("token", token);
       why = "the ticket request failed: ";
       const init = { method: "POST" };
       if (token != null) init.headers = { authorization: "Bearer " + token };
       const r = await fetch(ticketUrl, init);
-      if (!r.ok) return { status: r.status };
+      if (!r.ok) return r.status;
       why = "";
       const ticket = (await r.json())?.ticket;
       return typeof ticket == "string"
-        ? { url: withQuery("ticket", ticket) }
+        ? withQuery("ticket", ticket)
         : { message: "the ticket URL's answer has no string `ticket`" };
     })();
   } catch (e) {
