@@ -15,6 +15,7 @@ use super::oneshot;
 use super::options::Options;
 use super::parse::get;
 use crate::core::config::check_urls;
+use crate::core::gated::Gated;
 use crate::core::{Config, ConfigError, Error, ErrorKind, Event, Input, State};
 use crate::protocol::{ClientMessage, Frame, Joined, ServerMessage};
 
@@ -68,8 +69,8 @@ impl Client {
             ticket_url: options.ticket_url,
             token: options.token.map_or(JsValue::UNDEFINED, |t| JsValue::from_str(&t)),
             config: options.config,
-            share: None,
-            sse: None,
+            share: Gated::new(None),
+            sse: Gated::new(None),
         };
         Ok(Client { shared: Driver::new(opts) })
     }

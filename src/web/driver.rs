@@ -368,7 +368,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         }
         #[cfg(feature = "sse")]
         Action::OpenSse { attempt, resume } => {
-            let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.clone())) {
+            let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.as_ref().cloned())) {
                 Some((Some((a, url)), Some(sse))) if a == attempt => (url, sse),
                 _ => return,
             };
@@ -426,7 +426,9 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
 /// frames relayed down to the relay.
 #[cfg(feature = "share")]
 fn open_tabs(shared: &Shared) {
-    let Some((Some(name), Some(me))) = shared.read(|d| (d.opts.share.clone(), d.machine.tab_id())) else { return };
+    let Some((Some(name), Some(me))) = shared.read(|d| (d.opts.share.as_ref().cloned(), d.machine.tab_id())) else {
+        return;
+    };
     let weak = Rc::downgrade(shared);
     let on_peer = move |msg: JsValue| {
         let Some(shared) = weak.upgrade() else { return };

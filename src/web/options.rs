@@ -10,10 +10,9 @@ use wasm_bindgen::JsValue;
 use crate::core::config::check_url;
 use crate::core::config::{check_urls, ConfigError};
 use crate::core::frames::concat;
-use crate::core::gated::{SHARE, SSE};
+use crate::core::gated::{Gated, SHARE, SSE};
 use crate::core::{Backoff, Config};
 
-#[derive(Clone)]
 pub struct Options {
     pub url: String,
     pub ticket_url: Option<String>,
@@ -21,11 +20,12 @@ pub struct Options {
     pub token: JsValue,
     pub config: Config,
     /// The name of the lock and channel the tabs sharing a socket use (option `share`).
+    /// (`Gated`: no drop code for it in a build without the feature.)
     #[cfg_attr(not(feature = "share"), allow(dead_code))]
-    pub share: Option<String>,
+    pub share: Gated<String, SHARE>,
     /// The SSE fallback's stream and send URLs (option `sseUrl`; `sseSendUrl`, else `send` beside it).
     #[cfg_attr(not(feature = "sse"), allow(dead_code))]
-    pub sse: Option<(String, String)>,
+    pub sse: Gated<(String, String), SSE>,
 }
 
 fn type_error(msg: &str) -> JsValue {
@@ -101,6 +101,7 @@ impl Options {
         #[cfg(not(feature = "share"))]
         let share: Option<String> = None;
         config.share = share.is_some();
+        let share = Gated::new(share);
         #[cfg(feature = "sse")]
         let sse = match text(4) {
             Some(sse_url) => {
@@ -114,6 +115,7 @@ impl Options {
         #[cfg(not(feature = "sse"))]
         let sse: Option<(String, String)> = None;
         config.sse = sse.is_some();
+        let sse = Gated::new(sse);
         config.validate().map_err(refused)?;
         Ok(Options { url, ticket_url, token, config, share, sse })
     }
