@@ -132,7 +132,7 @@ fn now() -> u64 {
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
-    fn resock_later(exports: &JsValue);
+    fn resock_later();
     fn resock_error(thrown: bool, code: &str, message: &str, close_code: Option<u16>, id: Option<&str>) -> JsValue;
 }
 
@@ -157,7 +157,7 @@ fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
         })
     });
     if first.ok().flatten() == Some(true) {
-        resock_later(&wasm_bindgen::exports());
+        resock_later();
     }
 }
 

@@ -6,11 +6,14 @@
 // decided in Rust (src/core/classify.rs).
 
 let types = [];
+// The wasm module's exports (the raw `__resock_message` and `__resock_drop`), given with the types.
+let exports;
 
 // The type names the core decides (classify::Special::ALL, in order): `type` is answered as
 // an index into this list, so the string never has to be copied into wasm memory.
-export function resock_types(names) {
+export function resock_types(names, wasmExports) {
   types = names;
+  exports = wasmExports;
 }
 
 // The index of `t` in `types`, or -1. A loop of `===`, not a Map: a type string fresh from
@@ -283,7 +286,7 @@ export async function resock_credentials(url, token, ticketUrl, done) {
 
 // Calls wasm's `__resock_drop` in a microtask: browser resources are dropped there, after the
 // handler that let them go has returned (src/web/driver.rs `defer_drop`).
-export function resock_later(exports) {
+export function resock_later() {
   queueMicrotask(exports.__resock_drop);
 }
 
@@ -377,7 +380,7 @@ export function resock_set(o, k, v) {
 // A WebSocket for src/web/socket.rs: frames as ArrayBuffers when binary, messages to wasm through
 // resock_onmessage, `onEvent()` when open and `onEvent(closeEvent)` when closed (an error event is
 // always followed by a close event). Throws what `new WebSocket` throws (a malformed URL).
-export function resock_socket(url, onEvent, exports, slot) {
+export function resock_socket(url, onEvent, slot) {
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => onEvent();

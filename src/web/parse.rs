@@ -19,7 +19,7 @@ use crate::core::Inbound;
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
-    fn resock_types(names: &Array);
+    fn resock_types(names: &Array, exports: &JsValue);
     pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
     pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
     pub(crate) fn resock_emit(sets: &JsValue, i: i32, value: &JsValue);
@@ -31,9 +31,10 @@ extern "C" {
     fn resock_set(obj: &JsValue, key: &str, value: &JsValue);
 }
 
-/// Gives the JS side the names of the types the core decides (once per client: cheap).
+/// Gives the JS side the names of the types the core decides, and the module's exports (once per
+/// client: cheap).
 pub(crate) fn init_types() {
-    resock_types(&Special::ALL.iter().map(|s| JsValue::from_str(s.as_str())).collect());
+    resock_types(&Special::ALL.iter().map(|s| JsValue::from_str(s.as_str())).collect(), &wasm_bindgen::exports());
 }
 
 /// `obj[key]`, or `undefined` (`fast.js`): not an object (`send(msg)` with no options, say), or

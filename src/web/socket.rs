@@ -106,7 +106,7 @@ impl Drop for Slot {
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
     #[wasm_bindgen(catch)]
-    fn resock_socket(url: &str, on_event: &Handler, exports: &JsValue, slot: u32) -> Result<WebSocket, JsValue>;
+    fn resock_socket(url: &str, on_event: &Handler, slot: u32) -> Result<WebSocket, JsValue>;
     fn resock_socket_close(ws: &WebSocket, code: u16, reason: &str, drop: bool);
 }
 
@@ -127,7 +127,7 @@ impl Socket {
                 }
             })
         });
-        let ws = resock_socket(url, &on_event, &wasm_bindgen::exports(), slot.index())?;
+        let ws = resock_socket(url, &on_event, slot.index())?;
         Ok(Socket { ws, _on_event: on_event, _slot: slot })
     }
 
