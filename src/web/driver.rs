@@ -172,7 +172,7 @@ pub fn __resock_drop() {
 
 impl Driver {
     pub fn new(opts: Options) -> Shared {
-        super::parse::init_types();
+        super::parse::init();
         let rng = Box::new(js_sys::Math::random);
         Rc::new(RefCell::new(Driver {
             machine: Machine::new(opts.config, rng),
@@ -184,10 +184,7 @@ impl Driver {
             tabs: Gated::new(None),
             relay: Gated::new(None),
             sse: Gated::new(None),
-            js_listeners: Rc::new({
-                let [a, b, c, d, e] = EVENT_NAMES;
-                resock_listeners(&crate::core::frames::concat(&[a, " ", b, " ", c, " ", d, " ", e]))
-            }),
+            js_listeners: Rc::new(resock_listeners()),
             rust_listeners: Vec::new(),
             next_listener: 0,
             promises: VecMap::new(),

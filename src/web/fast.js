@@ -5,14 +5,15 @@
 // wasm memory; here the keys are literals. It reads and carries values: what they mean is
 // decided in Rust (src/core/classify.rs).
 
-let types = [];
-// The wasm module's exports (the raw `__resock_message` and `__resock_drop`), given with the types.
-let exports;
+// The type names the core decides (classify::Special::ALL, in order; src/contract.rs checks
+// this line): `type` is answered as an index into this list, so the string never has to be
+// copied into wasm memory.
+const types = "ping pong welcome resumed error".split(" ");
 
-// The type names the core decides (classify::Special::ALL, in order): `type` is answered as
-// an index into this list, so the string never has to be copied into wasm memory.
-export function resock_types(names, wasmExports) {
-  types = names;
+// The wasm module's exports (the raw `__resock_message` and `__resock_drop`), given by every new
+// client (src/web/parse.rs init).
+let exports;
+export function resock_init(wasmExports) {
   exports = wasmExports;
 }
 
@@ -81,12 +82,12 @@ export function resock_current() {
   return current;
 }
 
-// A client's JS listeners (src/web/driver.rs): one Set per event name, in the order of `names`
-// (space-separated: the core's EVENT_NAMES).
-export function resock_listeners(names) {
-  const sets = names.split(" ").map(() => new Set());
-  sets.names = names.split(" ");
-  return sets;
+// The event names, in the order of the core's EVENT_NAMES (src/contract.rs checks this line).
+const events = "message state error resync retry".split(" ");
+
+// A client's JS listeners (src/web/driver.rs): one Set per event name, in the order of `events`.
+export function resock_listeners() {
+  return events.map(() => new Set());
 }
 
 // `client.on(event, listener)`: adds the listener and returns the function that removes it,
@@ -98,8 +99,8 @@ export function resock_on(sets, event, f) {
   };
   if (typeof event != "string") fail("on(event, listener) needs a string event");
   if (typeof f != "function") fail("on(event, listener) needs a function");
-  const set = sets[sets.names.indexOf(event)];
-  if (!set) fail(`unknown event "${event}"; events are ${sets.names.join(", ")}`);
+  const set = sets[events.indexOf(event)];
+  if (!set) fail(`unknown event "${event}"; events are ${events.join(", ")}`);
   set.add(f);
   return set.delete.bind(set, f);
 }

@@ -8,22 +8,20 @@
 //! (`resock_current`). A common frame costs those two crossings and no allocation here. Other reads
 //! (a welcome's payload, an error's) go through `Reflect`.
 
-use js_sys::{Array, Object};
+use js_sys::Object;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use crate::core::classify::{
-    classify, read_envelope, whole_number, Envelope, Fix, JsonView, Special, BINARY, NOT_JSON,
-};
+use crate::core::classify::{classify, read_envelope, whole_number, Envelope, Fix, JsonView, BINARY, NOT_JSON};
 use crate::core::Inbound;
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
-    fn resock_types(names: &Array, exports: &JsValue);
+    fn resock_init(exports: &JsValue);
+    pub(crate) fn resock_listeners() -> JsValue;
     pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
     pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
     pub(crate) fn resock_emit(sets: &JsValue, i: i32, value: &JsValue);
-    pub(crate) fn resock_listeners(names: &str) -> JsValue;
     #[wasm_bindgen(catch)]
     pub(crate) fn resock_on(sets: &JsValue, event: &JsValue, listener: &JsValue) -> Result<js_sys::Function, JsValue>;
     pub(crate) fn resock_current() -> JsValue;
@@ -31,10 +29,10 @@ extern "C" {
     fn resock_set(obj: &JsValue, key: &str, value: &JsValue);
 }
 
-/// Gives the JS side the names of the types the core decides, and the module's exports (once per
-/// client: cheap).
-pub(crate) fn init_types() {
-    resock_types(&Special::ALL.iter().map(|s| JsValue::from_str(s.as_str())).collect(), &wasm_bindgen::exports());
+/// Gives the JS side the module's exports (once per client: cheap). The names of the types the
+/// core decides are written in `fast.js` (`src/contract.rs` checks them against `Special::ALL`).
+pub(crate) fn init() {
+    resock_init(&wasm_bindgen::exports());
 }
 
 /// `obj[key]`, or `undefined` (`fast.js`): not an object (`send(msg)` with no options, say), or
