@@ -23,7 +23,6 @@ use crate::core::gated::{Gated, SHARE, SSE};
 use crate::core::share::Role;
 #[cfg(feature = "share")]
 use crate::core::share::ShareInput;
-use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
 use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
 
@@ -105,7 +104,7 @@ pub struct Driver {
     /// The SSE fallback's stream (in place of `socket`).
     sse: Gated<Counted<SseStream>, SSE>,
     /// The JS listeners: an array of one JS `Set` of functions per event name, in the order of
-    /// [`EVENT_NAMES`] (`fast.js`). (An `Rc`, so that `emit` holds it past the borrow without a
+    /// [`crate::core::types::EVENT_NAMES`] (`fast.js`). (An `Rc`, so that `emit` holds it past the borrow without a
     /// JS call.)
     pub(crate) js_listeners: Rc<JsValue>,
     rust_listeners: Vec<(u64, RustListener)>,
@@ -501,7 +500,6 @@ fn event_value(event: &Event<JsValue>) -> Option<JsValue> {
 }
 
 fn emit(shared: &Shared, event: &Event<JsValue>) {
-    let name = event.name();
     let Some((sets, rust)) = shared.read(|d| {
         let sets = d.js_listeners.clone();
         let rust = if d.rust_listeners.is_empty() {
@@ -513,14 +511,12 @@ fn emit(shared: &Shared, event: &Event<JsValue>) {
     }) else {
         return;
     };
-    if let Some(i) = EVENT_NAMES.iter().position(|e| *e == name) {
-        // The listeners as the set is now; one that throws does not stop the others (fast.js).
-        let i = i as i32;
-        match (event, event_value(event)) {
-            (Event::Message(m), _) => resock_emit(&sets, i, m),
-            (_, Some(v)) => resock_emit(&sets, i, &v),
-            (_, None) => {}
-        }
+    // The listeners as the set is now; one that throws does not stop the others (fast.js).
+    let i = event.index() as i32;
+    match (event, event_value(event)) {
+        (Event::Message(m), _) => resock_emit(&sets, i, m),
+        (_, Some(v)) => resock_emit(&sets, i, &v),
+        (_, None) => {}
     }
     for f in rust {
         if let Ok(mut f) = f.try_borrow_mut() {
