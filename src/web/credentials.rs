@@ -7,12 +7,12 @@
 //! wrong: a Rust `async` chain over `JsFuture` and `spawn_local` cost about 7 KB of the wasm
 //! (issue 11, docs/SIZE.md).
 
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
 use super::options::Options;
 use super::parse::get;
+use super::socket::Handler;
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
@@ -27,11 +27,19 @@ pub(crate) struct CredentialError {
 }
 
 /// Gets one attempt's credentials and calls `done` once, later (never before this returns),
-/// with the URL to open. The callback is a one-shot closure, freed when it is called.
-pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, CredentialError>) + 'static) {
+/// with the URL to open. The callback is the shell's one closure type ([`Handler`]), which the
+/// caller holds until the next attempt or the end (a call after it is freed does nothing:
+/// `fast.js` catches it).
+pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, CredentialError>) + 'static) -> Handler {
     let ticket_url = opts.ticket_url.as_deref().map_or(JsValue::UNDEFINED, JsValue::from_str);
-    let done = Closure::once_into_js(move |got: JsValue| done(outcome(&got)));
-    resock_credentials(&JsValue::from_str(&opts.url), &opts.token, &ticket_url, &done);
+    let mut done = Some(done);
+    let f = Handler::new(move |got: JsValue| {
+        if let Some(done) = done.take() {
+            done(outcome(&got));
+        }
+    });
+    resock_credentials(&JsValue::from_str(&opts.url), &opts.token, &ticket_url, f.as_ref());
+    f
 }
 
 /// The URL (a string), or the status (a number: not a 2xx), or `{message}` (see `fast.js`).

@@ -17,7 +17,7 @@ use super::parse::{parse, resock_emit, resock_listeners, set};
 #[cfg(feature = "share")]
 use super::share::{decode, FromTab};
 use super::share::{Relay, Tabs};
-use super::socket::{Socket, SocketEvent, Timer};
+use super::socket::{Handler, Socket, SocketEvent, Timer};
 use super::sse::SseStream;
 use crate::core::gated::{Gated, SHARE, SSE};
 use crate::core::share::Role;
@@ -95,6 +95,8 @@ pub struct Driver {
     opts: Rc<Options>,
     socket: Option<Counted<Socket>>,
     socket_url: Option<(u32, String)>,
+    /// The callback of the last attempt's credentials (`web/credentials.rs`).
+    credentials: Option<Handler>,
     timer: Option<Counted<Timer>>,
     lifecycle: Option<Counted<Lifecycle>>,
     /// Sharing: the lock and channel, and a follower's relay (its socket).
@@ -178,6 +180,7 @@ impl Driver {
             opts: Rc::new(opts),
             socket: None,
             socket_url: None,
+            credentials: None,
             timer: None,
             lifecycle: None,
             tabs: Gated::new(None),
@@ -290,7 +293,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
             let weak = Rc::downgrade(shared);
             // Called with no borrow held: a token provider may call the client.
-            socket_url(&opts, move |result| {
+            let f = socket_url(&opts, move |result| {
                 let Some(shared) = weak.upgrade() else { return };
                 let input = match result {
                     Ok(url) => {
@@ -301,6 +304,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 };
                 dispatch(&shared, input);
             });
+            let old = shared.update(|d| d.credentials.replace(f));
+            defer_drop(old);
         }
         Action::OpenSocket { attempt } => {
             let url = match shared.update(|d| d.socket_url.take()).flatten() {
@@ -457,7 +462,7 @@ fn open_tabs(shared: &Shared) {
 fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
-            let kept = (d.socket.take(), d.timer.take(), d.lifecycle.take());
+            let kept = (d.socket.take(), d.timer.take(), d.lifecycle.take(), d.credentials.take());
             if SHARE || SSE {
                 defer_drop((kept, d.relay.take(), d.tabs.take(), d.sse.take()));
             } else {

@@ -282,7 +282,9 @@ export async function resock_credentials(url, token, ticketUrl, done) {
   } catch (e) {
     got = { message: why ? why + ((typeof e == "string" ? e : e?.message) ?? "unknown error") : "the ticket URL did not answer JSON" };
   }
-  done(got);
+  try {
+    done(got);
+  } catch {} // freed: the attempt is over (src/web/credentials.rs)
 }
 
 // Calls wasm's `__resock_drop` in a microtask: browser resources are dropped there, after the
