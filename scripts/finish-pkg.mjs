@@ -146,6 +146,14 @@ js = replaceOnce(
   "",
   "the encodeInto polyfill",
 );
+// `isKnownMessage` is fast.js's `resock_is_known` (src/bindings.rs says why): imported from the
+// snippet beside the others and exported.
+{
+  const re = /^import \{ ([^}]*) \} from '(\.\/snippets\/[^']*\/src\/web\/fast\.js)';$/m;
+  const m = js.match(re);
+  if (!m) fail("no import from the snippet fast.js");
+  js = js.replace(re, `import { ${m[1]}, resock_is_known } from '${m[2]}';`) + "\nexport { resock_is_known as isKnownMessage };\n";
+}
 js = replaceOnce(js, "let wasmModule, wasmInstance, wasm;", "let wasm;", "wasm's declaration");
 js = replaceOnce(js, "    wasmInstance = instance;\n", "", "wasmInstance");
 js = replaceOnce(js, "    wasmModule = module;\n", "", "wasmModule");

@@ -8,7 +8,6 @@ use wasm_bindgen::JsCast;
 
 use crate::core::frames::with_id;
 use crate::core::Input;
-use crate::protocol::is_app_kind;
 use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
 use crate::web::options::Options;
 use crate::web::parse::{get, set};
@@ -188,9 +187,6 @@ pub fn live_handles_js() -> usize {
     crate::web::driver::live_handles()
 }
 
-/// True for a message of a type this version knows (a TypeScript type guard). The types are
-/// `protocol::SERVER_TYPES`' room and user-stream ones.
-#[wasm_bindgen(js_name = isKnownMessage, skip_typescript)]
-pub fn is_known_message(message: JsValue) -> bool {
-    get(&message, "type").as_string().is_some_and(|t| is_app_kind(&t))
-}
+// `isKnownMessage` (declared in bindings.d.ts) is `fast.js`'s `resock_is_known`, exported by the
+// package's glue (scripts/finish-pkg.mjs): a list of names in JS, checked against
+// `protocol::SERVER_TYPES` by src/contract.rs, instead of that table and a call into wasm.

@@ -80,3 +80,10 @@ fn fast_js_lists_the_cores_types_and_events() {
     let line = format!("const events = \"{}\".split(\" \");", EVENT_NAMES.join(" "));
     assert!(FAST_JS.contains(&line), "fast.js needs `{line}`");
 }
+
+/// `fast.js` lists the types `isKnownMessage` knows: `SERVER_TYPES`' room and user-stream ones.
+#[test]
+fn fast_js_lists_the_app_types() {
+    let line = between(FAST_JS, "const appTypes = \"", "\"");
+    assert_eq!(set(line.split(' ')), set(SERVER_TYPES.iter().map(|(t, _)| *t).filter(|t| is_app_kind(t))));
+}

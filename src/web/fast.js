@@ -406,3 +406,11 @@ export function resock_socket_close(ws, code, reason, drop) {
     ws.close();
   }
 }
+
+// `isKnownMessage(message)` of the package (exported by its glue: scripts/finish-pkg.mjs): true
+// for a message of a type this version knows, the room and user-stream types of
+// protocol::SERVER_TYPES (src/contract.rs checks this line).
+const appTypes = "room_message presence new_notification notification_read all_read task_update".split(" ");
+export function resock_is_known(message) {
+  return appTypes.includes(resock_get(message, "type"));
+}
