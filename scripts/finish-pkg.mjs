@@ -154,6 +154,8 @@ js = replaceOnce(
   if (!m) fail("no import from the snippet fast.js");
   js = js.replace(re, `import { ${m[1]}, resock_is_known } from '${m[2]}';`) + "\nexport { resock_is_known as isKnownMessage };\n";
 }
+// wasm-bindgen's own `Symbol.dispose` (the unguarded free): set again below, to the guarded one.
+js = replaceOnce(js, "if (Symbol.dispose) Client.prototype[Symbol.dispose] = Client.prototype.free;\n", "", "Client's Symbol.dispose");
 js = replaceOnce(js, "let wasmModule, wasmInstance, wasm;", "let wasm;", "wasm's declaration");
 js = replaceOnce(js, "    wasmInstance = instance;\n", "", "wasmInstance");
 js = replaceOnce(js, "    wasmModule = module;\n", "", "wasmModule");
