@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::types::{Error, ErrorKind};
+use super::types::{Error, ErrorKind, Id};
 use super::vecmap::VecMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,44 +48,41 @@ pub(super) enum Expired {
 
 #[derive(Debug, Default)]
 pub(super) struct Requests {
-    table: VecMap<String, Pending>,
+    table: VecMap<Id, Pending>,
 }
 
 impl Requests {
     /// Waits for `id`'s reply until `deadline`. `sent`: already on the wire.
-    pub(super) fn add(&mut self, id: String, kind: Kind, deadline: u64, sent: bool) {
+    pub(super) fn add(&mut self, id: Id, kind: Kind, deadline: u64, sent: bool) {
         self.table.insert(id, Pending { kind, deadline, sent });
     }
 
     /// The id of an application `join` of `room` not sent yet.
-    pub(super) fn waiting_join(&self, room: &str) -> Option<String> {
-        self.table
-            .iter()
-            .find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room))
-            .map(|(id, _)| id.clone())
+    pub(super) fn waiting_join(&self, room: &str) -> Option<Id> {
+        self.table.iter().find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room)).map(|(id, _)| *id)
     }
 
-    pub(super) fn contains(&self, id: &str) -> bool {
-        self.table.contains_key(id)
+    pub(super) fn contains(&self, id: Id) -> bool {
+        self.table.contains_key(&id)
     }
 
-    pub(super) fn mark_sent(&mut self, id: &str) {
-        if let Some(p) = self.table.get_mut(id) {
+    pub(super) fn mark_sent(&mut self, id: Id) {
+        if let Some(p) = self.table.get_mut(&id) {
             p.sent = true;
         }
     }
 
     /// The frame was refused by the rate limit and queued again: the app's wait for it to go out
     /// again (the machine's own stay counted as sent: they go first).
-    pub(super) fn requeued(&mut self, id: &str) {
-        if let Some(p) = self.table.get_mut(id) {
+    pub(super) fn requeued(&mut self, id: Id) {
+        if let Some(p) = self.table.get_mut(&id) {
             p.sent = p.kind.is_own();
         }
     }
 
     /// Forgets `id` (refused before it went out), returning its kind.
-    pub(super) fn remove(&mut self, id: &str) -> Option<Kind> {
-        self.table.remove(id).map(|p| p.kind)
+    pub(super) fn remove(&mut self, id: Id) -> Option<Kind> {
+        self.table.remove(&id).map(|p| p.kind)
     }
 
     /// The `resumed` came (it answers the resume whatever its id).
@@ -95,7 +92,7 @@ impl Requests {
 
     /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
     /// application id it answers: a join's answers every join of that room still waiting.
-    pub(super) fn reply(&mut self, id: &str, mut settle: impl FnMut(String)) -> bool {
+    pub(super) fn reply(&mut self, id: Id, mut settle: impl FnMut(Id)) -> bool {
         let Some(kind) = self.remove(id) else { return false };
         if let Kind::Join(room) | Kind::Rejoin(room) = &kind {
             while let Some(other) = self.waiting_join(room) {
@@ -104,7 +101,7 @@ impl Requests {
             }
         }
         if matches!(kind, Kind::Join(_) | Kind::Request | Kind::Leave) {
-            settle(String::from(id));
+            settle(id);
         }
         true
     }
@@ -113,13 +110,9 @@ impl Requests {
     /// with `disconnected` (`settle` gets an `Err`); a leave is done (a closed connection is in no
     /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
     /// (sent again on the next open).
-    pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(String, Result<(), Error>)) {
-        let lost: Vec<String> = self
-            .table
-            .iter()
-            .filter(|(_, p)| p.sent || matches!(p.kind, Kind::Leave))
-            .map(|(id, _)| id.clone())
-            .collect();
+    pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(Id, Result<(), Error>)) {
+        let lost: Vec<Id> =
+            self.table.iter().filter(|(_, p)| p.sent || matches!(p.kind, Kind::Leave)).map(|(id, _)| *id).collect();
         for id in lost {
             let Some(p) = self.table.get_mut(&id) else { continue };
             match p.kind {
@@ -140,20 +133,20 @@ impl Requests {
     }
 
     /// The ids whose deadline is at or before `now`, for [`Requests::expire`].
-    pub(super) fn due(&self, now: u64) -> Vec<String> {
-        self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect()
+    pub(super) fn due(&self, now: u64) -> Vec<Id> {
+        self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| *id).collect()
     }
 
     /// `id`'s deadline passed. An application join becomes the machine's own, due again at
     /// `rejoin_deadline`; the others are forgotten. `None`: nothing to do (a re-join: its frame
     /// stays queued, the room is still wanted).
-    pub(super) fn expire(&mut self, id: &str, rejoin_deadline: u64) -> Option<Expired> {
-        let p = self.table.remove(id)?;
+    pub(super) fn expire(&mut self, id: Id, rejoin_deadline: u64) -> Option<Expired> {
+        let p = self.table.remove(&id)?;
         match p.kind {
             Kind::Rejoin(_) => None,
             Kind::Join(room) => {
                 let rejoin = Pending { kind: Kind::Rejoin(room), deadline: rejoin_deadline, sent: p.sent };
-                self.table.insert(String::from(id), rejoin);
+                self.table.insert(id, rejoin);
                 Some(Expired::Join)
             }
             Kind::Resume => Some(Expired::Resume),
@@ -162,8 +155,8 @@ impl Requests {
     }
 
     /// `close()`: forgets everything; `closed` gets each application id, to reject.
-    pub(super) fn close(&mut self, mut closed: impl FnMut(String)) {
-        let ids: Vec<String> = self.table.iter().map(|(id, _)| id.clone()).collect();
+    pub(super) fn close(&mut self, mut closed: impl FnMut(Id)) {
+        let ids: Vec<Id> = self.table.iter().map(|(id, _)| *id).collect();
         for id in ids {
             if self.table.remove(&id).is_some_and(|p| !p.kind.is_own()) {
                 closed(id);
@@ -180,7 +173,14 @@ impl Requests {
 mod tests {
     use super::*;
 
-    fn closed(r: &mut Requests) -> Vec<String> {
+    // The ids in the order their names sort in: the table's order.
+    const JOIN: Id = 1;
+    const LEAVE: Id = 2;
+    const REJOIN: Id = 3;
+    const REQ: Id = 4;
+    const RESUME: Id = 5;
+
+    fn closed(r: &mut Requests) -> Vec<Id> {
         let mut ids = Vec::new();
         r.close(|id| ids.push(id));
         ids
@@ -188,11 +188,11 @@ mod tests {
 
     fn table() -> Requests {
         let mut r = Requests::default();
-        r.add("req".into(), Kind::Request, 100, true);
-        r.add("join".into(), Kind::Join("a".into()), 100, true);
-        r.add("leave".into(), Kind::Leave, 100, false);
-        r.add("rejoin".into(), Kind::Rejoin("b".into()), 100, true);
-        r.add("resume".into(), Kind::Resume, 100, true);
+        r.add(REQ, Kind::Request, 100, true);
+        r.add(JOIN, Kind::Join("a".into()), 100, true);
+        r.add(LEAVE, Kind::Leave, 100, false);
+        r.add(REJOIN, Kind::Rejoin("b".into()), 100, true);
+        r.add(RESUME, Kind::Resume, 100, true);
         r
     }
 
@@ -201,30 +201,30 @@ mod tests {
         let mut r = table();
         let mut settled = Vec::new();
         r.connection_lost(|id, res| settled.push((id, res.is_ok())));
-        assert_eq!(settled, [("leave".into(), true), ("req".into(), false)]);
-        assert_eq!(r.waiting_join("a").as_deref(), Some("join"), "sent again on the next open");
-        assert_eq!(closed(&mut r), ["join"], "the machine's own frames were forgotten");
+        assert_eq!(settled, [(LEAVE, true), (REQ, false)]);
+        assert_eq!(r.waiting_join("a"), Some(JOIN), "sent again on the next open");
+        assert_eq!(closed(&mut r), [JOIN], "the machine's own frames were forgotten");
     }
 
     #[test]
     fn one_joined_answers_every_join_of_the_room_still_waiting() {
         let mut r = Requests::default();
-        r.add("1".into(), Kind::Join("a".into()), 100, true);
-        r.add("2".into(), Kind::Join("a".into()), 100, false);
-        r.add("3".into(), Kind::Join("b".into()), 100, false);
+        r.add(1, Kind::Join("a".into()), 100, true);
+        r.add(2, Kind::Join("a".into()), 100, false);
+        r.add(3, Kind::Join("b".into()), 100, false);
         let mut ids = Vec::new();
-        assert!(r.reply("1", |id| ids.push(id)));
-        assert_eq!(ids, ["2", "1"]);
-        assert!(!r.reply("1", |_| panic!("once")));
-        assert_eq!(closed(&mut r), ["3"]);
+        assert!(r.reply(1, |id| ids.push(id)));
+        assert_eq!(ids, [2, 1]);
+        assert!(!r.reply(1, |_| panic!("once")));
+        assert_eq!(closed(&mut r), [3]);
     }
 
     #[test]
     fn deadlines_turn_an_app_join_into_the_machines_own() {
         let mut r = table();
         let due = r.due(100);
-        assert_eq!(due, ["join", "leave", "rejoin", "req", "resume"]);
-        let kinds: Vec<Option<Expired>> = due.iter().map(|id| r.expire(id, 150)).collect();
+        assert_eq!(due, [JOIN, LEAVE, REJOIN, REQ, RESUME]);
+        let kinds: Vec<Option<Expired>> = due.iter().map(|id| r.expire(*id, 150)).collect();
         assert!(matches!(
             kinds.as_slice(),
             [Some(Expired::Join), Some(Expired::Dropped), None, Some(Expired::Dropped), Some(Expired::Resume)]

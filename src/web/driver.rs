@@ -25,7 +25,7 @@ use crate::core::share::Role;
 use crate::core::share::ShareInput;
 use crate::core::types::EVENT_NAMES;
 use crate::core::vecmap::VecMap;
-use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
+use crate::core::{Action, Error, ErrorKind, Event, Id, Input, Machine, State};
 
 pub type Shared = Rc<RefCell<Driver>>;
 
@@ -109,7 +109,7 @@ pub struct Driver {
     js_listeners: Rc<[Set; 5]>,
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
-    promises: VecMap<String, Settler>,
+    promises: VecMap<Id, Settler>,
     /// Actions not performed yet. A listener that calls the client while actions are being
     /// performed adds its own after them: side effects keep the machine's order.
     queue: Vec<Action<JsValue>>,
@@ -217,7 +217,7 @@ impl Driver {
         self.rust_listeners.retain(|(i, _)| *i != id);
     }
 
-    pub(crate) fn add_promise(&mut self, id: String, settle: Settler) {
+    pub(crate) fn add_promise(&mut self, id: Id, settle: Settler) {
         self.promises.insert(id, settle);
     }
 }
