@@ -8,21 +8,14 @@ use super::types::Id;
 pub const PONG: &str = r#"{"type":"pong","payload":{}}"#;
 
 /// Appends the decimal digits of `n`.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
+pub fn push_u64(out: &mut String, n: u64) {
+    let mut unit = 1;
+    while n / unit >= 10 {
+        unit *= 10;
     }
-    for b in digits.get(i..).unwrap_or_default() {
-        out.push(char::from(*b));
+    while unit > 0 {
+        out.push(char::from(b'0' + (n / unit % 10) as u8));
+        unit /= 10;
     }
 }
 
@@ -34,24 +27,25 @@ pub fn u64_to_string(n: u64) -> String {
 }
 
 /// Keys of ids the application chose that are not numbers (see [`parse_id`]) have this bit set:
-/// the machine's own ids stay below 2⁵³, the decimal ids read by [`parse_id`] below 2⁶³.
+/// the machine's own ids stay below 2⁵³, the decimal ids read by [`parse_id`] below 10¹⁸.
 pub const APP_ID: Id = 1 << 63;
 
-/// The id a frame's `id` string names when it is a number as the client writes ids: decimal
-/// digits, no leading zero, below 2⁶³. Any other string (`"0123"`, `"mine"`) is `None`.
+/// The id a frame's `id` string names when it is a number as the client writes ids: 1 to 18
+/// decimal digits, no leading zero. Any other string (`"0123"`, `"mine"`) is `None`.
 pub fn parse_id(s: &str) -> Option<Id> {
     let b = s.as_bytes();
-    if b.is_empty() || b.len() > 19 || (b.len() > 1 && b.first() == Some(&b'0')) {
+    if b.is_empty() || b.len() > 18 || matches!(b, [b'0', _, ..]) {
         return None;
     }
     let mut n: Id = 0;
     for &c in b {
-        if !c.is_ascii_digit() {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
             return None;
         }
-        n = n * 10 + Id::from(c - b'0');
+        n = n * 10 + Id::from(d);
     }
-    (n < APP_ID).then_some(n)
+    Some(n)
 }
 
 /// The frame id `id` as a JSON string literal: `"123"`.
@@ -171,12 +165,24 @@ mod tests {
 
     #[test]
     fn ids_read_back_as_written() {
-        for n in [0, 7, 10, 123_456, APP_ID - 1] {
+        for n in [0, 7, 10, 123_456, (1 << 53) + 1, 999_999_999_999_999_999] {
             assert_eq!(parse_id(&u64_to_string(n)), Some(n));
         }
-        for s in
-            ["", "0123", "00", "-1", "+1", "1.0", "1e3", " 1", "mine", "9223372036854775808", "99999999999999999999"]
-        {
+        for s in [
+            "",
+            "0123",
+            "00",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            " 1",
+            "mine",
+            "1000000000000000000",
+            "99999999999999999999",
+            "1/",
+            "1:",
+        ] {
             assert_eq!(parse_id(s), None, "{s}");
         }
     }

@@ -153,8 +153,8 @@ impl<P: Clone> Machine<P> {
 
     /// The frame of `id` is done: an application's own id is forgotten.
     pub(super) fn forget_id(&mut self, id: Id) {
-        if id & frames::APP_ID != 0 {
-            self.app_ids.retain(|(k, _)| *k != id);
+        if let Some(at) = self.app_ids.iter().position(|(k, _)| *k == id) {
+            self.app_ids.remove(at);
         }
     }
 
