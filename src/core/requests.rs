@@ -6,7 +6,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::types::{Error, ErrorKind, Id};
-use super::vecmap::VecMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -48,7 +47,43 @@ pub(super) enum Expired {
 
 #[derive(Debug, Default)]
 pub(super) struct Requests {
-    table: VecMap<Id, Pending>,
+    table: Table,
+}
+
+/// The pending frames in the order added, which is their ids' order: every id is a fresh one
+/// from [`super::Machine::next_id`] (a list: no sorted map's code for a handful of entries).
+#[derive(Debug, Default)]
+struct Table(Vec<(Id, Pending)>);
+
+impl Table {
+    fn insert(&mut self, id: Id, p: Pending) {
+        self.0.push((id, p));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Id, &Pending)> {
+        self.0.iter().map(|(id, p)| (id, p))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Pending> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    fn contains_key(&self, id: &Id) -> bool {
+        self.0.iter().any(|(i, _)| i == id)
+    }
+
+    fn get_mut(&mut self, id: &Id) -> Option<&mut Pending> {
+        self.0.iter_mut().find(|(i, _)| i == id).map(|(_, p)| p)
+    }
+
+    fn remove(&mut self, id: &Id) -> Option<Pending> {
+        let at = self.0.iter().position(|(i, _)| i == id)?;
+        Some(self.0.remove(at).1)
+    }
+
+    fn retain_values(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
+        self.0.retain(|(_, p)| keep(p));
+    }
 }
 
 impl Requests {
@@ -141,16 +176,16 @@ impl Requests {
     /// `rejoin_deadline`; the others are forgotten. `None`: nothing to do (a re-join: its frame
     /// stays queued, the room is still wanted).
     pub(super) fn expire(&mut self, id: Id, rejoin_deadline: u64) -> Option<Expired> {
-        let p = self.table.remove(&id)?;
-        match p.kind {
+        let p = self.table.get_mut(&id)?;
+        if let Kind::Join(room) = &mut p.kind {
+            p.kind = Kind::Rejoin(core::mem::take(room));
+            p.deadline = rejoin_deadline;
+            return Some(Expired::Join);
+        }
+        match self.table.remove(&id)?.kind {
             Kind::Rejoin(_) => None,
-            Kind::Join(room) => {
-                let rejoin = Pending { kind: Kind::Rejoin(room), deadline: rejoin_deadline, sent: p.sent };
-                self.table.insert(id, rejoin);
-                Some(Expired::Join)
-            }
             Kind::Resume => Some(Expired::Resume),
-            Kind::Request | Kind::Leave => Some(Expired::Dropped),
+            Kind::Join(_) | Kind::Request | Kind::Leave => Some(Expired::Dropped),
         }
     }
 
@@ -173,7 +208,7 @@ impl Requests {
 mod tests {
     use super::*;
 
-    // The ids in the order their names sort in: the table's order.
+    // Fresh ids, in the order added: the table's order.
     const JOIN: Id = 1;
     const LEAVE: Id = 2;
     const REJOIN: Id = 3;
@@ -188,10 +223,10 @@ mod tests {
 
     fn table() -> Requests {
         let mut r = Requests::default();
-        r.add(REQ, Kind::Request, 100, true);
         r.add(JOIN, Kind::Join("a".into()), 100, true);
         r.add(LEAVE, Kind::Leave, 100, false);
         r.add(REJOIN, Kind::Rejoin("b".into()), 100, true);
+        r.add(REQ, Kind::Request, 100, true);
         r.add(RESUME, Kind::Resume, 100, true);
         r
     }
