@@ -49,6 +49,12 @@ impl Queued {
     }
 }
 
+/// Takes out the first frame of `queue` carrying `id` (ids are unique in a queue).
+pub fn take_id(queue: &mut Vec<Queued>, id: Id) -> Option<Queued> {
+    let at = queue.iter().position(|q| q.id == id)?;
+    Some(queue.remove(at))
+}
+
 #[derive(Debug, Default)]
 pub struct Outbox {
     limits: OutboxLimits,
@@ -139,17 +145,9 @@ impl Outbox {
 
     /// Removes the queued frame of request `id` (a request that timed out before it was sent).
     pub fn remove_id(&mut self, id: Id) -> bool {
-        let before = self.queue.len();
-        let mut bytes = self.bytes;
-        self.queue.retain(|q| {
-            let keep = q.id != id;
-            if !keep {
-                bytes -= q.text.len();
-            }
-            keep
-        });
-        self.bytes = bytes;
-        self.queue.len() != before
+        let Some(q) = take_id(&mut self.queue, id) else { return false };
+        self.bytes -= q.text.len();
+        true
     }
 
     /// The earliest deadline among queued frames.

@@ -18,7 +18,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::outbox::{Origin, Outbox, OutboxLimits, Queued, Refused};
+use super::outbox::{take_id, Origin, Outbox, OutboxLimits, Queued, Refused};
 use super::types::Id;
 
 /// At most `max` frames per `window_ms` at the server (its rate limit, or under it).
@@ -92,8 +92,7 @@ impl InFlight {
 
     /// Takes out the frame carrying `id` (ids are unique among frames in flight).
     fn remove(&mut self, id: Id) -> Option<Queued> {
-        let at = self.items.iter().position(|q| q.id == id)?;
-        let q = self.items.remove(at);
+        let q = take_id(&mut self.items, id)?;
         if Self::counted(&q) {
             self.sends -= 1;
             self.send_bytes -= q.text.len();
@@ -305,7 +304,7 @@ impl Sender {
     }
 
     pub fn remove_id(&mut self, id: Id) {
-        self.control.retain(|q| q.id != id);
+        take_id(&mut self.control, id);
         self.inflight.remove(id);
         self.outbox.remove_id(id);
     }
