@@ -146,25 +146,23 @@ impl Requests {
     /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
     /// (sent again on the next open).
     pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(Id, Result<(), Error>)) {
-        let lost: Vec<Id> =
-            self.table.iter().filter(|(_, p)| p.sent || matches!(p.kind, Kind::Leave)).map(|(id, _)| *id).collect();
-        for id in lost {
-            let Some(p) = self.table.get_mut(&id) else { continue };
-            match p.kind {
-                Kind::Join(_) => p.sent = false,
-                Kind::Leave => {
-                    self.table.remove(&id);
-                    settle(id, Ok(()));
-                }
-                Kind::Request => {
-                    self.table.remove(&id);
-                    settle(id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")));
-                }
-                Kind::Rejoin(_) | Kind::Resume => {
-                    self.table.remove(&id);
-                }
+        self.table.0.retain_mut(|(id, p)| {
+            if !p.sent && !matches!(p.kind, Kind::Leave) {
+                return true;
             }
-        }
+            match p.kind {
+                Kind::Join(_) => {
+                    p.sent = false;
+                    return true;
+                }
+                Kind::Leave => settle(*id, Ok(())),
+                Kind::Request => {
+                    settle(*id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")))
+                }
+                Kind::Rejoin(_) | Kind::Resume => {}
+            }
+            false
+        });
     }
 
     /// The ids whose deadline is at or before `now`, for [`Requests::expire`].
@@ -191,9 +189,8 @@ impl Requests {
 
     /// `close()`: forgets everything; `closed` gets each application id, to reject.
     pub(super) fn close(&mut self, mut closed: impl FnMut(Id)) {
-        let ids: Vec<Id> = self.table.iter().map(|(id, _)| *id).collect();
-        for id in ids {
-            if self.table.remove(&id).is_some_and(|p| !p.kind.is_own()) {
+        for (id, p) in core::mem::take(&mut self.table.0) {
+            if !p.kind.is_own() {
                 closed(id);
             }
         }
