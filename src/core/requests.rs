@@ -165,26 +165,32 @@ impl Requests {
         });
     }
 
-    /// The ids whose deadline is at or before `now`, for [`Requests::expire`].
-    pub(super) fn due(&self, now: u64) -> Vec<Id> {
-        self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| *id).collect()
-    }
-
-    /// `id`'s deadline passed. An application join becomes the machine's own, due again at
-    /// `rejoin_deadline`; the others are forgotten. `None`: nothing to do (a re-join: its frame
-    /// stays queued, the room is still wanted).
-    pub(super) fn expire(&mut self, id: Id, rejoin_deadline: u64) -> Option<Expired> {
-        let p = self.table.get_mut(&id)?;
-        if let Kind::Join(room) = &mut p.kind {
-            p.kind = Kind::Rejoin(core::mem::take(room));
-            p.deadline = rejoin_deadline;
-            return Some(Expired::Join);
-        }
-        match self.table.remove(&id)?.kind {
-            Kind::Rejoin(_) => None,
-            Kind::Resume => Some(Expired::Resume),
-            Kind::Join(_) | Kind::Request | Kind::Leave => Some(Expired::Dropped),
-        }
+    /// The frames whose deadline is at or before `now`, with what each calls for, in the
+    /// table's order. An application join becomes the machine's own, due again at
+    /// `rejoin_deadline`; the others are forgotten; a re-join is not listed (its frame stays
+    /// queued, the room is still wanted).
+    pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
+        let mut out = Vec::new();
+        self.table.0.retain_mut(|(id, p)| {
+            if now < p.deadline {
+                return true;
+            }
+            let expired = match &mut p.kind {
+                Kind::Join(room) => {
+                    let room = core::mem::take(room);
+                    p.kind = Kind::Rejoin(room);
+                    p.deadline = rejoin_deadline;
+                    out.push((*id, Expired::Join));
+                    return true;
+                }
+                Kind::Rejoin(_) => return false,
+                Kind::Resume => Expired::Resume,
+                Kind::Request | Kind::Leave => Expired::Dropped,
+            };
+            out.push((*id, expired));
+            false
+        });
+        out
     }
 
     /// `close()`: forgets everything; `closed` gets each application id, to reject.
@@ -254,13 +260,15 @@ mod tests {
     #[test]
     fn deadlines_turn_an_app_join_into_the_machines_own() {
         let mut r = table();
-        let due = r.due(100);
-        assert_eq!(due, [JOIN, LEAVE, REJOIN, REQ, RESUME]);
-        let kinds: Vec<Option<Expired>> = due.iter().map(|id| r.expire(*id, 150)).collect();
-        assert!(matches!(
-            kinds.as_slice(),
-            [Some(Expired::Join), Some(Expired::Dropped), None, Some(Expired::Dropped), Some(Expired::Resume)]
-        ));
+        assert!(r.expire(99, 150).is_empty(), "nothing due yet");
+        let expired = r.expire(100, 150);
+        assert!(
+            matches!(
+                expired.as_slice(),
+                [(JOIN, Expired::Join), (LEAVE, Expired::Dropped), (REQ, Expired::Dropped), (RESUME, Expired::Resume)]
+            ),
+            "the re-join is forgotten, not listed"
+        );
         assert_eq!(r.next_deadline(), Some(150), "the join, now a re-join");
         assert!(closed(&mut r).is_empty(), "nothing left of the app's");
     }
