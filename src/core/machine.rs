@@ -134,14 +134,6 @@ impl<P: Clone> Machine<P> {
         key
     }
 
-    /// The id a frame carries on the wire, for an error that names it.
-    pub(super) fn id_text(&self, id: Id) -> String {
-        if id & frames::APP_ID == 0 {
-            return frames::u64_to_string(id);
-        }
-        self.app_ids.iter().find(|(k, _)| *k == id).map(|(_, s)| s.clone()).unwrap_or_default()
-    }
-
     /// The key of a frame id from the server: `None` for an id this client never gave (or
     /// forgot). A number costs no allocation and no look-up.
     pub(super) fn key_of(&self, id: &str) -> Option<Id> {
@@ -151,11 +143,10 @@ impl<P: Clone> Machine<P> {
         }
     }
 
-    /// The frame of `id` is done: an application's own id is forgotten.
-    pub(super) fn forget_id(&mut self, id: Id) {
-        if let Some(at) = self.app_ids.iter().position(|(k, _)| *k == id) {
-            self.app_ids.remove(at);
-        }
+    /// The frame of `id` is done: an application's own id is forgotten, and returned.
+    pub(super) fn forget_id(&mut self, id: Id) -> Option<String> {
+        let at = self.app_ids.iter().position(|(k, _)| *k == id)?;
+        Some(self.app_ids.remove(at).1)
     }
 
     /// True for an action decided earlier that must not start now: a listener closed the client

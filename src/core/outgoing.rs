@@ -31,8 +31,8 @@ impl<P: Clone> Machine<P> {
     /// An application frame failed for good: its request or `ack` promise rejects, or the
     /// `error` event names it.
     pub(super) fn app_failed(&mut self, id: Id, origin: Origin, mut error: Error) {
-        error.id = Some(self.id_text(id));
-        self.forget_id(id);
+        // The id on the wire: the application's own, or the number's digits.
+        error.id = Some(self.forget_id(id).unwrap_or_else(|| frames::u64_to_string(id)));
         match origin {
             Origin::Request => {
                 self.requests.remove(id);
