@@ -72,8 +72,9 @@ impl Table {
         self.0.iter().any(|(i, _)| i == id)
     }
 
+    /// From the newest: what is marked sent is mostly what was just added.
     fn get_mut(&mut self, id: &Id) -> Option<&mut Pending> {
-        self.0.iter_mut().find(|(i, _)| i == id).map(|(_, p)| p)
+        self.0.iter_mut().rev().find(|(i, _)| i == id).map(|(_, p)| p)
     }
 
     fn remove(&mut self, id: &Id) -> Option<Pending> {
