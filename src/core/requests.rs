@@ -172,25 +172,29 @@ impl Requests {
     /// queued, the room is still wanted).
     pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
         let mut out = Vec::new();
-        self.table.0.retain_mut(|(id, p)| {
+        // Checked on every input: a plain walk, nothing moved unless something is due.
+        let mut at = 0;
+        while let Some((id, p)) = self.table.0.get_mut(at) {
+            let id = *id;
             if now < p.deadline {
-                return true;
+                at += 1;
+                continue;
             }
-            let expired = match &mut p.kind {
-                Kind::Join(room) => {
-                    let room = core::mem::take(room);
-                    p.kind = Kind::Rejoin(room);
-                    p.deadline = rejoin_deadline;
-                    out.push((*id, Expired::Join));
-                    return true;
-                }
-                Kind::Rejoin(_) => return false,
+            if let Kind::Join(room) = &mut p.kind {
+                let room = core::mem::take(room);
+                p.kind = Kind::Rejoin(room);
+                p.deadline = rejoin_deadline;
+                out.push((id, Expired::Join));
+                at += 1;
+                continue;
+            }
+            let expired = match self.table.0.remove(at).1.kind {
+                Kind::Rejoin(_) => continue,
                 Kind::Resume => Expired::Resume,
-                Kind::Request | Kind::Leave => Expired::Dropped,
+                Kind::Join(_) | Kind::Request | Kind::Leave => Expired::Dropped,
             };
-            out.push((*id, expired));
-            false
-        });
+            out.push((id, expired));
+        }
         out
     }
 
