@@ -284,7 +284,7 @@ fn after_a_reconnect_the_resume_goes_before_the_rejoins_and_the_outbox() {
     s.open();
     s.welcome("e", 0);
     let id = s.m.next_id();
-    s.feed(Input::Join { room: "r".into(), id: id });
+    s.feed(Input::Join { room: "r".into(), id });
     s.frame(InKind::Other, Some(&wire(id)), None, json!({"type": "joined"}));
     s.note(1);
     let out = s.closed(1006, "");
@@ -356,7 +356,7 @@ fn sends_while_not_open_are_queued_and_flushed_in_order_after_the_joins() {
     s.send(r#"{"type":"a"}"#);
     s.feed(Input::Connect);
     let id = s.m.next_id();
-    s.feed(Input::Join { room: "general".into(), id: id });
+    s.feed(Input::Join { room: "general".into(), id });
     s.send(r#"{"type":"b"}"#);
     let out = s.reopen();
     let sent = sends(&out);
@@ -396,7 +396,7 @@ fn wanted_rooms_are_joined_again_after_every_reconnect() {
     s.open();
     for room in ["a", "b"] {
         let id = s.m.next_id();
-        s.feed(Input::Join { room: room.into(), id: id });
+        s.feed(Input::Join { room: room.into(), id });
         let out = s.frame(InKind::Other, Some(&wire(id)), None, json!({"type": "joined"}));
         assert!(out.iter().any(|a| matches!(a, Action::Settle { result: Ok(Some(_)), .. })));
     }
@@ -423,7 +423,7 @@ fn a_refused_join_rejects_and_is_not_retried() {
     let mut s = Sim::new(Config::default());
     s.open();
     let id = s.m.next_id();
-    s.feed(Input::Join { room: "x".into(), id: id });
+    s.feed(Input::Join { room: "x".into(), id });
     let out =
         s.frame(InKind::Error { code: "room_limit".into(), message: "full".into() }, Some(&wire(id)), None, json!({}));
     match out.iter().find(|a| matches!(a, Action::Settle { .. })) {
@@ -526,7 +526,7 @@ fn close_ends_everything() {
     let mut s = Sim::new(Config::default());
     s.open();
     let id = s.m.next_id();
-    s.feed(Input::Request { id: id, text: "{}".into(), timeout_ms: None });
+    s.feed(Input::Request { id, text: "{}".into(), timeout_ms: None });
     let out = s.feed(Input::Close);
     assert_eq!(out[0], Action::CloseSocket { code: 1000, reason: "Client closed" });
     assert!(out
