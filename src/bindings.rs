@@ -6,8 +6,8 @@ use js_sys::{Function, Object, Promise, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::core::frames::with_id;
-use crate::core::Input;
+use crate::core::frames::{u64_to_string, with_id};
+use crate::core::{Id, Input};
 use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
 use crate::web::options::Options;
 use crate::web::parse::{get, set};
@@ -57,19 +57,23 @@ impl Client {
     /// it resolves with the server's answer and rejects when the frame is refused for good.
     pub fn send(&self, message: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
         let text = frame_text(&message)?;
-        let (id, text) = match get(&message, "id").as_string() {
-            Some(id) => (id, text),
+        // The app's own id: its frame already carries it; the machine keys it (a number, or a
+        // key it remembers the string by).
+        let own = get(&message, "id");
+        let (id, text) = match own.as_string() {
+            Some(s) => (self.shared.update(|d| d.machine.app_id(s)).unwrap_or_default(), text),
             None => {
                 let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
-                let text = with_id(&text, &id);
-                (id, text)
+                (id, with_id(&text, id))
             }
         };
         if get(&options, "ack").is_truthy() {
-            return Ok(self.promise_for(id.clone(), Input::Send { id, text, ack: true }).into());
+            return Ok(self.promise_for(id, Input::Send { id, text, ack: true }).into());
         }
-        let input = Input::Send { id: id.clone(), text, ack: false };
-        Ok(if self.feed_checked(input) { JsValue::from_str(&id) } else { JsValue::FALSE })
+        if !self.feed_checked(Input::Send { id, text, ack: false }) {
+            return Ok(JsValue::FALSE);
+        }
+        Ok(if own.is_string() { own } else { JsValue::from_str(&u64_to_string(id)) })
     }
 
     /// Joins a room: resolves with the `joined` message, rejects with an `Error` whose `code`
@@ -98,11 +102,9 @@ impl Client {
         if !payload.is_undefined() {
             set(&msg, "payload", &payload);
         }
-        let text_without_id = msg.clone();
         Ok(self.promise(move |id| {
-            set(&text_without_id, "id", &JsValue::from_str(&id));
-            let text = JSON::stringify(&text_without_id).map(String::from).unwrap_or_default();
-            Input::Request { id, text, timeout_ms }
+            let text = JSON::stringify(&msg).map(String::from).unwrap_or_default();
+            Input::Request { id, text: with_id(&text, id), timeout_ms }
         }))
     }
 
@@ -152,12 +154,12 @@ impl Client {
         crate::web::parse::resock_on(&sets, &event, &listener)
     }
 
-    fn promise(&self, input: impl FnOnce(String) -> Input<JsValue>) -> Promise {
+    fn promise(&self, input: impl FnOnce(Id) -> Input<JsValue>) -> Promise {
         let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
-        self.promise_for(id.clone(), input(id))
+        self.promise_for(id, input(id))
     }
 
-    fn promise_for(&self, id: String, input: Input<JsValue>) -> Promise {
+    fn promise_for(&self, id: Id, input: Input<JsValue>) -> Promise {
         // [promise, resolve, reject] from `fast.js`: no wasm closure for the executor.
         let made = resock_promise();
         let resolve: Function = get(&made, "1").unchecked_into();

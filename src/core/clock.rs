@@ -49,9 +49,8 @@ impl<P: Clone> Machine<P> {
         }
         self.share_clock(now);
         self.transport_clock(now);
-        for id in self.requests.due(now) {
-            let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
-            let Some(expired) = self.requests.expire(&id, rejoin_deadline) else { continue };
+        let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
+        for (id, expired) in self.requests.expire(now, rejoin_deadline) {
             match expired {
                 // The app hears of the delay; the room stays wanted (until `leave`) and its join
                 // still goes out, its reply now the machine's.
@@ -64,14 +63,14 @@ impl<P: Clone> Machine<P> {
                     self.apply_outcome(out);
                 }
                 Expired::Dropped => {
-                    self.sender.remove_id(&id);
+                    self.sender.remove_id(id);
                     self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
                 }
             }
         }
         for item in self.sender.expire(now) {
             let e = Error::new(ErrorKind::Expired, "dropped: not sent within outbox.ttlMs");
-            self.app_failed(item.id.unwrap_or_default(), item.origin, e);
+            self.app_failed(item.id, item.origin, e);
         }
     }
 

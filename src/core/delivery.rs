@@ -245,7 +245,7 @@ fn run(seed: u64, max: u32, max_delay: u64, bursts: &[(u64, u64)], cuts: &[(u64,
             let (_, n) = bursts.pop_front().unwrap();
             for _ in 0..n {
                 let id = w.m.next_id();
-                let text = frames::with_id(&room_message(sent), &id);
+                let text = frames::with_id(&room_message(sent), id);
                 sent += 1;
                 w.feed(Input::Send { id, text, ack: false });
             }

@@ -11,7 +11,7 @@ use super::requests::Kind;
 use super::sender::Answered;
 use super::stream::{OnWelcome, Outcome};
 use super::transport::Transport;
-use super::types::{Action, Error, ErrorKind, Event, InKind, Inbound};
+use super::types::{Action, Error, ErrorKind, Event, Id, InKind, Inbound};
 use crate::protocol::ErrorCode;
 
 /// The server's refusal by its rate limit: the one server code the client acts on.
@@ -36,13 +36,15 @@ impl<P: Clone> Machine<P> {
             }
             return;
         }
-        if self.share.is_some() && !self.takes_shared(id.as_deref(), room.as_deref()) {
+        // The id as the machine keys it: parsed once here (`None`: not one of this client's).
+        let key = id.as_deref().and_then(|id| self.key_of(id));
+        if self.share.is_some() && !self.takes_shared(id.is_some(), key, room.as_deref()) {
             return;
         }
         if let Some(seq) = seq {
             self.share_saw_seq(seq);
         }
-        if let Some(fid) = id.as_deref() {
+        if let Some(fid) = key {
             // The answer to a frame sent from here: done, or refused by the rate limit and
             // queued again (nothing to report: it goes out again after the window).
             let rate_limited = matches!(&kind, InKind::Error { code, .. } if is_rate_limited(code));
@@ -55,10 +57,14 @@ impl<P: Clone> Machine<P> {
                     match kind {
                         InKind::Error { code, message } => {
                             let e = Error::new(ErrorKind::Server(code), message);
-                            self.app_failed(String::from(fid), Origin::Send { ack }, e);
+                            self.app_failed(fid, Origin::Send { ack }, e);
                         }
-                        _ if ack => self.push(Action::Settle { id: String::from(fid), result: Ok(Some(msg)) }),
-                        _ => {}
+                        _ => {
+                            if ack {
+                                self.push(Action::Settle { id: fid, result: Ok(Some(msg)) });
+                            }
+                            self.forget_id(fid);
+                        }
                     }
                     return;
                 }
@@ -80,12 +86,12 @@ impl<P: Clone> Machine<P> {
         }
         let kind = match kind {
             InKind::Error { code, message } => {
-                self.on_error_frame(now, id.as_deref(), code, message);
+                self.on_error_frame(now, id.as_deref(), key, code, message);
                 return;
             }
             other => other,
         };
-        if let Some(id) = id.as_deref() {
+        if let Some(id) = key {
             let actions = &mut self.actions;
             if self.requests.reply(id, |id| actions.push(Action::Settle { id, result: Ok(Some(msg.clone())) })) {
                 return;
@@ -109,9 +115,9 @@ impl<P: Clone> Machine<P> {
 
     /// With tabs sharing one socket, every tab gets every frame: it takes the replies to its own
     /// frames and its own rooms' messages; the rest is another tab's.
-    fn takes_shared(&self, id: Option<&str>, room: Option<&str>) -> bool {
-        if let Some(id) = id {
-            return self.sender.tracks(id) || self.requests.contains(id);
+    fn takes_shared(&self, has_id: bool, key: Option<Id>, room: Option<&str>) -> bool {
+        if has_id {
+            return key.is_some_and(|id| self.sender.tracks(id) || self.requests.contains(id));
         }
         room.is_none_or(|r| self.rooms.contains(r))
     }
@@ -131,10 +137,10 @@ impl<P: Clone> Machine<P> {
             OnWelcome::Resume { epoch, since } => {
                 let rid = self.next_id();
                 let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                self.requests.add(rid.clone(), Kind::Resume, deadline, true);
+                self.requests.add(rid, Kind::Resume, deadline, true);
                 // Over SSE the stream's URL asked for the replay: its `resumed` comes by itself.
                 if self.transport() == Transport::WebSocket {
-                    self.sender.push_control(frames::resume(&rid, &epoch, since), Some(rid), true);
+                    self.sender.push_control(frames::resume(rid, &epoch, since), rid, true);
                 }
             }
             OnWelcome::Resync { reason, deliver } => {
@@ -150,22 +156,28 @@ impl<P: Clone> Machine<P> {
     /// An error that is not the answer to a frame still queued here: a request's or join's
     /// refusal for good, a refusal of a frame this client no longer tracks, or none at all.
     #[inline(never)]
-    pub(super) fn on_error_frame(&mut self, now: u64, id: Option<&str>, code: String, message: String) {
+    pub(super) fn on_error_frame(
+        &mut self,
+        now: u64,
+        id: Option<&str>,
+        key: Option<Id>,
+        code: String,
+        message: String,
+    ) {
         let rate_limited = is_rate_limited(&code);
         if rate_limited {
             self.sender.throttle(now, self.cfg.throttle_ms);
         }
         let kind = if rate_limited { ErrorKind::RateLimited } else { ErrorKind::Server(code) };
         let error = Error::new(kind, message);
-        let Some((id, kind)) = id.and_then(|id| self.requests.remove(id).map(|k| (String::from(id), k))) else {
-            let error = match id {
-                Some(id) => error.with_id(id),
-                None => error,
-            };
+        let error = match id {
+            Some(id) => error.with_id(id),
+            None => error,
+        };
+        let Some((id, kind)) = key.and_then(|id| self.requests.remove(id).map(|k| (id, k))) else {
             self.emit_error(error);
             return;
         };
-        let error = error.with_id(&id);
         match kind {
             Kind::Join(room) => {
                 self.rooms.unwant(&room);

@@ -23,7 +23,7 @@ use super::sender::Sender;
 use super::share::{self, Role, Share};
 use super::stream::Stream;
 use super::transport::{Fallback, Transport};
-use super::types::{Action, Error, ErrorKind, Event, Input, State};
+use super::types::{Action, Error, ErrorKind, Event, Id, Input, State};
 use crate::protocol::{CloseCode, REASON_REPLACED};
 
 /// Close code the client sends when it drops a connection it believes dead.
@@ -50,6 +50,10 @@ pub struct Machine<P> {
     /// clients (and page loads) and a server can drop a frame sent twice (before and after a
     /// cut) by its id.
     pub(super) next_id: u64,
+    /// The ids the application chose (`send({id: "mine"})`) that are not numbers as the client
+    /// writes them ([`frames::parse_id`]), by their key ([`frames::APP_ID`] set), while their
+    /// frame lives. Empty unless an application names its frames.
+    pub(super) app_ids: Vec<(Id, String)>,
     pub(super) scheduled: Option<u64>,
     pub(super) send_refused: bool,
     pub(super) actions: Vec<Action<P>>,
@@ -67,6 +71,7 @@ impl<P: Clone> Machine<P> {
             share: Gated::new(share),
             fallback: Gated::new(cfg.sse.then(Fallback::new)),
             next_id,
+            app_ids: Vec::new(),
             sender: Sender::new(cfg.outbox, cfg.send_rate),
             stream: Stream::new(cfg.max_ahead),
             cfg,
@@ -112,9 +117,36 @@ impl<P: Clone> Machine<P> {
     }
 
     /// A fresh frame id, unique to this client: the next number after a random start.
-    pub fn next_id(&mut self) -> String {
+    pub fn next_id(&mut self) -> Id {
         self.next_id += 1;
-        frames::u64_to_string(self.next_id)
+        self.next_id
+    }
+
+    /// The key of an id the application gave its frame (`send({type, id, ...})`): the number
+    /// itself when it reads as one of the client's ([`frames::parse_id`]), else a fresh key
+    /// remembered with the string until the frame is done.
+    pub fn app_id(&mut self, id: String) -> Id {
+        if let Some(n) = frames::parse_id(&id) {
+            return n;
+        }
+        let key = self.next_id() | frames::APP_ID;
+        self.app_ids.push((key, id));
+        key
+    }
+
+    /// The key of a frame id from the server: `None` for an id this client never gave (or
+    /// forgot). A number costs no allocation and no look-up.
+    pub(super) fn key_of(&self, id: &str) -> Option<Id> {
+        match frames::parse_id(id) {
+            Some(n) => Some(n),
+            None => self.app_ids.iter().find(|(_, s)| s == id).map(|(k, _)| *k),
+        }
+    }
+
+    /// The frame of `id` is done: an application's own id is forgotten, and returned.
+    pub(super) fn forget_id(&mut self, id: Id) -> Option<String> {
+        let at = self.app_ids.iter().position(|(k, _)| *k == id)?;
+        Some(self.app_ids.remove(at).1)
     }
 
     /// True for an action decided earlier that must not start now: a listener closed the client
@@ -226,7 +258,7 @@ impl<P: Clone> Machine<P> {
             Input::Send { id, text, ack } => self.queue_app(now, text, id, Origin::Send { ack }),
             Input::Request { id, text, timeout_ms } => {
                 let deadline = now.saturating_add(timeout_ms.unwrap_or(self.cfg.request_timeout_ms));
-                self.requests.add(id.clone(), Kind::Request, deadline, false);
+                self.requests.add(id, Kind::Request, deadline, false);
                 self.queue_app(now, text, id, Origin::Request);
             }
             Input::Join { room, id } => self.join(now, room, id),
@@ -264,12 +296,12 @@ impl<P: Clone> Machine<P> {
                 None => {
                     let id = self.next_id();
                     let deadline = now.saturating_add(self.cfg.request_timeout_ms);
-                    self.requests.add(id.clone(), Kind::Rejoin(room.clone()), deadline, false);
+                    self.requests.add(id, Kind::Rejoin(room.clone()), deadline, false);
                     id
                 }
             };
-            self.requests.mark_sent(&id);
-            self.sender.push_control(frames::join(&id, &room), Some(id), false);
+            self.requests.mark_sent(id);
+            self.sender.push_control(frames::join(id, &room), id, false);
         }
         self.set_state(State::Open);
     }
@@ -420,8 +452,8 @@ impl<P: Clone> Machine<P> {
                 open.probe_deadline = Some(now.saturating_add(probe_ms));
                 // The server counts it: the sender paces around it; its `pong` carries the id.
                 let id = self.next_id();
-                self.push(Action::Send(frames::ping(&id)));
-                self.sender.record(Some(id), now);
+                self.push(Action::Send(frames::ping(id)));
+                self.sender.record(id, now);
             }
             Phase::Waiting { server_hold: false, .. } if self.state == State::Reconnecting && self.online => {
                 self.start_attempt(now)
@@ -469,6 +501,7 @@ impl<P: Clone> Machine<P> {
         });
         // The shell rejects every promise still pending (`{ack: true}` sends included) on close.
         self.sender.clear();
+        self.app_ids.clear();
         if let Some(e) = error {
             self.emit_error(e);
         }
@@ -506,7 +539,7 @@ impl<P: Clone> Machine<P> {
         self.push(Action::Emit(Event::Error(error)));
     }
 
-    pub(super) fn settle_err(&mut self, id: String, error: Error) {
+    pub(super) fn settle_err(&mut self, id: Id, error: Error) {
         self.push(Action::Settle { id, result: Err(error) });
     }
 }

@@ -56,4 +56,4 @@ pub(crate) use machine::Machine;
 pub(crate) use machine::CLOSE_LIVENESS;
 #[cfg(test)]
 pub(crate) use types::InKind;
-pub(crate) use types::{Action, Inbound, Input};
+pub(crate) use types::{Action, Id, Inbound, Input};

@@ -5,6 +5,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::types::Id;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxLimits {
     pub max_messages: usize,
@@ -34,17 +36,23 @@ pub struct Queued {
     pub text: String,
     /// Drop (and report) the frame if it is still queued at this time.
     pub expires_at: Option<u64>,
-    /// The id carried by the frame, if any.
-    pub id: Option<String>,
+    /// The id carried by the frame.
+    pub id: Id,
     /// The order it was queued in (set by the sender): a refused frame goes back in this order.
     pub seq: u64,
     pub origin: Origin,
 }
 
 impl Queued {
-    pub fn new(text: String, id: Option<String>, origin: Origin) -> Self {
+    pub fn new(text: String, id: Id, origin: Origin) -> Self {
         Queued { text, expires_at: None, id, seq: 0, origin }
     }
+}
+
+/// Takes out the first frame of `queue` carrying `id` (ids are unique in a queue).
+pub fn take_id(queue: &mut Vec<Queued>, id: Id) -> Option<Queued> {
+    let at = queue.iter().position(|q| q.id == id)?;
+    Some(queue.remove(at))
 }
 
 #[derive(Debug, Default)]
@@ -136,18 +144,10 @@ impl Outbox {
     }
 
     /// Removes the queued frame of request `id` (a request that timed out before it was sent).
-    pub fn remove_id(&mut self, id: &str) -> bool {
-        let before = self.queue.len();
-        let mut bytes = self.bytes;
-        self.queue.retain(|q| {
-            let keep = q.id.as_deref() != Some(id);
-            if !keep {
-                bytes -= q.text.len();
-            }
-            keep
-        });
-        self.bytes = bytes;
-        self.queue.len() != before
+    pub fn remove_id(&mut self, id: Id) -> bool {
+        let Some(q) = take_id(&mut self.queue, id) else { return false };
+        self.bytes -= q.text.len();
+        true
     }
 
     /// The earliest deadline among queued frames.
@@ -161,7 +161,7 @@ mod tests {
     use super::*;
 
     fn q(text: &str) -> Queued {
-        Queued::new(text.into(), None, Origin::Control)
+        Queued::new(text.into(), 0, Origin::Control)
     }
 
     #[test]
@@ -181,12 +181,12 @@ mod tests {
     fn expiry_and_removal_keep_the_byte_count() {
         let mut o = Outbox::new(OutboxLimits::default());
         o.push(Queued { expires_at: Some(10), ..q("aa") }).unwrap();
-        o.push(Queued { id: Some("7".into()), ..q("bbb") }).unwrap();
+        o.push(Queued { id: 7, ..q("bbb") }).unwrap();
         o.push(Queued { expires_at: Some(30), ..q("c") }).unwrap();
         assert_eq!(o.next_deadline(), Some(10));
         assert_eq!(o.expire(10).len(), 1);
         assert_eq!(o.bytes(), 4);
-        assert!(o.remove_id("7"));
+        assert!(o.remove_id(7));
         assert_eq!(o.bytes(), 1);
         assert_eq!(o.drain()[0].text, "c");
     }

@@ -93,7 +93,7 @@ fn check(start_open: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut last: Option<u64> = start_open.then_some(0);
     let mut joined_here: Vec<String> = Vec::new();
     // The ids of every request, join and leave, and how often each was settled.
-    let mut asked: Vec<(String, u32)> = Vec::new();
+    let mut asked: Vec<(Id, u32)> = Vec::new();
     // After a 1013, no attempt before this time.
     let mut held_until: Option<u64> = None;
     for op in ops {
@@ -134,17 +134,17 @@ fn check(start_open: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Send(n) => s.send(&["{\"type\":\"", &"x".repeat(n), "\"}"].concat()),
             Op::Join(r) => {
                 let id = s.m.next_id();
-                asked.push((id.clone(), 0));
+                asked.push((id, 0));
                 s.feed(Input::Join { room: ROOMS[r as usize].into(), id })
             }
             Op::Leave(r) => {
                 let id = s.m.next_id();
-                asked.push((id.clone(), 0));
+                asked.push((id, 0));
                 s.feed(Input::Leave { room: ROOMS[r as usize].into(), id })
             }
             Op::Request => {
                 let id = s.m.next_id();
-                asked.push((id.clone(), 0));
+                asked.push((id, 0));
                 s.feed(Input::Request { id, text: "{}".into(), timeout_ms: Some(3_000) })
             }
         };
@@ -240,7 +240,7 @@ fn check(start_open: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 /// Counts the settlements in `out`; none may come twice, nor for an id never asked.
-fn count_settles(out: &[Action<Value>], asked: &mut [(String, u32)]) -> Result<(), TestCaseError> {
+fn count_settles(out: &[Action<Value>], asked: &mut [(Id, u32)]) -> Result<(), TestCaseError> {
     for a in out {
         if let Action::Settle { id, .. } = a {
             let Some((_, n)) = asked.iter_mut().find(|(i, _)| i == id) else { continue };

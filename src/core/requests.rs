@@ -5,8 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::types::{Error, ErrorKind};
-use super::vecmap::VecMap;
+use super::types::{Error, ErrorKind, Id};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -48,44 +47,78 @@ pub(super) enum Expired {
 
 #[derive(Debug, Default)]
 pub(super) struct Requests {
-    table: VecMap<String, Pending>,
+    table: Table,
+}
+
+/// The pending frames in the order added, which is their ids' order: every id is a fresh one
+/// from [`super::Machine::next_id`] (a list: no sorted map's code for a handful of entries).
+#[derive(Debug, Default)]
+struct Table(Vec<(Id, Pending)>);
+
+impl Table {
+    fn insert(&mut self, id: Id, p: Pending) {
+        self.0.push((id, p));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Id, &Pending)> {
+        self.0.iter().map(|(id, p)| (id, p))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Pending> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    fn contains_key(&self, id: &Id) -> bool {
+        self.0.iter().any(|(i, _)| i == id)
+    }
+
+    /// From the newest: what is marked sent is mostly what was just added.
+    fn get_mut(&mut self, id: &Id) -> Option<&mut Pending> {
+        self.0.iter_mut().rev().find(|(i, _)| i == id).map(|(_, p)| p)
+    }
+
+    fn remove(&mut self, id: &Id) -> Option<Pending> {
+        let at = self.0.iter().position(|(i, _)| i == id)?;
+        Some(self.0.remove(at).1)
+    }
+
+    fn retain_values(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
+        self.0.retain(|(_, p)| keep(p));
+    }
 }
 
 impl Requests {
     /// Waits for `id`'s reply until `deadline`. `sent`: already on the wire.
-    pub(super) fn add(&mut self, id: String, kind: Kind, deadline: u64, sent: bool) {
+    pub(super) fn add(&mut self, id: Id, kind: Kind, deadline: u64, sent: bool) {
         self.table.insert(id, Pending { kind, deadline, sent });
     }
 
     /// The id of an application `join` of `room` not sent yet.
-    pub(super) fn waiting_join(&self, room: &str) -> Option<String> {
-        self.table
-            .iter()
-            .find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room))
-            .map(|(id, _)| id.clone())
+    pub(super) fn waiting_join(&self, room: &str) -> Option<Id> {
+        self.table.iter().find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room)).map(|(id, _)| *id)
     }
 
-    pub(super) fn contains(&self, id: &str) -> bool {
-        self.table.contains_key(id)
+    pub(super) fn contains(&self, id: Id) -> bool {
+        self.table.contains_key(&id)
     }
 
-    pub(super) fn mark_sent(&mut self, id: &str) {
-        if let Some(p) = self.table.get_mut(id) {
+    pub(super) fn mark_sent(&mut self, id: Id) {
+        if let Some(p) = self.table.get_mut(&id) {
             p.sent = true;
         }
     }
 
     /// The frame was refused by the rate limit and queued again: the app's wait for it to go out
     /// again (the machine's own stay counted as sent: they go first).
-    pub(super) fn requeued(&mut self, id: &str) {
-        if let Some(p) = self.table.get_mut(id) {
+    pub(super) fn requeued(&mut self, id: Id) {
+        if let Some(p) = self.table.get_mut(&id) {
             p.sent = p.kind.is_own();
         }
     }
 
     /// Forgets `id` (refused before it went out), returning its kind.
-    pub(super) fn remove(&mut self, id: &str) -> Option<Kind> {
-        self.table.remove(id).map(|p| p.kind)
+    pub(super) fn remove(&mut self, id: Id) -> Option<Kind> {
+        self.table.remove(&id).map(|p| p.kind)
     }
 
     /// The `resumed` came (it answers the resume whatever its id).
@@ -95,7 +128,7 @@ impl Requests {
 
     /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
     /// application id it answers: a join's answers every join of that room still waiting.
-    pub(super) fn reply(&mut self, id: &str, mut settle: impl FnMut(String)) -> bool {
+    pub(super) fn reply(&mut self, id: Id, mut settle: impl FnMut(Id)) -> bool {
         let Some(kind) = self.remove(id) else { return false };
         if let Kind::Join(room) | Kind::Rejoin(room) = &kind {
             while let Some(other) = self.waiting_join(room) {
@@ -104,7 +137,7 @@ impl Requests {
             }
         }
         if matches!(kind, Kind::Join(_) | Kind::Request | Kind::Leave) {
-            settle(String::from(id));
+            settle(id);
         }
         true
     }
@@ -113,59 +146,62 @@ impl Requests {
     /// with `disconnected` (`settle` gets an `Err`); a leave is done (a closed connection is in no
     /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
     /// (sent again on the next open).
-    pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(String, Result<(), Error>)) {
-        let lost: Vec<String> = self
-            .table
-            .iter()
-            .filter(|(_, p)| p.sent || matches!(p.kind, Kind::Leave))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in lost {
-            let Some(p) = self.table.get_mut(&id) else { continue };
+    pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(Id, Result<(), Error>)) {
+        self.table.0.retain_mut(|(id, p)| {
+            if !p.sent && !matches!(p.kind, Kind::Leave) {
+                return true;
+            }
             match p.kind {
-                Kind::Join(_) => p.sent = false,
-                Kind::Leave => {
-                    self.table.remove(&id);
-                    settle(id, Ok(()));
+                Kind::Join(_) => {
+                    p.sent = false;
+                    return true;
                 }
+                Kind::Leave => settle(*id, Ok(())),
                 Kind::Request => {
-                    self.table.remove(&id);
-                    settle(id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")));
+                    settle(*id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")))
                 }
-                Kind::Rejoin(_) | Kind::Resume => {
-                    self.table.remove(&id);
-                }
+                Kind::Rejoin(_) | Kind::Resume => {}
             }
-        }
+            false
+        });
     }
 
-    /// The ids whose deadline is at or before `now`, for [`Requests::expire`].
-    pub(super) fn due(&self, now: u64) -> Vec<String> {
-        self.table.iter().filter(|(_, p)| now >= p.deadline).map(|(id, _)| id.clone()).collect()
-    }
-
-    /// `id`'s deadline passed. An application join becomes the machine's own, due again at
-    /// `rejoin_deadline`; the others are forgotten. `None`: nothing to do (a re-join: its frame
-    /// stays queued, the room is still wanted).
-    pub(super) fn expire(&mut self, id: &str, rejoin_deadline: u64) -> Option<Expired> {
-        let p = self.table.remove(id)?;
-        match p.kind {
-            Kind::Rejoin(_) => None,
-            Kind::Join(room) => {
-                let rejoin = Pending { kind: Kind::Rejoin(room), deadline: rejoin_deadline, sent: p.sent };
-                self.table.insert(String::from(id), rejoin);
-                Some(Expired::Join)
+    /// The frames whose deadline is at or before `now`, with what each calls for, in the
+    /// table's order. An application join becomes the machine's own, due again at
+    /// `rejoin_deadline`; the others are forgotten; a re-join is not listed (its frame stays
+    /// queued, the room is still wanted).
+    pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
+        let mut out = Vec::new();
+        // Checked on every input: a plain walk, nothing moved unless something is due.
+        let mut at = 0;
+        while let Some((id, p)) = self.table.0.get_mut(at) {
+            let id = *id;
+            if now < p.deadline {
+                at += 1;
+                continue;
             }
-            Kind::Resume => Some(Expired::Resume),
-            Kind::Request | Kind::Leave => Some(Expired::Dropped),
+            if let Kind::Join(room) = &mut p.kind {
+                let room = core::mem::take(room);
+                p.kind = Kind::Rejoin(room);
+                p.deadline = rejoin_deadline;
+                out.push((id, Expired::Join));
+                at += 1;
+                continue;
+            }
+            let expired = match self.table.0.remove(at).1.kind {
+                Kind::Rejoin(_) => continue,
+                Kind::Resume => Expired::Resume,
+                Kind::Join(_) | Kind::Request | Kind::Leave => Expired::Dropped,
+            };
+            out.push((id, expired));
         }
+        out
     }
 
     /// `close()`: forgets everything; `closed` gets each application id, to reject.
-    pub(super) fn close(&mut self, mut closed: impl FnMut(String)) {
-        let ids: Vec<String> = self.table.iter().map(|(id, _)| id.clone()).collect();
-        for id in ids {
-            if self.table.remove(&id).is_some_and(|p| !p.kind.is_own()) {
+    pub(super) fn close(&mut self, mut closed: impl FnMut(Id)) {
+        for (id, p) in core::mem::take(&mut self.table.0) {
+            if !p.kind.is_own() {
                 closed(id);
             }
         }
@@ -180,7 +216,14 @@ impl Requests {
 mod tests {
     use super::*;
 
-    fn closed(r: &mut Requests) -> Vec<String> {
+    // Fresh ids, in the order added: the table's order.
+    const JOIN: Id = 1;
+    const LEAVE: Id = 2;
+    const REJOIN: Id = 3;
+    const REQ: Id = 4;
+    const RESUME: Id = 5;
+
+    fn closed(r: &mut Requests) -> Vec<Id> {
         let mut ids = Vec::new();
         r.close(|id| ids.push(id));
         ids
@@ -188,11 +231,11 @@ mod tests {
 
     fn table() -> Requests {
         let mut r = Requests::default();
-        r.add("req".into(), Kind::Request, 100, true);
-        r.add("join".into(), Kind::Join("a".into()), 100, true);
-        r.add("leave".into(), Kind::Leave, 100, false);
-        r.add("rejoin".into(), Kind::Rejoin("b".into()), 100, true);
-        r.add("resume".into(), Kind::Resume, 100, true);
+        r.add(JOIN, Kind::Join("a".into()), 100, true);
+        r.add(LEAVE, Kind::Leave, 100, false);
+        r.add(REJOIN, Kind::Rejoin("b".into()), 100, true);
+        r.add(REQ, Kind::Request, 100, true);
+        r.add(RESUME, Kind::Resume, 100, true);
         r
     }
 
@@ -201,34 +244,36 @@ mod tests {
         let mut r = table();
         let mut settled = Vec::new();
         r.connection_lost(|id, res| settled.push((id, res.is_ok())));
-        assert_eq!(settled, [("leave".into(), true), ("req".into(), false)]);
-        assert_eq!(r.waiting_join("a").as_deref(), Some("join"), "sent again on the next open");
-        assert_eq!(closed(&mut r), ["join"], "the machine's own frames were forgotten");
+        assert_eq!(settled, [(LEAVE, true), (REQ, false)]);
+        assert_eq!(r.waiting_join("a"), Some(JOIN), "sent again on the next open");
+        assert_eq!(closed(&mut r), [JOIN], "the machine's own frames were forgotten");
     }
 
     #[test]
     fn one_joined_answers_every_join_of_the_room_still_waiting() {
         let mut r = Requests::default();
-        r.add("1".into(), Kind::Join("a".into()), 100, true);
-        r.add("2".into(), Kind::Join("a".into()), 100, false);
-        r.add("3".into(), Kind::Join("b".into()), 100, false);
+        r.add(1, Kind::Join("a".into()), 100, true);
+        r.add(2, Kind::Join("a".into()), 100, false);
+        r.add(3, Kind::Join("b".into()), 100, false);
         let mut ids = Vec::new();
-        assert!(r.reply("1", |id| ids.push(id)));
-        assert_eq!(ids, ["2", "1"]);
-        assert!(!r.reply("1", |_| panic!("once")));
-        assert_eq!(closed(&mut r), ["3"]);
+        assert!(r.reply(1, |id| ids.push(id)));
+        assert_eq!(ids, [2, 1]);
+        assert!(!r.reply(1, |_| panic!("once")));
+        assert_eq!(closed(&mut r), [3]);
     }
 
     #[test]
     fn deadlines_turn_an_app_join_into_the_machines_own() {
         let mut r = table();
-        let due = r.due(100);
-        assert_eq!(due, ["join", "leave", "rejoin", "req", "resume"]);
-        let kinds: Vec<Option<Expired>> = due.iter().map(|id| r.expire(id, 150)).collect();
-        assert!(matches!(
-            kinds.as_slice(),
-            [Some(Expired::Join), Some(Expired::Dropped), None, Some(Expired::Dropped), Some(Expired::Resume)]
-        ));
+        assert!(r.expire(99, 150).is_empty(), "nothing due yet");
+        let expired = r.expire(100, 150);
+        assert!(
+            matches!(
+                expired.as_slice(),
+                [(JOIN, Expired::Join), (LEAVE, Expired::Dropped), (REQ, Expired::Dropped), (RESUME, Expired::Resume)]
+            ),
+            "the re-join is forgotten, not listed"
+        );
         assert_eq!(r.next_deadline(), Some(150), "the join, now a re-join");
         assert!(closed(&mut r).is_empty(), "nothing left of the app's");
     }

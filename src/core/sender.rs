@@ -18,7 +18,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::outbox::{Origin, Outbox, OutboxLimits, Queued, Refused};
+use super::outbox::{take_id, Origin, Outbox, OutboxLimits, Queued, Refused};
+use super::types::Id;
 
 /// At most `max` frames per `window_ms` at the server (its rate limit, or under it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub const UNANSWERED_MS: u64 = 10_000;
 /// showed it had reached the server.
 #[derive(Debug)]
 struct Slot {
-    id: Option<String>,
+    id: Id,
     sent_at: u64,
     arrived_by: Option<u64>,
 }
@@ -90,9 +91,8 @@ impl InFlight {
     }
 
     /// Takes out the frame carrying `id` (ids are unique among frames in flight).
-    fn remove(&mut self, id: &str) -> Option<Queued> {
-        let at = self.items.iter().position(|q| q.id.as_deref() == Some(id))?;
-        let q = self.items.remove(at);
+    fn remove(&mut self, id: Id) -> Option<Queued> {
+        let q = take_id(&mut self.items, id)?;
         if Self::counted(&q) {
             self.sends -= 1;
             self.send_bytes -= q.text.len();
@@ -154,7 +154,7 @@ impl Sender {
     }
 
     /// Queues one of the machine's own frames; `front` puts it before every other.
-    pub fn push_control(&mut self, text: String, id: Option<String>, front: bool) {
+    pub fn push_control(&mut self, text: String, id: Id, front: bool) {
         let mut item = self.stamp(Queued::new(text, id, Origin::Control));
         if front {
             item.seq = 0;
@@ -200,7 +200,7 @@ impl Sender {
     }
 
     /// A counted frame went out at `now` without passing through [`Sender::pump`] (a probe).
-    pub fn record(&mut self, id: Option<String>, now: u64) {
+    pub fn record(&mut self, id: Id, now: u64) {
         if self.rate.is_some() {
             self.window.push(Slot { id, sent_at: now, arrived_by: None });
         }
@@ -210,12 +210,12 @@ impl Sender {
     /// id, which (and every frame sent before it) has reached the server. `rate_limited` puts
     /// the frame back in its order and slows down.
     /// True for a frame sent from here and not answered yet.
-    pub fn tracks(&self, id: &str) -> bool {
-        self.inflight.items.iter().any(|q| q.id.as_deref() == Some(id))
+    pub fn tracks(&self, id: Id) -> bool {
+        self.inflight.items.iter().any(|q| q.id == id)
     }
 
-    pub fn on_answer(&mut self, id: &str, rate_limited: bool, now: u64, throttle_ms: u64) -> Answered {
-        if let Some(last) = self.window.iter().rposition(|s| s.id.as_deref() == Some(id)) {
+    pub fn on_answer(&mut self, id: Id, rate_limited: bool, now: u64, throttle_ms: u64) -> Answered {
+        if let Some(last) = self.window.iter().rposition(|s| s.id == id) {
             for slot in self.window.iter_mut().take(last + 1) {
                 slot.arrived_by.get_or_insert(now);
             }
@@ -278,10 +278,8 @@ impl Sender {
         while self.backlog() > 0 && self.take_slot(now) {
             let next = if self.control.is_empty() { self.outbox.pop_front() } else { Some(self.control.remove(0)) };
             let Some(item) = next else { break };
-            self.record(item.id.clone(), now);
-            if item.id.is_some() {
-                self.inflight.push(item.clone());
-            }
+            self.record(item.id, now);
+            self.inflight.push(item.clone());
             out.push(item);
         }
         out
@@ -305,8 +303,8 @@ impl Sender {
         self.outbox.expire(now)
     }
 
-    pub fn remove_id(&mut self, id: &str) {
-        self.control.retain(|q| q.id.as_deref() != Some(id));
+    pub fn remove_id(&mut self, id: Id) {
+        take_id(&mut self.control, id);
         self.inflight.remove(id);
         self.outbox.remove_id(id);
     }
@@ -326,8 +324,13 @@ impl Sender {
 mod tests {
     use super::*;
 
+    /// A frame's id in these tests: its text's first letter.
+    fn id(t: &str) -> Id {
+        Id::from(t.as_bytes()[0])
+    }
+
     fn q(t: &str) -> Queued {
-        Queued::new(t.into(), Some(t.into()), Origin::Send { ack: false })
+        Queued::new(t.into(), id(t), Origin::Send { ack: false })
     }
 
     fn texts(v: Vec<Queued>) -> Vec<String> {
@@ -340,18 +343,18 @@ mod tests {
         for t in ["a", "b", "c", "d"] {
             s.push_app(q(t)).unwrap();
         }
-        s.push_control("join".into(), Some("j".into()), false);
-        s.push_control("resume".into(), Some("r".into()), true);
+        s.push_control("join".into(), id("j"), false);
+        s.push_control("resume".into(), id("r"), true);
         assert_eq!(texts(s.pump(0)), ["resume", "join", "a"]);
         assert!(s.pump(2000).is_empty(), "no answer yet: the server may not have seen them");
         assert_eq!(s.next_deadline(), Some(UNANSWERED_MS + 1000 + MARGIN_MS));
         // The answer to `join` shows `resume` and `join` arrived by 300.
-        assert!(matches!(s.on_answer("j", false, 300, 1000), Answered::Done(q) if q.text == "join"));
+        assert!(matches!(s.on_answer(id("j"), false, 300, 1000), Answered::Done(q) if q.text == "join"));
         assert_eq!(s.next_deadline(), Some(300 + 1000 + MARGIN_MS));
         assert!(s.pump(1324).is_empty());
         assert_eq!(texts(s.pump(1325)), ["b", "c"]);
         assert_eq!(s.next_deadline(), Some(UNANSWERED_MS + 1000 + MARGIN_MS), "then `a`, unanswered");
-        assert!(matches!(s.on_answer("a", false, 1400, 1000), Answered::Done(_)));
+        assert!(matches!(s.on_answer(id("a"), false, 1400, 1000), Answered::Done(_)));
         assert_eq!(texts(s.pump(2425)), ["d"]);
         assert_eq!(s.next_deadline(), None);
         assert_eq!(s.in_flight(), 4, "resume, b, c, d");
@@ -364,12 +367,12 @@ mod tests {
             s.push_app(q(t)).unwrap();
         }
         assert_eq!(texts(s.pump(0)), ["a", "b", "c", "d"]);
-        assert!(matches!(s.on_answer("a", false, 10, 1000), Answered::Done(_)));
-        assert_eq!(s.on_answer("c", true, 10, 1000), Answered::Requeued(Origin::Send { ack: false }));
-        assert_eq!(s.on_answer("b", true, 11, 1000), Answered::Requeued(Origin::Send { ack: false }));
+        assert!(matches!(s.on_answer(id("a"), false, 10, 1000), Answered::Done(_)));
+        assert_eq!(s.on_answer(id("c"), true, 10, 1000), Answered::Requeued(Origin::Send { ack: false }));
+        assert_eq!(s.on_answer(id("b"), true, 11, 1000), Answered::Requeued(Origin::Send { ack: false }));
         assert!(s.pump(500).is_empty(), "throttled");
         assert_eq!(s.next_deadline(), Some(1011));
-        assert!(matches!(s.on_answer("d", false, 12, 1000), Answered::Done(_)));
+        assert!(matches!(s.on_answer(id("d"), false, 12, 1000), Answered::Done(_)));
         // Budget 2 now; the window holds a..d (arrived by 10..12).
         assert_eq!(texts(s.pump(1011 + MARGIN_MS)), ["b"], "a's and b's slots are free");
         assert_eq!(texts(s.pump(1012 + MARGIN_MS)), ["c"]);
@@ -382,12 +385,12 @@ mod tests {
     #[test]
     fn a_cut_puts_back_unanswered_sends_only() {
         let mut s = Sender::new(OutboxLimits::default(), None);
-        s.push_app(Queued::new("req".into(), Some("q".into()), Origin::Request)).unwrap();
+        s.push_app(Queued::new("req".into(), id("q"), Origin::Request)).unwrap();
         s.push_app(q("a")).unwrap();
         s.push_app(q("b")).unwrap();
-        s.push_control("join".into(), Some("j".into()), false);
+        s.push_control("join".into(), id("j"), false);
         assert_eq!(texts(s.pump(0)), ["join", "req", "a", "b"]);
-        assert!(matches!(s.on_answer("a", false, 5, 1000), Answered::Done(_)));
+        assert!(matches!(s.on_answer(id("a"), false, 5, 1000), Answered::Done(_)));
         s.push_app(q("c")).unwrap();
         s.on_connection_lost();
         assert_eq!(texts(s.pump(10)), ["b", "c"]);
@@ -402,7 +405,7 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(100));
         assert_eq!(texts(s.pump(100)), ["a"]);
         s.push_app(q("b")).unwrap();
-        assert!(matches!(s.on_answer("a", true, 200, 1000), Answered::Requeued(_)));
+        assert!(matches!(s.on_answer(id("a"), true, 200, 1000), Answered::Requeued(_)));
         assert!(s.pump(500).is_empty());
         assert_eq!(texts(s.pump(1200)), ["a", "b"]);
     }

@@ -312,7 +312,7 @@ impl<P: Clone> Machine<P> {
         for room in rooms.iter() {
             if !self.rooms.contains(room) && !self.share_keeps_room(room) && self.phase.is_open() {
                 let id = self.next_id();
-                self.push(Action::Send(frames::leave(&id, room)));
+                self.push(Action::Send(frames::leave(id, room)));
             }
         }
     }

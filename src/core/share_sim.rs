@@ -473,14 +473,14 @@ fn rooms_are_counted_across_tabs_and_a_crashed_followers_rooms_are_left() {
     sim.run_for(20, 100);
     let leader = (0..3).find(|&i| sim.tabs[i].as_ref().unwrap().m.role() == Some(Role::Leader)).unwrap();
     let [a, b] = [(leader + 1) % 3, (leader + 2) % 3];
-    for (tab, id) in [(a, "j1"), (b, "j2")] {
-        sim.feed(tab, Input::Join { room: "both".into(), id: id.into() });
+    for (tab, id) in [(a, 1), (b, 2)] {
+        sim.feed(tab, Input::Join { room: "both".into(), id });
     }
-    sim.feed(a, Input::Join { room: "only-a".into(), id: "j3".into() });
+    sim.feed(a, Input::Join { room: "only-a".into(), id: 3 });
     sim.run_for(10, 100);
     assert_eq!(sim.server.rooms, ["+both", "+both", "+only-a"]);
     // Left in one tab: still joined for the other, answered by the leader.
-    sim.feed(b, Input::Leave { room: "both".into(), id: "l1".into() });
+    sim.feed(b, Input::Leave { room: "both".into(), id: 4 });
     sim.run_for(10, 100);
     assert_eq!(sim.server.rooms.len(), 3, "no leave reached the server: {:?}", sim.server.rooms);
     // The tab with both rooms crashes: the leader hears nothing from it and leaves them.

@@ -89,9 +89,9 @@ impl Sim {
     }
 
     /// An application `send` of `text` (a JSON object), with a fresh id; returns the id.
-    pub(super) fn send_id(&mut self, text: &str, ack: bool) -> (String, Vec<Action<Value>>) {
+    pub(super) fn send_id(&mut self, text: &str, ack: bool) -> (Id, Vec<Action<Value>>) {
         let id = self.m.next_id();
-        let out = self.feed(Input::Send { id: id.clone(), text: frames::with_id(text, &id), ack });
+        let out = self.feed(Input::Send { id, text: frames::with_id(text, id), ack });
         (id, out)
     }
 
@@ -196,4 +196,9 @@ pub(super) fn retry_delay(actions: &[Action<Value>]) -> Option<u64> {
 
 pub(super) fn fetches(actions: &[Action<Value>]) -> usize {
     actions.iter().filter(|a| matches!(a, Action::FetchCredentials { .. })).count()
+}
+
+/// A frame id as the wire carries it (`"123"`).
+pub(super) fn wire(id: Id) -> String {
+    id.to_string()
 }

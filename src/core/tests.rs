@@ -284,8 +284,8 @@ fn after_a_reconnect_the_resume_goes_before_the_rejoins_and_the_outbox() {
     s.open();
     s.welcome("e", 0);
     let id = s.m.next_id();
-    s.feed(Input::Join { room: "r".into(), id: id.clone() });
-    s.frame(InKind::Other, Some(&id), None, json!({"type": "joined"}));
+    s.feed(Input::Join { room: "r".into(), id });
+    s.frame(InKind::Other, Some(&wire(id)), None, json!({"type": "joined"}));
     s.note(1);
     let out = s.closed(1006, "");
     s.advance(retry_delay(&out).unwrap());
@@ -356,11 +356,11 @@ fn sends_while_not_open_are_queued_and_flushed_in_order_after_the_joins() {
     s.send(r#"{"type":"a"}"#);
     s.feed(Input::Connect);
     let id = s.m.next_id();
-    s.feed(Input::Join { room: "general".into(), id: id.clone() });
+    s.feed(Input::Join { room: "general".into(), id });
     s.send(r#"{"type":"b"}"#);
     let out = s.reopen();
     let sent = sends(&out);
-    assert_eq!(sent[0], json!({"type": "join", "id": id, "payload": {"room": "general"}}));
+    assert_eq!(sent[0], json!({"type": "join", "id": wire(id), "payload": {"room": "general"}}));
     assert_eq!(bare(&out)[1..], [json!({"type": "a"}), json!({"type": "b"})]);
     assert_eq!(s.m.outbox_len(), 0);
 }
@@ -383,7 +383,10 @@ fn queued_messages_expire_when_a_ttl_is_set() {
     let (id, _) = s.send_id(r#"{"type":"1"}"#, false);
     let out = s.advance(1_000);
     assert_eq!(error_codes(&out), ["expired"]);
-    assert!(matches!(&events(&out)[0], Event::Error(e) if e.id.as_deref() == Some(id.as_str())), "it names the frame");
+    assert!(
+        matches!(&events(&out)[0], Event::Error(e) if e.id.as_deref() == Some(wire(id).as_str())),
+        "it names the frame"
+    );
     assert_eq!(s.m.outbox_len(), 0);
 }
 
@@ -393,8 +396,8 @@ fn wanted_rooms_are_joined_again_after_every_reconnect() {
     s.open();
     for room in ["a", "b"] {
         let id = s.m.next_id();
-        s.feed(Input::Join { room: room.into(), id: id.clone() });
-        let out = s.frame(InKind::Other, Some(&id), None, json!({"type": "joined"}));
+        s.feed(Input::Join { room: room.into(), id });
+        let out = s.frame(InKind::Other, Some(&wire(id)), None, json!({"type": "joined"}));
         assert!(out.iter().any(|a| matches!(a, Action::Settle { result: Ok(Some(_)), .. })));
     }
     for _ in 0..3 {
@@ -420,8 +423,9 @@ fn a_refused_join_rejects_and_is_not_retried() {
     let mut s = Sim::new(Config::default());
     s.open();
     let id = s.m.next_id();
-    s.feed(Input::Join { room: "x".into(), id: id.clone() });
-    let out = s.frame(InKind::Error { code: "room_limit".into(), message: "full".into() }, Some(&id), None, json!({}));
+    s.feed(Input::Join { room: "x".into(), id });
+    let out =
+        s.frame(InKind::Error { code: "room_limit".into(), message: "full".into() }, Some(&wire(id)), None, json!({}));
     match out.iter().find(|a| matches!(a, Action::Settle { .. })) {
         Some(Action::Settle { result: Err(e), .. }) => assert_eq!(e.kind.code(), "room_limit"),
         other => panic!("{other:?}"),
@@ -437,25 +441,26 @@ fn requests_resolve_reject_time_out_and_fail_on_loss() {
     let mut s = Sim::new(Config::default());
     s.open();
     let ok = s.m.next_id();
-    s.feed(Input::Request { id: ok.clone(), text: "{}".into(), timeout_ms: Some(1_000) });
-    let out = s.frame(InKind::Other, Some(&ok), None, json!({"type": "reply"}));
+    s.feed(Input::Request { id: ok, text: "{}".into(), timeout_ms: Some(1_000) });
+    let out = s.frame(InKind::Other, Some(&wire(ok)), None, json!({"type": "reply"}));
     assert_eq!(out[0], Action::Settle { id: ok, result: Ok(Some(json!({"type": "reply"}))) });
     assert!(messages(&out).is_empty(), "a reply goes to its promise only");
 
     let bad = s.m.next_id();
-    s.feed(Input::Request { id: bad.clone(), text: "{}".into(), timeout_ms: None });
-    let out = s.frame(InKind::Error { code: "unknown_type".into(), message: "no".into() }, Some(&bad), None, json!({}));
+    s.feed(Input::Request { id: bad, text: "{}".into(), timeout_ms: None });
+    let out =
+        s.frame(InKind::Error { code: "unknown_type".into(), message: "no".into() }, Some(&wire(bad)), None, json!({}));
     assert!(matches!(&out[0], Action::Settle { result: Err(e), .. } if e.kind.code() == "unknown_type"));
 
     let slow = s.m.next_id();
-    s.feed(Input::Request { id: slow.clone(), text: "{}".into(), timeout_ms: Some(500) });
+    s.feed(Input::Request { id: slow, text: "{}".into(), timeout_ms: Some(500) });
     let out = s.advance(500);
     assert!(out
         .iter()
         .any(|a| matches!(a, Action::Settle { id, result: Err(e) } if *id == slow && e.kind == ErrorKind::Timeout)));
 
     let lost = s.m.next_id();
-    s.feed(Input::Request { id: lost.clone(), text: "{}".into(), timeout_ms: None });
+    s.feed(Input::Request { id: lost, text: "{}".into(), timeout_ms: None });
     let out = s.closed(1006, "");
     assert!(out.iter().any(
         |a| matches!(a, Action::Settle { id, result: Err(e) } if *id == lost && e.kind == ErrorKind::Disconnected)
@@ -521,7 +526,7 @@ fn close_ends_everything() {
     let mut s = Sim::new(Config::default());
     s.open();
     let id = s.m.next_id();
-    s.feed(Input::Request { id: id.clone(), text: "{}".into(), timeout_ms: None });
+    s.feed(Input::Request { id, text: "{}".into(), timeout_ms: None });
     let out = s.feed(Input::Close);
     assert_eq!(out[0], Action::CloseSocket { code: 1000, reason: "Client closed" });
     assert!(out
@@ -564,8 +569,8 @@ fn errors_display_their_code_message_close_code_and_id() {
 
 // ---- delivery of the application's frames (issue 13) -------------------------------------------
 
-fn ids(actions: &[Action<Value>]) -> Vec<String> {
-    sends(actions).into_iter().filter_map(|f| f["id"].as_str().map(String::from)).collect()
+fn ids(actions: &[Action<Value>]) -> Vec<Id> {
+    sends(actions).into_iter().filter_map(|f| f["id"].as_str().and_then(frames::parse_id)).collect()
 }
 
 fn rate_limited() -> InKind {
@@ -578,7 +583,6 @@ fn every_frame_gets_an_id_unique_to_the_client() {
     let mut b = Machine::<Value>::new(Config::default(), testkit::rng(8));
     let (x, y) = (a.m.next_id(), b.next_id());
     assert_ne!(x, y, "two clients, two starting points");
-    let (x, y): (u64, u64) = (x.parse().unwrap(), y.parse().unwrap());
     assert!(x.abs_diff(y) > 1_000_000_000 && x < 1 << 53 && y < 1 << 53, "{x} {y}");
     a.open();
     let (id, out) = a.send_id(r#"{"type":"room_message","payload":{"room":"r","data":1}}"#, false);
@@ -591,9 +595,9 @@ fn a_rate_limited_send_is_sent_again_first_and_not_reported() {
     s.open();
     let (a, _) = s.send_id(r#"{"type":"a"}"#, false);
     let (b, _) = s.send_id(r#"{"type":"b"}"#, false);
-    let out = s.frame(rate_limited(), Some(&a), None, json!({}));
+    let out = s.frame(rate_limited(), Some(&wire(a)), None, json!({}));
     assert!(events(&out).is_empty(), "nothing is lost: nothing to report");
-    s.frame(InKind::Other, Some(&b), None, json!({"type": "ack"}));
+    s.frame(InKind::Other, Some(&wire(b)), None, json!({"type": "ack"}));
     let (c, out) = s.send_id(r#"{"type":"c"}"#, false);
     assert!(sends(&out).is_empty(), "held back for the window");
     let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
@@ -606,19 +610,19 @@ fn a_send_refused_for_good_is_reported_with_its_id_or_rejects_its_promise() {
     s.open();
     let (plain, _) = s.send_id(r#"{"type":"room_message"}"#, false);
     let not_member = || InKind::Error { code: "not_member".into(), message: "join first".into() };
-    let out = s.frame(not_member(), Some(&plain), None, json!({}));
+    let out = s.frame(not_member(), Some(&wire(plain)), None, json!({}));
     match &events(&out)[..] {
         [Event::Error(e)] => {
-            assert_eq!((e.kind.code(), e.id.as_deref()), ("not_member", Some(plain.as_str())));
+            assert_eq!((e.kind.code(), e.id.as_deref()), ("not_member", Some(wire(plain).as_str())));
         }
         other => panic!("{other:?}"),
     }
     let (acked, _) = s.send_id(r#"{"type":"room_message"}"#, true);
-    let out = s.frame(not_member(), Some(&acked), None, json!({}));
+    let out = s.frame(not_member(), Some(&wire(acked)), None, json!({}));
     assert!(events(&out).is_empty());
     assert!(matches!(&out[0], Action::Settle { id, result: Err(e) } if *id == acked && e.kind.code() == "not_member"));
     let (ok, _) = s.send_id(r#"{"type":"room_message"}"#, true);
-    let out = s.frame(InKind::Other, Some(&ok), None, json!({"type": "ack"}));
+    let out = s.frame(InKind::Other, Some(&wire(ok)), None, json!({"type": "ack"}));
     assert_eq!(out[0], Action::Settle { id: ok, result: Ok(Some(json!({"type": "ack"}))) });
     assert!(messages(&out).is_empty(), "an ack is not an app message");
 }
@@ -630,10 +634,10 @@ fn after_a_cut_unanswered_sends_go_again_with_their_ids_and_requests_fail() {
     let (a, _) = s.send_id(r#"{"type":"a"}"#, false);
     let (b, _) = s.send_id(r#"{"type":"b"}"#, false);
     let req = s.m.next_id();
-    s.feed(Input::Request { id: req.clone(), text: "{}".into(), timeout_ms: None });
+    s.feed(Input::Request { id: req, text: "{}".into(), timeout_ms: None });
     let leave = s.m.next_id();
-    s.feed(Input::Leave { room: "r".into(), id: leave.clone() });
-    s.frame(InKind::Other, Some(&a), None, json!({"type": "ack"}));
+    s.feed(Input::Leave { room: "r".into(), id: leave });
+    s.frame(InKind::Other, Some(&wire(a)), None, json!({"type": "ack"}));
     let out = s.closed(1006, "");
     assert!(out.iter().any(
         |x| matches!(x, Action::Settle { id, result: Err(e) } if *id == req && e.kind == ErrorKind::Disconnected)
@@ -650,17 +654,90 @@ fn rate_limited_requests_leaves_and_joins_are_sent_again() {
     let mut s = Sim::new(Config::default());
     s.open();
     let req = s.m.next_id();
-    s.feed(Input::Request { id: req.clone(), text: frames::with_id(r#"{"type":"q"}"#, &req), timeout_ms: None });
+    s.feed(Input::Request { id: req, text: frames::with_id(r#"{"type":"q"}"#, req), timeout_ms: None });
     let join = s.m.next_id();
-    s.feed(Input::Join { room: "r".into(), id: join.clone() });
+    s.feed(Input::Join { room: "r".into(), id: join });
     let leave = s.m.next_id();
-    s.feed(Input::Leave { room: "old".into(), id: leave.clone() });
+    s.feed(Input::Leave { room: "old".into(), id: leave });
     for id in [&req, &join, &leave] {
-        let out = s.frame(rate_limited(), Some(id), None, json!({}));
+        let out = s.frame(rate_limited(), Some(&wire(*id)), None, json!({}));
         assert!(!out.iter().any(|a| matches!(a, Action::Settle { .. } | Action::Emit(Event::Error(_)))));
     }
     let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
-    assert_eq!(ids(&out), [join.clone(), leave, req], "the machine's own frames first, then the outbox");
+    assert_eq!(ids(&out), [join, leave, req], "the machine's own frames first, then the outbox");
+}
+
+/// An application's own id (`send({type, id: "mine"})`): its frame carries it as it is, and the
+/// machine tracks it like its own: refusals matched by it, sent again with it after a cut, its
+/// errors and promise name it. The machine remembers the string only while the frame lives.
+#[test]
+fn an_id_the_application_chose_is_tracked_like_the_clients_own() {
+    let mut s = Sim::new(Config::default());
+    s.open();
+    let mine = s.m.app_id("mine".into());
+    let out = s.feed(Input::Send { id: mine, text: r#"{"type":"a","id":"mine"}"#.into(), ack: false });
+    assert_eq!(sends(&out), [json!({"type": "a", "id": "mine"})]);
+    // Refused by the rate limit: not reported, sent again with its id after the window.
+    let out = s.frame(rate_limited(), Some("mine"), None, json!({}));
+    assert!(events(&out).is_empty(), "nothing is lost: nothing to report");
+    let out = s.advance(Config::default().throttle_ms + sender::MARGIN_MS);
+    assert_eq!(sends(&out), [json!({"type": "a", "id": "mine"})]);
+    // Not answered before a cut: sent again with its id.
+    let out = s.closed(1006, "");
+    s.advance(retry_delay(&out).unwrap());
+    let out = s.reopen();
+    assert_eq!(sends(&out), [json!({"type": "a", "id": "mine"})]);
+    // Refused for good: the error names it.
+    let not_member = || InKind::Error { code: "not_member".into(), message: "join first".into() };
+    let out = s.frame(not_member(), Some("mine"), None, json!({}));
+    match &events(&out)[..] {
+        [Event::Error(e)] => assert_eq!((e.kind.code(), e.id.as_deref()), ("not_member", Some("mine"))),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.m.app_ids.is_empty(), "done: forgotten");
+    // Its answer again, or an id this client never sent: an ordinary message.
+    for id in ["mine", "yours", "0123"] {
+        let out = s.frame(InKind::Other, Some(id), None, json!({"type": "x"}));
+        assert_eq!(messages(&out), [json!({"type": "x"})], "{id}");
+    }
+    // With `{ack: true}`: the promise settles with the answer.
+    let acked = s.m.app_id("mine".into());
+    assert_ne!(acked, mine, "a new frame, a new key");
+    s.feed(Input::Send { id: acked, text: r#"{"type":"a","id":"mine"}"#.into(), ack: true });
+    let out = s.frame(InKind::Other, Some("mine"), None, json!({"type": "ack"}));
+    assert_eq!(out[0], Action::Settle { id: acked, result: Ok(Some(json!({"type": "ack"}))) });
+    assert!(s.m.app_ids.is_empty());
+    // An id that reads as one of the client's numbers is that number: nothing to remember.
+    assert_eq!(s.m.app_id("42".into()), 42);
+    assert!(s.m.app_ids.is_empty());
+    let zero = s.m.app_id("042".into());
+    assert_ne!(zero, 42);
+    s.feed(Input::Send { id: zero, text: r#"{"type":"a","id":"042"}"#.into(), ack: true });
+    let out = s.frame(InKind::Other, Some("42"), None, json!({"type": "x"}));
+    assert_eq!(messages(&out).len(), 1, "\"42\" is not \"042\"");
+    let out = s.frame(InKind::Other, Some("042"), None, json!({"type": "ack"}));
+    assert!(matches!(&out[0], Action::Settle { id, result: Ok(_) } if *id == zero));
+}
+
+#[test]
+fn an_app_id_refused_before_it_is_sent_is_named_and_forgotten() {
+    let cfg = Config { outbox: OutboxLimits { max_messages: 1, max_bytes: 1000 }, ..Config::default() };
+    let mut s = Sim::new(cfg);
+    let first = s.m.app_id("first".into());
+    s.feed(Input::Send { id: first, text: r#"{"type":"a","id":"first"}"#.into(), ack: false });
+    let full = s.m.app_id("full".into());
+    let out = s.feed(Input::Send { id: full, text: r#"{"type":"a","id":"full"}"#.into(), ack: true });
+    assert!(matches!(&out[0], Action::Settle { id, result: Err(e) }
+        if *id == full && e.kind == ErrorKind::OutboxFull && e.id.as_deref() == Some("full")));
+    assert_eq!(s.m.app_ids.len(), 1, "only the queued one is remembered");
+    s.feed(Input::Close);
+    assert!(s.m.app_ids.is_empty());
+    let late = s.m.app_id("late".into());
+    let out = s.feed(Input::Send { id: late, text: r#"{"type":"a","id":"late"}"#.into(), ack: false });
+    assert!(
+        matches!(&events(&out)[..], [Event::Error(e)] if e.kind == ErrorKind::Closed && e.id.as_deref() == Some("late"))
+    );
+    assert!(s.m.app_ids.is_empty());
 }
 
 // ---- what a frame means (decided in core::classify; the shell only parses) --------------------

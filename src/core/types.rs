@@ -5,6 +5,11 @@ use alloc::string::String;
 use super::share::{Peer, ShareInput};
 use super::stream::ResyncReason;
 
+/// A frame id inside the machine: the SDK's own ids are numbers, which go on the wire as their
+/// decimal digits (`"id":"123"`); an id the application chose is a key from
+/// [`super::Machine::app_id`]. The strings are made only where a frame or an error needs one.
+pub type Id = u64;
+
 /// The connection state the application sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -293,26 +298,26 @@ pub enum Input<P> {
     /// The page became visible again.
     Visible,
     /// An application frame, already serialized with `id` in it (from
-    /// [`super::Machine::next_id`], or the app's own). `ack`: settle `id` with the server's
+    /// [`super::Machine::next_id`], or the app's own, keyed by [`super::Machine::app_id`]). `ack`: settle `id` with the server's
     /// answer (the `ack`, or the error that refused it for good).
     Send {
-        id: String,
+        id: Id,
         text: String,
         ack: bool,
     },
     /// A request frame carrying `id` (from [`super::Machine::next_id`]).
     Request {
-        id: String,
+        id: Id,
         text: String,
         timeout_ms: Option<u64>,
     },
     Join {
         room: String,
-        id: String,
+        id: Id,
     },
     Leave {
         room: String,
-        id: String,
+        id: Id,
     },
     /// Cross-tab sharing (`Config::share`): the lock, and a message from another tab.
     Share(ShareInput),
@@ -342,7 +347,7 @@ pub enum Action<P> {
     /// Settle the promise of request `id`: with its reply, with nothing (a `leave` while not
     /// connected), or with an error.
     Settle {
-        id: String,
+        id: Id,
         result: Result<Option<P>, Error>,
     },
     /// Sharing: ask for the user's lock (answered by `ShareInput::LockGranted`, at once or when

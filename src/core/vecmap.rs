@@ -68,6 +68,7 @@ impl<K: Ord, V> VecMap<K, V> {
         self.entries.is_empty()
     }
 
+    #[cfg(test)]
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
@@ -84,11 +85,6 @@ impl<K: Ord, V> VecMap<K, V> {
     /// Takes every entry, in key order.
     pub fn take_all(&mut self) -> Vec<(K, V)> {
         core::mem::take(&mut self.entries)
-    }
-
-    /// Keeps the entries whose value passes `keep`.
-    pub fn retain_values(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        self.entries.retain(|(_, v)| keep(v));
     }
 }
 

@@ -15,8 +15,9 @@ use super::oneshot;
 use super::options::Options;
 use super::parse::get;
 use crate::core::config::check_urls;
+use crate::core::frames::u64_to_string;
 use crate::core::gated::Gated;
-use crate::core::{Config, ConfigError, Error, ErrorKind, Event, Input, State};
+use crate::core::{Config, ConfigError, Error, ErrorKind, Event, Id, Input, State};
 use crate::protocol::{ClientMessage, Frame, Joined, ServerMessage};
 
 /// Options for [`Client::new`]: the socket URL, an optional ticket URL and token, and the
@@ -117,24 +118,25 @@ impl Client {
     /// for good comes as an `error` event carrying that id.
     pub fn send<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<String, Error> {
         let id = self.next_id();
-        let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
-        dispatch(&self.shared, Input::Send { id: id.clone(), text, ack: false });
-        Ok(id)
+        let wire_id = u64_to_string(id);
+        let text = to_json(&Frame::new(message).with_id(Some(&wire_id)))?;
+        dispatch(&self.shared, Input::Send { id, text, ack: false });
+        Ok(wire_id)
     }
 
     /// Sends like [`Client::send`] and waits for the server's answer (`ack`), or the error that
     /// refused it for good. Refusals by the rate limit and cuts are not errors: it goes again.
     pub async fn send_acked<D: Serialize>(&self, message: &ClientMessage<D>) -> Result<JsValue, Error> {
         let id = self.next_id();
-        let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
-        reply(self.pending(id.clone(), Input::Send { id, text, ack: true }).await)
+        let text = to_json(&Frame::new(message).with_id(Some(&u64_to_string(id))))?;
+        reply(self.pending(id, Input::Send { id, text, ack: true }).await)
     }
 
     /// Joins a room (and again after every reconnect until [`Client::leave`]): the server's
     /// `joined`, typed.
     pub async fn join(&self, room: &str) -> Result<Joined, Error> {
         let id = self.next_id();
-        let msg = reply(self.pending(id.clone(), Input::Join { room: room.to_owned(), id }).await)?;
+        let msg = reply(self.pending(id, Input::Join { room: room.to_owned(), id }).await)?;
         Joined::deserialize(serde_wasm_bindgen::Deserializer::from(get(&msg, "payload")))
             .map_err(|e| Error::new(ErrorKind::BadFrame, e.to_string()))
     }
@@ -142,7 +144,7 @@ impl Client {
     /// Leaves a room and stops re-joining it.
     pub async fn leave(&self, room: &str) -> Result<(), Error> {
         let id = self.next_id();
-        self.pending(id.clone(), Input::Leave { room: room.to_owned(), id }).await.map(|_| ())
+        self.pending(id, Input::Leave { room: room.to_owned(), id }).await.map(|_| ())
     }
 
     /// Sends a request and waits for the reply with the same id.
@@ -152,16 +154,16 @@ impl Client {
         timeout_ms: Option<u64>,
     ) -> Result<JsValue, Error> {
         let id = self.next_id();
-        let text = to_json(&Frame::new(message).with_id(Some(&id)))?;
-        reply(self.pending(id.clone(), Input::Request { id, text, timeout_ms }).await)
+        let text = to_json(&Frame::new(message).with_id(Some(&u64_to_string(id))))?;
+        reply(self.pending(id, Input::Request { id, text, timeout_ms }).await)
     }
 
-    fn next_id(&self) -> String {
+    fn next_id(&self) -> Id {
         self.shared.update(|d| d.machine.next_id()).unwrap_or_default()
     }
 
     /// Registers a oneshot channel for `id`'s outcome, feeds `input`, and waits.
-    async fn pending(&self, id: String, input: Input<JsValue>) -> Result<Option<JsValue>, Error> {
+    async fn pending(&self, id: Id, input: Input<JsValue>) -> Result<Option<JsValue>, Error> {
         let (tx, rx) = oneshot::channel();
         self.shared.update(|d| d.add_promise(id, Box::new(move |result| tx.send(result))));
         dispatch(&self.shared, input);

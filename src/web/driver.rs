@@ -23,8 +23,7 @@ use crate::core::gated::{Gated, SHARE, SSE};
 use crate::core::share::Role;
 #[cfg(feature = "share")]
 use crate::core::share::ShareInput;
-use crate::core::vecmap::VecMap;
-use crate::core::{Action, Error, ErrorKind, Event, Input, Machine, State};
+use crate::core::{Action, Error, ErrorKind, Event, Id, Input, Machine, State};
 
 pub type Shared = Rc<RefCell<Driver>>;
 
@@ -111,7 +110,8 @@ pub struct Driver {
     pub(crate) js_listeners: Rc<JsValue>,
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
-    promises: VecMap<String, Settler>,
+    /// The promises waiting, by frame id, in the order made (a few: a list, not a map).
+    promises: Vec<(Id, Settler)>,
     /// Actions not performed yet. A listener that calls the client while actions are being
     /// performed adds its own after them: side effects keep the machine's order.
     queue: Vec<Action<JsValue>>,
@@ -121,7 +121,7 @@ pub struct Driver {
 impl Drop for Driver {
     /// A client freed without `close()`: its promises are rejected, not left pending.
     fn drop(&mut self) {
-        for (_, settle) in self.promises.take_all() {
+        for (_, settle) in std::mem::take(&mut self.promises) {
             settle(Err(Error::new(ErrorKind::Closed, "the client was freed")));
         }
     }
@@ -189,7 +189,7 @@ impl Driver {
             js_listeners: Rc::new(resock_listeners()),
             rust_listeners: Vec::new(),
             next_listener: 0,
-            promises: VecMap::new(),
+            promises: Vec::new(),
             queue: Vec::new(),
             performing: false,
         }))
@@ -205,8 +205,8 @@ impl Driver {
         self.rust_listeners.retain(|(i, _)| *i != id);
     }
 
-    pub(crate) fn add_promise(&mut self, id: String, settle: Settler) {
-        self.promises.insert(id, settle);
+    pub(crate) fn add_promise(&mut self, id: Id, settle: Settler) {
+        self.promises.push((id, settle));
     }
 }
 
@@ -413,7 +413,9 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         }
         Action::Emit(event) => emit(shared, &event),
         Action::Settle { id, result } => {
-            if let Some(settle) = shared.update(|d| d.promises.remove(&id)).flatten() {
+            let taken =
+                shared.update(|d| d.promises.iter().position(|(i, _)| *i == id).map(|at| d.promises.remove(at)));
+            if let Some((_, settle)) = taken.flatten() {
                 settle(result);
             }
         }
@@ -470,7 +472,7 @@ fn release(shared: &Shared) {
             }
             resock_emit(&d.js_listeners, -1, &JsValue::UNDEFINED);
             d.rust_listeners.clear();
-            d.promises.take_all()
+            std::mem::take(&mut d.promises)
         })
         .unwrap_or_default();
     for (_, settle) in promises {
