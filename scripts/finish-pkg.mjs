@@ -40,6 +40,10 @@ function pageUrls(o) {
         ? { ...o, url: r(o.url).replace(/^http/, "ws"), ticketUrl: o.ticketUrl && r(o.ticketUrl), sseUrl: o.sseUrl && r(o.sseUrl) }
         : o;
 }
+// on(event, listener) in JS (src/bindings.rs js_listeners): checked and added by fast.js's resock_on.
+Client.prototype.on = function (event, listener) {
+    return resock_on(this.__listeners, event, listener);
+};
 // A clear Error for a method called on a freed Client; free() twice is a no-op.
 const P = Client.prototype;
 for (const k of Object.getOwnPropertyNames(P)) {
@@ -52,17 +56,115 @@ for (const k of Object.getOwnPropertyNames(P)) {
 }
 if (Symbol.dispose) P[Symbol.dispose] = P.free;
 `;
-// wasm-bindgen's long warnings, shorter (bytes of the size budget); skipped when absent.
-for (const [from, to] of [
-  [
-    "`WebAssembly.instantiateStreaming` failed because your server does not serve Wasm with `application/wasm` MIME type. Falling back to `WebAssembly.instantiate` which is slower. Original error:\\n",
-    "resock: serve .wasm as application/wasm (a slower load now):",
-  ],
-  ["using deprecated parameters for `initSync()`; pass a single object instead", "resock: initSync({module}) is the form"],
-  ["using deprecated parameters for the initialization function; pass a single object instead", "resock: init({module_or_path}) is the form"],
-]) {
-  js = js.split(from).join(to);
+// wasm-bindgen's init and initSync, shorter (bytes of the size budget), for the same inputs:
+// `init()` fetches resock_bg.wasm beside this file; `init({module_or_path})` or `init(x)` takes
+// a URL, a string, a Request, a Response (or a promise of one), bytes or a WebAssembly.Module; a
+// failed load can be retried; a Response with the wrong MIME type is read whole, with a warning.
+// `initSync({module})` or `initSync(x)` takes bytes or a Module. Both return the exports.
+{
+  const from = js.indexOf("async function __wbg_load(module, imports) {");
+  const end = "export { initSync, __wbg_init as default };";
+  const to = js.indexOf(end);
+  if (from < 0 || to < from || js.indexOf(end, to + 1) >= 0) fail("expected wasm-bindgen's __wbg_load ... export { initSync, __wbg_init as default }");
+  js =
+    js.slice(0, from) +
+    `// resock (scripts/finish-pkg.mjs): wasm-bindgen's init and initSync, shorter, for the same inputs.
+const __resock_arg = (a, key) => (a && Object.getPrototypeOf(a) === Object.prototype ? a[key] : a);
+function initSync(module) {
+    if (wasm === undefined) {
+        module = __resock_arg(module, "module");
+        if (!(module instanceof WebAssembly.Module)) module = new WebAssembly.Module(module);
+        __wbg_finalize_init(new WebAssembly.Instance(module, __wbg_get_imports()));
+    }
+    return wasm;
 }
+let __resock_loading;
+async function __wbg_init(module_or_path) {
+    return wasm ?? (__resock_loading ??= __resock_load(__resock_arg(module_or_path, "module_or_path")).catch((e) => {
+        __resock_loading = undefined;
+        throw e;
+    }));
+}
+async function __resock_load(m) {
+    const imports = __wbg_get_imports();
+    m = await (m ?? new URL("resock_bg.wasm", import.meta.url));
+    if (typeof m == "string" || m instanceof URL || (typeof Request == "function" && m instanceof Request)) m = await fetch(m);
+    if (typeof Response == "function" && m instanceof Response) {
+        if (!m.ok) throw new Error(\`failed to fetch Wasm: \${m.status} \${m.statusText} fetching '\${m.url}'\`);
+        if (WebAssembly.instantiateStreaming)
+            try {
+                return __wbg_finalize_init((await WebAssembly.instantiateStreaming(m, imports)).instance);
+            } catch (e) {
+                if (!/^(basic|cors|default)$/.test(m.type) || m.headers.get("Content-Type") == "application/wasm") throw e;
+                console.warn("resock: serve .wasm as application/wasm (a slower load now):", e);
+            }
+        m = await m.arrayBuffer();
+    }
+    const r = await WebAssembly.instantiate(m, imports);
+    return __wbg_finalize_init(r.instance || r);
+}
+` +
+    js.slice(to);
+}
+// The raw exports that fast.js calls (`exports.__resock_message`, `exports.__resock_drop`) are
+// not API: their JS wrappers, and their export from the module, go.
+for (const name of ["__resock_drop", "__resock_message"]) {
+  const re = new RegExp(`\\n(/\\*\\*(?:(?!\\*/)[\\s\\S])*\\*/\\n)?export function ${name}\\([^)]*\\) \\{\\n[^\\n]*\\n\\}\\n`, "g");
+  const n = (js.match(re) || []).length;
+  if (n !== 1) fail(`expected one JS wrapper of ${name}, found ${n}`);
+  js = js.replace(re, "\n");
+}
+// wasm-bindgen's string passing: every call passes `realloc`, so its branch for none goes; and
+// TextEncoder's `encodeInto` needs no polyfill where this wasm runs at all (its bulk-memory and
+// nontrapping-float-to-int need Safari 15, Chrome 75, Firefox 64, Node 12: encodeInto is older).
+{
+  const calls = js.match(/passStringToWasm0\([^)]*\)/g) || [];
+  if (calls.some((c) => c.split(",").length !== 3)) fail("a passStringToWasm0 call without realloc");
+}
+js = replaceOnce(
+  js,
+  `    if (realloc === undefined) {
+        const buf = cachedTextEncoder.encode(arg);
+        const ptr = malloc(buf.length, 1) >>> 0;
+        getUint8ArrayMemory0().subarray(ptr, ptr + buf.length).set(buf);
+        WASM_VECTOR_LEN = buf.length;
+        return ptr;
+    }
+`,
+  "",
+  "passStringToWasm0's branch without realloc",
+);
+js = replaceOnce(
+  js,
+  `if (!('encodeInto' in cachedTextEncoder)) {
+    cachedTextEncoder.encodeInto = function (arg, view) {
+        const buf = cachedTextEncoder.encode(arg);
+        view.set(buf);
+        return {
+            read: arg.length,
+            written: buf.length
+        };
+    };
+}
+`,
+  "",
+  "the encodeInto polyfill",
+);
+// `isKnownMessage` is fast.js's `resock_is_known` (src/bindings.rs says why): imported from the
+// snippet beside the others and exported; `on` calls its `resock_on` (below).
+{
+  const re = /^import \{ ([^}]*) \} from '(\.\/snippets\/[^']*\/src\/web\/fast\.js)';$/m;
+  const m = js.match(re);
+  if (!m) fail("no import from the snippet fast.js");
+  const names = m[1].split(", ");
+  for (const name of ["resock_is_known", "resock_on"]) if (!names.includes(name)) names.push(name);
+  js = js.replace(re, `import { ${names.join(", ")} } from '${m[2]}';`) + "\nexport { resock_is_known as isKnownMessage };\n";
+}
+// wasm-bindgen's own `Symbol.dispose` (the unguarded free): set again below, to the guarded one.
+js = replaceOnce(js, "if (Symbol.dispose) Client.prototype[Symbol.dispose] = Client.prototype.free;\n", "", "Client's Symbol.dispose");
+js = replaceOnce(js, "let wasmModule, wasmInstance, wasm;", "let wasm;", "wasm's declaration");
+js = replaceOnce(js, "    wasmInstance = instance;\n", "", "wasmInstance");
+js = replaceOnce(js, "    wasmModule = module;\n", "", "wasmModule");
 writeFileSync(jsPath, js);
 
 const dtsPath = join(dir, "resock.d.ts");

@@ -6,9 +6,8 @@ use js_sys::{Function, Object, Promise, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::core::frames::{concat, u64_to_string, with_id};
+use crate::core::frames::{u64_to_string, with_id};
 use crate::core::{Id, Input};
-use crate::protocol::is_app_kind;
 use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
 use crate::web::options::Options;
 use crate::web::parse::{get, set};
@@ -40,28 +39,11 @@ impl Client {
         Ok(Client { shared: Driver::new(opts) })
     }
 
-    /// Adds a listener; returns the function that removes it.
-    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<Function, JsValue> {
-        let Some(event) = event.as_string() else {
-            return Err(type_error("resock: on(event, listener) needs a string event"));
-        };
-        let event = event.as_str();
-        let Some(listener) = listener.dyn_ref::<Function>() else {
-            return Err(type_error("resock: on(event, listener) needs a function"));
-        };
-        let Some(set) = self.shared.read(|d| d.listeners(event).cloned()).flatten() else {
-            return Err(type_error(&concat(&[
-                "resock: unknown event \"",
-                event,
-                "\"; events are message, state, error, resync, retry",
-            ])));
-        };
-        set.add(listener);
-        // The unsubscribe function is `Set.prototype.delete` bound to this set and listener:
-        // plain JS (no Rust closure to leak if it is never called, no eval for a strict CSP).
-        let delete: Function = get(&js_sys::Set::new(&JsValue::UNDEFINED), "delete").dyn_into()?;
-        let off: JsValue = delete.bind1(&set, listener).into();
-        Ok(off.unchecked_into())
+    /// The JS listener sets (`fast.js`), for `on`: the package's glue defines `on` in JS with
+    /// them (scripts/finish-pkg.mjs; `Client::on` below is the same for Rust callers).
+    #[wasm_bindgen(getter, js_name = __listeners)]
+    pub fn js_listeners(&self) -> JsValue {
+        self.shared.read(|d| (*d.js_listeners).clone()).unwrap_or_default()
     }
 
     /// Starts connecting (idempotent). A closed client stays closed: create a new one.
@@ -164,6 +146,14 @@ impl Client {
 }
 
 impl Client {
+    /// Adds a listener; returns the function that removes it.
+    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<Function, JsValue> {
+        // Checked and added by `fast.js` (`resock_on`): TypeErrors for a non-string event, an
+        // unknown one, a listener that is not a function.
+        let sets = self.shared.read(|d| d.js_listeners.clone()).unwrap_or_default();
+        crate::web::parse::resock_on(&sets, &event, &listener)
+    }
+
     fn promise(&self, input: impl FnOnce(Id) -> Input<JsValue>) -> Promise {
         let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
         self.promise_for(id, input(id))
@@ -206,9 +196,6 @@ pub fn live_handles_js() -> usize {
     crate::web::driver::live_handles()
 }
 
-/// True for a message of a type this version knows (a TypeScript type guard). The types are
-/// `protocol::SERVER_TYPES`' room and user-stream ones.
-#[wasm_bindgen(js_name = isKnownMessage, skip_typescript)]
-pub fn is_known_message(message: &JsValue) -> bool {
-    get(message, "type").as_string().is_some_and(|t| is_app_kind(&t))
-}
+// `isKnownMessage` (declared in bindings.d.ts) is `fast.js`'s `resock_is_known`, exported by the
+// package's glue (scripts/finish-pkg.mjs): a list of names in JS, checked against
+// `protocol::SERVER_TYPES` by src/contract.rs, instead of that table and a call into wasm.

@@ -9,6 +9,7 @@ use crate::core::{ErrorKind, ResyncReason, State};
 use crate::protocol::{is_app_kind, SERVER_TYPES};
 
 const DTS: &str = include_str!("bindings.d.ts");
+const FAST_JS: &str = include_str!("web/fast.js");
 
 /// The text from `start` to the first `end` after it.
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
@@ -68,4 +69,21 @@ fn states_resync_reasons_and_event_names_match() {
         .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_string()))
         .collect();
     assert_eq!(events, set(EVENT_NAMES), "ClientEvents");
+}
+
+/// `fast.js` writes out the core's special message types and event names, in their order.
+#[test]
+fn fast_js_lists_the_cores_types_and_events() {
+    let types: Vec<&str> = crate::core::classify::Special::ALL.iter().map(|s| s.as_str()).collect();
+    let line = format!("const types = \"{}\".split(\" \");", types.join(" "));
+    assert!(FAST_JS.contains(&line), "fast.js needs `{line}`");
+    let line = format!("const events = \"{}\".split(\" \");", EVENT_NAMES.join(" "));
+    assert!(FAST_JS.contains(&line), "fast.js needs `{line}`");
+}
+
+/// `fast.js` lists the types `isKnownMessage` knows: `SERVER_TYPES`' room and user-stream ones.
+#[test]
+fn fast_js_lists_the_app_types() {
+    let line = between(FAST_JS, "const appTypes = \"", "\"");
+    assert_eq!(set(line.split(' ')), set(SERVER_TYPES.iter().map(|(t, _)| *t).filter(|t| is_app_kind(t))));
 }

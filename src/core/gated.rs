@@ -8,13 +8,23 @@ pub(crate) const SHARE: bool = cfg!(feature = "share");
 /// The SSE fallback is compiled in (`core::transport`).
 pub(crate) const SSE: bool = cfg!(feature = "sse");
 
-/// `Some` only when `ON` (a feature constant above) is true.
-pub(crate) struct Gated<T, const ON: bool>(Option<T>);
+/// `Some` only when `ON` (a feature constant above) is true. Held in a `ManuallyDrop` and
+/// dropped by hand only when `ON`: a build without the feature then keeps none of `T`'s drop
+/// code (the lean build's driver held the sharing and SSE handles' drops, and their imports).
+pub(crate) struct Gated<T, const ON: bool>(core::mem::ManuallyDrop<Option<T>>);
+
+impl<T, const ON: bool> Drop for Gated<T, ON> {
+    fn drop(&mut self) {
+        if ON {
+            drop(Option::take(&mut self.0));
+        }
+    }
+}
 
 impl<T, const ON: bool> Gated<T, ON> {
     /// `value`, or nothing in a build without the feature.
     pub(crate) fn new(value: Option<T>) -> Self {
-        Gated(if ON { value } else { None })
+        Gated(core::mem::ManuallyDrop::new(if ON { value } else { None }))
     }
 
     #[inline(always)]

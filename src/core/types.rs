@@ -207,7 +207,9 @@ pub enum InKind {
     Other,
 }
 
-/// The event names of the JavaScript API's `on()`, in the order of [`Event::name`].
+/// The event names of the JavaScript API's `on()`, in the order of [`Event::index`]. Read by the
+/// tests: `fast.js` writes them out (src/contract.rs checks it).
+#[cfg_attr(not(test), allow(dead_code))]
 pub const EVENT_NAMES: [&str; 5] = ["message", "state", "error", "resync", "retry"];
 
 /// Events for the application.
@@ -234,6 +236,17 @@ impl<P> Event<P> {
             Event::Error(_) => "error",
             Event::Resync(_) => "resync",
             Event::Retry { .. } => "retry",
+        }
+    }
+
+    /// Its index in [`EVENT_NAMES`] (the shell keeps the JS listener sets in that order).
+    pub fn index(&self) -> usize {
+        match self {
+            Event::Message(_) => 0,
+            Event::State(_) => 1,
+            Event::Error(_) => 2,
+            Event::Resync(_) => 3,
+            Event::Retry { .. } => 4,
         }
     }
 }
@@ -355,4 +368,23 @@ pub enum Action<P> {
     OpenRelay {
         attempt: u32,
     },
+}
+
+#[cfg(test)]
+mod event_index_tests {
+    use super::*;
+
+    #[test]
+    fn an_events_index_names_it_in_event_names() {
+        let events: [Event<()>; 5] = [
+            Event::Message(()),
+            Event::State(State::Open),
+            Event::Error(Error::new(ErrorKind::Closed, "x")),
+            Event::Resync(ResyncReason::Gap),
+            Event::Retry { attempt: 1, delay_ms: 1 },
+        ];
+        for e in &events {
+            assert_eq!(EVENT_NAMES[e.index()], e.name());
+        }
+    }
 }

@@ -12,10 +12,11 @@ use wasm_bindgen::JsValue;
 
 use super::driver::{dispatch, Driver, RustListener, Shared, SharedExt};
 use super::oneshot;
-use super::options::{Options, TokenSource};
+use super::options::Options;
 use super::parse::get;
 use crate::core::config::check_urls;
 use crate::core::frames::u64_to_string;
+use crate::core::gated::Gated;
 use crate::core::{Config, ConfigError, Error, ErrorKind, Event, Id, Input, State};
 use crate::protocol::{ClientMessage, Frame, Joined, ServerMessage};
 
@@ -67,10 +68,10 @@ impl Client {
         let opts = Options {
             url: options.url,
             ticket_url: options.ticket_url,
-            token: options.token.map_or(TokenSource::None, TokenSource::Fixed),
+            token: options.token.map_or(JsValue::UNDEFINED, |t| JsValue::from_str(&t)),
             config: options.config,
-            share: None,
-            sse: None,
+            share: Gated::new(None),
+            sse: Gated::new(None),
         };
         Ok(Client { shared: Driver::new(opts) })
     }

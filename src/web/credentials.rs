@@ -7,12 +7,12 @@
 //! wrong: a Rust `async` chain over `JsFuture` and `spawn_local` cost about 7 KB of the wasm
 //! (issue 11, docs/SIZE.md).
 
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use super::options::{Options, TokenSource};
+use super::options::Options;
 use super::parse::get;
+use super::socket::Handler;
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
@@ -27,22 +27,25 @@ pub(crate) struct CredentialError {
 }
 
 /// Gets one attempt's credentials and calls `done` once, later (never before this returns),
-/// with the URL to open. The callback is a one-shot closure, freed when it is called.
-pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, CredentialError>) + 'static) {
-    let token = match &opts.token {
-        TokenSource::None => JsValue::UNDEFINED,
-        TokenSource::Fixed(t) => JsValue::from_str(t),
-        TokenSource::Provider(f) => f.clone().into(),
-    };
+/// with the URL to open. The callback is the shell's one closure type ([`Handler`]), which the
+/// caller holds until the next attempt or the end (a call after it is freed does nothing:
+/// `fast.js` catches it).
+pub(crate) fn socket_url(opts: &Options, done: impl FnOnce(Result<String, CredentialError>) + 'static) -> Handler {
     let ticket_url = opts.ticket_url.as_deref().map_or(JsValue::UNDEFINED, JsValue::from_str);
-    let done = Closure::once_into_js(move |got: JsValue| done(outcome(&got)));
-    resock_credentials(&JsValue::from_str(&opts.url), &token, &ticket_url, &done);
+    let mut done = Some(done);
+    let f = Handler::new(move |got: JsValue| {
+        if let Some(done) = done.take() {
+            done(outcome(&got));
+        }
+    });
+    resock_credentials(&JsValue::from_str(&opts.url), &opts.token, &ticket_url, f.as_ref());
+    f
 }
 
-/// `{url}`, or `{status}` (not a 2xx), or `{message}` (see `fast.js`).
+/// The URL (a string), or the status (a number: not a 2xx), or `{message}` (see `fast.js`).
 fn outcome(got: &JsValue) -> Result<String, CredentialError> {
-    get(got, "url").as_string().ok_or_else(|| CredentialError {
-        status: get(got, "status").as_f64().map(|s| s as u16),
+    got.as_string().ok_or_else(|| CredentialError {
+        status: got.as_f64().map(|s| s as u16),
         message: get(got, "message").as_string().unwrap_or_default(),
     })
 }

@@ -6,24 +6,23 @@ use std::rc::{Rc, Weak};
 #[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use js_sys::{Function, Object, Set};
+use js_sys::{Function, Object};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
 use super::credentials::socket_url;
 use super::lifecycle::{Lifecycle, PageEvent};
 use super::options::Options;
-use super::parse::{parse, resock_emit, set};
+use super::parse::{parse, resock_emit, resock_listeners, set};
 #[cfg(feature = "share")]
 use super::share::{decode, FromTab};
 use super::share::{Relay, Tabs};
-use super::socket::{Socket, SocketEvent, Timer};
+use super::socket::{Handler, Socket, SocketEvent, Timer};
 use super::sse::SseStream;
 use crate::core::gated::{Gated, SHARE, SSE};
 use crate::core::share::Role;
 #[cfg(feature = "share")]
 use crate::core::share::ShareInput;
-use crate::core::types::EVENT_NAMES;
 use crate::core::{Action, Error, ErrorKind, Event, Id, Input, Machine, State};
 
 pub type Shared = Rc<RefCell<Driver>>;
@@ -95,6 +94,8 @@ pub struct Driver {
     opts: Rc<Options>,
     socket: Option<Counted<Socket>>,
     socket_url: Option<(u32, String)>,
+    /// The callback of the last attempt's credentials (`web/credentials.rs`).
+    credentials: Option<Handler>,
     timer: Option<Counted<Timer>>,
     lifecycle: Option<Counted<Lifecycle>>,
     /// Sharing: the lock and channel, and a follower's relay (its socket).
@@ -103,9 +104,10 @@ pub struct Driver {
     relay: Gated<Counted<Relay>, SHARE>,
     /// The SSE fallback's stream (in place of `socket`).
     sse: Gated<Counted<SseStream>, SSE>,
-    /// One JS `Set` of listener functions per event name, in the order of [`EVENT_NAMES`].
-    /// (An `Rc`, so that `emit` holds them past the borrow without a JS call.)
-    js_listeners: Rc<[Set; 5]>,
+    /// The JS listeners: an array of one JS `Set` of functions per event name, in the order of
+    /// [`crate::core::types::EVENT_NAMES`] (`fast.js`). (An `Rc`, so that `emit` holds it past the borrow without a
+    /// JS call.)
+    pub(crate) js_listeners: Rc<JsValue>,
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,
     /// The promises waiting, by frame id, in the order made (a few: a list, not a map).
@@ -125,17 +127,13 @@ impl Drop for Driver {
     }
 }
 
-fn listener_set<'a>(sets: &'a [Set; 5], event: &str) -> Option<&'a Set> {
-    EVENT_NAMES.iter().position(|e| *e == event).and_then(|i| sets.get(i))
-}
-
 fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
-    fn resock_later(exports: &JsValue);
+    fn resock_later();
     fn resock_error(thrown: bool, code: &str, message: &str, close_code: Option<u16>, id: Option<&str>) -> JsValue;
 }
 
@@ -160,7 +158,7 @@ fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
         })
     });
     if first.ok().flatten() == Some(true) {
-        resock_later(&wasm_bindgen::exports());
+        resock_later();
     }
 }
 
@@ -175,36 +173,26 @@ pub fn __resock_drop() {
 
 impl Driver {
     pub fn new(opts: Options) -> Shared {
-        super::parse::init_types();
+        super::parse::init();
         let rng = Box::new(js_sys::Math::random);
         Rc::new(RefCell::new(Driver {
             machine: Machine::new(opts.config, rng),
             opts: Rc::new(opts),
             socket: None,
             socket_url: None,
+            credentials: None,
             timer: None,
             lifecycle: None,
             tabs: Gated::new(None),
             relay: Gated::new(None),
             sse: Gated::new(None),
-            js_listeners: Rc::new([
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-                Set::new(&JsValue::UNDEFINED),
-            ]),
+            js_listeners: Rc::new(resock_listeners()),
             rust_listeners: Vec::new(),
             next_listener: 0,
             promises: Vec::new(),
             queue: Vec::new(),
             performing: false,
         }))
-    }
-
-    /// The listener set of an event name, if it is one.
-    pub fn listeners(&self, event: &str) -> Option<&Set> {
-        listener_set(&self.js_listeners, event)
     }
 
     pub fn add_rust_listener(&mut self, f: RustListener) -> u64 {
@@ -305,7 +293,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             let Some(opts) = shared.read(|d| d.opts.clone()) else { return };
             let weak = Rc::downgrade(shared);
             // Called with no borrow held: a token provider may call the client.
-            socket_url(&opts, move |result| {
+            let f = socket_url(&opts, move |result| {
                 let Some(shared) = weak.upgrade() else { return };
                 let input = match result {
                     Ok(url) => {
@@ -316,6 +304,8 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 };
                 dispatch(&shared, input);
             });
+            let old = shared.update(|d| d.credentials.replace(f));
+            defer_drop(old);
         }
         Action::OpenSocket { attempt } => {
             let url = match shared.update(|d| d.socket_url.take()).flatten() {
@@ -344,8 +334,11 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
             }
         }
         Action::CloseSocket { code, reason } => {
-            let others = shared.update(|d| (d.relay.take(), d.sse.take()));
-            defer_drop(others);
+            // (Both are always empty in a build without their features: nothing to drop then.)
+            if SHARE || SSE {
+                let others = shared.update(|d| (d.relay.take(), d.sse.take()));
+                defer_drop(others);
+            }
             let sock = shared.update(|d| d.socket.take()).flatten();
             if let Some(sock) = &sock {
                 sock.0.close(code, reason);
@@ -376,7 +369,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
         }
         #[cfg(feature = "sse")]
         Action::OpenSse { attempt, resume } => {
-            let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.clone())) {
+            let (url, sse) = match shared.update(|d| (d.socket_url.take(), d.opts.sse.as_ref().cloned())) {
                 Some((Some((a, url)), Some(sse))) if a == attempt => (url, sse),
                 _ => return,
             };
@@ -436,7 +429,9 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
 /// frames relayed down to the relay.
 #[cfg(feature = "share")]
 fn open_tabs(shared: &Shared) {
-    let Some((Some(name), Some(me))) = shared.read(|d| (d.opts.share.clone(), d.machine.tab_id())) else { return };
+    let Some((Some(name), Some(me))) = shared.read(|d| (d.opts.share.as_ref().cloned(), d.machine.tab_id())) else {
+        return;
+    };
     let weak = Rc::downgrade(shared);
     let on_peer = move |msg: JsValue| {
         let Some(shared) = weak.upgrade() else { return };
@@ -469,17 +464,13 @@ fn open_tabs(shared: &Shared) {
 fn release(shared: &Shared) {
     let promises = shared
         .update(|d| {
-            defer_drop((
-                d.socket.take(),
-                d.timer.take(),
-                d.lifecycle.take(),
-                d.relay.take(),
-                d.tabs.take(),
-                d.sse.take(),
-            ));
-            for set in d.js_listeners.iter() {
-                set.clear();
+            let kept = (d.socket.take(), d.timer.take(), d.lifecycle.take(), d.credentials.take());
+            if SHARE || SSE {
+                defer_drop((kept, d.relay.take(), d.tabs.take(), d.sse.take()));
+            } else {
+                defer_drop(kept);
             }
+            resock_emit(&d.js_listeners, -1, &JsValue::UNDEFINED);
             d.rust_listeners.clear();
             std::mem::take(&mut d.promises)
         })
@@ -516,7 +507,6 @@ fn event_value(event: &Event<JsValue>) -> Option<JsValue> {
 }
 
 fn emit(shared: &Shared, event: &Event<JsValue>) {
-    let name = event.name();
     let Some((sets, rust)) = shared.read(|d| {
         let sets = d.js_listeners.clone();
         let rust = if d.rust_listeners.is_empty() {
@@ -528,13 +518,12 @@ fn emit(shared: &Shared, event: &Event<JsValue>) {
     }) else {
         return;
     };
-    if let Some(js) = listener_set(&sets, name) {
-        // The listeners as the set is now; one that throws does not stop the others (fast.js).
-        match (event, event_value(event)) {
-            (Event::Message(m), _) => resock_emit(js, m),
-            (_, Some(v)) => resock_emit(js, &v),
-            (_, None) => {}
-        }
+    // The listeners as the set is now; one that throws does not stop the others (fast.js).
+    let i = event.index() as i32;
+    match (event, event_value(event)) {
+        (Event::Message(m), _) => resock_emit(&sets, i, m),
+        (_, Some(v)) => resock_emit(&sets, i, &v),
+        (_, None) => {}
     }
     for f in rust {
         if let Ok(mut f) = f.try_borrow_mut() {

@@ -5,12 +5,16 @@
 // wasm memory; here the keys are literals. It reads and carries values: what they mean is
 // decided in Rust (src/core/classify.rs).
 
-let types = [];
+// The type names the core decides (classify::Special::ALL, in order; src/contract.rs checks
+// this line): `type` is answered as an index into this list, so the string never has to be
+// copied into wasm memory.
+const types = "ping pong welcome resumed error".split(" ");
 
-// The type names the core decides (classify::Special::ALL, in order): `type` is answered as
-// an index into this list, so the string never has to be copied into wasm memory.
-export function resock_types(names) {
-  types = names;
+// The wasm module's exports (the raw `__resock_message` and `__resock_drop`), given by every new
+// client (src/web/parse.rs init).
+let exports;
+export function resock_init(wasmExports) {
+  exports = wasmExports;
 }
 
 // The index of `t` in `types`, or -1. A loop of `===`, not a Map: a type string fresh from
@@ -78,10 +82,36 @@ export function resock_current() {
   return current;
 }
 
-// Calls every listener of `set` with `value`, as the set was when the event began (one listed
-// during the call waits for the next event), without building an array in the common case of
-// one listener. One listener's exception does not stop the others.
-export function resock_emit(set, value) {
+// The event names, in the order of the core's EVENT_NAMES (src/contract.rs checks this line).
+const events = "message state error resync retry".split(" ");
+
+// A client's JS listeners (src/web/driver.rs): one Set per event name, in the order of `events`.
+export function resock_listeners() {
+  return events.map(() => new Set());
+}
+
+// `client.on(event, listener)`: adds the listener and returns the function that removes it,
+// `Set.prototype.delete` bound to its set and listener (plain JS: nothing to leak if it is never
+// called, no eval for a strict CSP). A TypeError for anything but a known event and a function.
+export function resock_on(sets, event, f) {
+  const fail = (text) => {
+    throw new TypeError("resock: " + text);
+  };
+  if (typeof event != "string") fail("on(event, listener) needs a string event");
+  if (typeof f != "function") fail("on(event, listener) needs a function");
+  const set = sets[events.indexOf(event)];
+  if (!set) fail(`unknown event "${event}"; events are ${events.join(", ")}`);
+  set.add(f);
+  return set.delete.bind(set, f);
+}
+
+// Calls every listener of the i-th set with `value`, as the set was when the event began (one
+// listed during the call waits for the next event), without building an array in the common case
+// of one listener. One listener's exception does not stop the others. i < 0: the client is
+// closed, every set is emptied.
+export function resock_emit(sets, i, value) {
+  if (i < 0) return sets.forEach((s) => s.clear());
+  const set = sets[i];
   const n = set.size;
   if (n === 0) return;
   if (n === 1) {
@@ -221,8 +251,8 @@ export function resock_sse_close(h) {
 // provider function is called, and awaited when it returns a promise); then, with a ticket URL, a
 // fresh ticket (a POST with the token as a bearer, answered with JSON {ticket}) in the URL's
 // query as `ticket`, or else the token, if any, as `token`. Calls `done` once, always after a
-// microtask: with {url}, or {status} (the ticket URL answered with a status that is not a 2xx),
-// or {message} (what else went wrong).
+// microtask: with the URL (a string), or the status (a number: the ticket URL answered with one
+// that is not a 2xx), or {message} (what else went wrong).
 export async function resock_credentials(url, token, ticketUrl, done) {
   const withQuery = (key, value) => url + (url.includes("?") ? "&" : "?") + key + "=" + encodeURIComponent(value);
   let why = "the token provider threw: ";
@@ -237,27 +267,29 @@ export async function resock_credentials(url, token, ticketUrl, done) {
         }
         if (token != null && typeof token != "string") return { message: "the token provider must return a string" };
       }
-      if (ticketUrl === undefined) return { url: token == null ? url : withQuery("token", token) };
+      if (ticketUrl === undefined) return token == null ? url : withQuery("token", token);
       why = "the ticket request failed: ";
       const init = { method: "POST" };
       if (token != null) init.headers = { authorization: "Bearer " + token };
       const r = await fetch(ticketUrl, init);
-      if (!r.ok) return { status: r.status };
+      if (!r.ok) return r.status;
       why = "";
       const ticket = (await r.json())?.ticket;
       return typeof ticket == "string"
-        ? { url: withQuery("ticket", ticket) }
+        ? withQuery("ticket", ticket)
         : { message: "the ticket URL's answer has no string `ticket`" };
     })();
   } catch (e) {
     got = { message: why ? why + ((typeof e == "string" ? e : e?.message) ?? "unknown error") : "the ticket URL did not answer JSON" };
   }
-  done(got);
+  try {
+    done(got);
+  } catch {} // freed: the attempt is over (src/web/credentials.rs)
 }
 
 // Calls wasm's `__resock_drop` in a microtask: browser resources are dropped there, after the
 // handler that let them go has returned (src/web/driver.rs `defer_drop`).
-export function resock_later(exports) {
+export function resock_later() {
   queueMicrotask(exports.__resock_drop);
 }
 
@@ -296,4 +328,89 @@ export function resock_error(thrown, code, message, closeCode, id) {
   if (closeCode !== undefined) e.closeCode = closeCode;
   if (id !== undefined) e.id = id;
   return e;
+}
+
+// `new Client(options)`'s options, read and type-checked here (src/web/options.rs has the rest:
+// the URLs' checks and the limits, decided by the core). A wrong type is a TypeError naming the
+// option; else [url, ticketUrl, token, share, sseUrl, sseSendUrl, ...numbers], the numbers in the
+// order of NUMBERS, -1 when not given, -2 for `heartbeat: false` and `sendRate: null`.
+// `share` and `sse`: whether this build has them (else the options are refused by name).
+const NUMBERS =
+  "reconnect.initialDelayMs reconnect.maxDelayMs reconnect.maxAttempts heartbeatGraceMs requestTimeoutMs stableAfterMs connectTimeoutMs sendRate.max sendRate.windowMs outbox.maxMessages outbox.maxBytes outbox.ttlMs sseProbeMs".split(" ");
+export function resock_options(o, share, sse) {
+  const fail = (text) => {
+    throw new TypeError("resock: " + text);
+  };
+  const bad = (path, what) => fail("option " + path + " must be " + what);
+  const isObject = (v) => v !== null && typeof v == "object";
+  if (!isObject(o)) fail("new Client needs an options object");
+  const str = (k, v = o[k]) => (v == null ? undefined : typeof v == "string" ? v : bad(k, "a string"));
+  const url = str("url") ?? bad("url", "set");
+  const ticketUrl = str("ticketUrl");
+  const token = o.token ?? undefined;
+  if (token !== undefined && typeof token != "string" && typeof token != "function") bad("token", "a string or function");
+  if (o.reconnect !== undefined && !isObject(o.reconnect)) bad("reconnect", "an object");
+  if (o.sendRate != null && !isObject(o.sendRate)) bad("sendRate", "{max, windowMs} or null");
+  const nums = NUMBERS.slice(0, sse ? 13 : 12).map((path, v) => {
+    const [k, field] = path.split(".");
+    v = field ? Object(o[k])[field] : o[k];
+    return v == null ? -1 : typeof v == "number" && v >= 0 && v <= 9007199254740991 ? v : bad(path, "a number >= 0");
+  });
+  if (o.heartbeat === false) nums[3] = -2;
+  if (o.sendRate === null) nums[7] = -2;
+  if (!share && o.share !== undefined) fail('option share is in the full build: import from "resock/full"');
+  if (!sse && o.sseUrl !== undefined) fail('option sseUrl is in the full build: import from "resock/full"');
+  const key = share && str("share");
+  if (key === "") bad("share", "the user's id, not empty");
+  const sseUrl = sse && str("sseUrl");
+  return [url, ticketUrl, token, key, sseUrl, sseUrl && (str("sseSendUrl") ?? "send"), ...nums];
+}
+
+// `o[k]` for wasm (src/web/parse.rs get): undefined when `o` is not an object or the read throws.
+export function resock_get(o, k) {
+  try {
+    return o !== null && typeof o == "object" ? o[k] : undefined;
+  } catch {}
+}
+
+// `o[k] = v` for wasm (src/web/parse.rs set); nothing where JS refuses it.
+export function resock_set(o, k, v) {
+  try {
+    o[k] = v;
+  } catch {}
+}
+
+// A WebSocket for src/web/socket.rs: frames as ArrayBuffers when binary, messages to wasm through
+// resock_onmessage, `onEvent()` when open and `onEvent(closeEvent)` when closed (an error event is
+// always followed by a close event). Throws what `new WebSocket` throws (a malformed URL).
+export function resock_socket(url, onEvent, slot) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => onEvent();
+  resock_onmessage(ws, exports, slot);
+  ws.onclose = onEvent;
+  ws.onerror = () => {};
+  return ws;
+}
+
+// Closes a socket with a code and reason (else plainly, if the browser refuses them). `drop`: its
+// handlers go first, and only a socket still connecting or open is closed.
+export function resock_socket_close(ws, code, reason, drop) {
+  if (drop) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState > 1) return;
+  }
+  try {
+    ws.close(code, reason);
+  } catch {
+    ws.close();
+  }
+}
+
+// `isKnownMessage(message)` of the package (exported by its glue: scripts/finish-pkg.mjs): true
+// for a message of a type this version knows, the room and user-stream types of
+// protocol::SERVER_TYPES (src/contract.rs checks this line).
+const appTypes = "room_message presence new_notification notification_read all_read task_update".split(" ");
+export function resock_is_known(message) {
+  return appTypes.includes(resock_get(message, "type"));
 }

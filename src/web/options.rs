@@ -1,35 +1,31 @@
-//! The options object of `new Client({...})`, read with `Reflect` and checked: a bad option
-//! throws a `TypeError` that names it.
+//! The options object of `new Client({...})`: read and type-checked by `resock_options` in
+//! `fast.js` (a bad option throws a `TypeError` that names it), its URLs and limits checked here
+//! by the core. Read in Rust, option by option, it was most of `new Client`'s 4 KB of wasm.
 
-use js_sys::{Function, Reflect};
-use wasm_bindgen::{JsCast, JsValue};
+use js_sys::Array;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
 
 #[cfg(feature = "sse")]
 use crate::core::config::check_url;
 use crate::core::config::{check_urls, ConfigError};
 use crate::core::frames::concat;
-use crate::core::{Backoff, Config, OutboxLimits};
+use crate::core::gated::{Gated, SHARE, SSE};
+use crate::core::{Backoff, Config};
 
-/// Where the token comes from: none, a fixed string, or a function called per attempt.
-#[derive(Clone)]
-pub enum TokenSource {
-    None,
-    Fixed(String),
-    Provider(Function),
-}
-
-#[derive(Clone)]
 pub struct Options {
     pub url: String,
     pub ticket_url: Option<String>,
-    pub token: TokenSource,
+    /// The token: `undefined`, a string, or a function called per attempt (`fast.js` calls it).
+    pub token: JsValue,
     pub config: Config,
     /// The name of the lock and channel the tabs sharing a socket use (option `share`).
+    /// (`Gated`: no drop code for it in a build without the feature.)
     #[cfg_attr(not(feature = "share"), allow(dead_code))]
-    pub share: Option<String>,
+    pub share: Gated<String, SHARE>,
     /// The SSE fallback's stream and send URLs (option `sseUrl`; `sseSendUrl`, else `send` beside it).
     #[cfg_attr(not(feature = "sse"), allow(dead_code))]
-    pub sse: Option<(String, String)>,
+    pub sse: Gated<(String, String), SSE>,
 }
 
 fn type_error(msg: &str) -> JsValue {
@@ -48,136 +44,79 @@ fn refused(e: ConfigError) -> JsValue {
     type_error(&concat(&["resock: ", &e.0]))
 }
 
-fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// A whole number of milliseconds or counts, if given.
-fn number(obj: &JsValue, key: &str, path: &str) -> Result<Option<u64>, JsValue> {
-    let v = get(obj, key);
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    match v.as_f64() {
-        Some(f) if (0.0..=9_007_199_254_740_991.0).contains(&f) => Ok(Some(f as u64)),
-        _ => Err(bad(path, NUMBER)),
-    }
-}
-
-fn string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
-    let v = get(obj, key);
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    v.as_string().map(Some).ok_or_else(|| bad(key, "a string"))
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    /// Reads and type-checks the options (a `TypeError` naming a bad one): `[url, ticketUrl,
+    /// token, share, sseUrl, sseSendUrl, ...numbers]`, see `fast.js`.
+    #[wasm_bindgen(catch)]
+    fn resock_options(opts: &JsValue, share: bool, sse: bool) -> Result<Array, JsValue>;
 }
 
 impl Options {
     pub fn from_js(opts: &JsValue) -> Result<Options, JsValue> {
-        if !opts.is_object() {
-            return Err(type_error("resock: new Client needs an options object"));
-        }
-        let url = string(opts, "url")?.ok_or_else(|| bad("url", "set"))?;
-        let ticket_url = string(opts, "ticketUrl")?;
+        let a = resock_options(opts, SHARE, SSE)?;
+        let text = |i: u32| a.get(i).as_string();
+        // The numbers after the six values: -1 when not given, -2 for `null` / `false` (below).
+        let raw = |i: u32| a.get(6 + i).as_f64().unwrap_or(-1.0);
+        let num = |i: u32| Some(raw(i)).filter(|f| *f >= 0.0).map(|f| f as u64);
+        let count = |i: u32| num(i).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let url = text(0).unwrap_or_default();
+        let ticket_url = text(1);
         check_urls(&url, ticket_url.as_deref()).map_err(refused)?;
-        let token = match get(opts, "token") {
-            v if v.is_undefined() || v.is_null() => TokenSource::None,
-            v if v.is_function() => TokenSource::Provider(v.unchecked_into()),
-            v => match v.as_string() {
-                Some(s) => TokenSource::Fixed(s),
-                None => return Err(bad("token", "a string or function")),
-            },
-        };
+        let token = a.get(2);
         let mut config = Config::default();
-        let reconnect = get(opts, "reconnect");
-        if reconnect.is_object() {
-            let b = &mut config.backoff;
-            *b = Backoff {
-                initial_ms: number(&reconnect, "initialDelayMs", "reconnect.initialDelayMs")?.unwrap_or(b.initial_ms),
-                max_ms: number(&reconnect, "maxDelayMs", "reconnect.maxDelayMs")?.unwrap_or(b.max_ms),
-            };
-            config.max_attempts = number(&reconnect, "maxAttempts", "reconnect.maxAttempts")?
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-        } else if !reconnect.is_undefined() {
-            return Err(bad("reconnect", "an object"));
-        }
+        let b = &mut config.backoff;
+        *b = Backoff { initial_ms: num(0).unwrap_or(b.initial_ms), max_ms: num(1).unwrap_or(b.max_ms) };
+        config.max_attempts = count(2);
         let set = |v: Option<u64>, slot: &mut u64| {
             if let Some(v) = v {
                 *slot = v;
             }
         };
-        set(number(opts, "heartbeatGraceMs", "heartbeatGraceMs")?, &mut config.heartbeat_grace_ms);
+        set(num(3), &mut config.heartbeat_grace_ms);
         // `heartbeat: false`: a server that never pings (the core's `Config::NO_HEARTBEAT`).
-        if get(opts, "heartbeat").as_bool() == Some(false) {
+        if raw(3) == -2.0 {
             config.heartbeat_grace_ms = Config::NO_HEARTBEAT;
         }
-        set(number(opts, "requestTimeoutMs", "requestTimeoutMs")?, &mut config.request_timeout_ms);
-        set(number(opts, "stableAfterMs", "stableAfterMs")?, &mut config.stable_after_ms);
-        set(number(opts, "connectTimeoutMs", "connectTimeoutMs")?, &mut config.connect_timeout_ms);
-        let rate = get(opts, "sendRate");
-        if rate.is_null() {
+        set(num(4), &mut config.request_timeout_ms);
+        set(num(5), &mut config.stable_after_ms);
+        set(num(6), &mut config.connect_timeout_ms);
+        // `sendRate: null`: no pacing.
+        if raw(7) == -2.0 {
             config.send_rate = None;
-        } else if rate.is_object() {
-            let d = config.send_rate.unwrap_or_default();
-            let max = number(&rate, "max", "sendRate.max")?.map_or(d.max, |n| u32::try_from(n).unwrap_or(u32::MAX));
-            let window_ms = number(&rate, "windowMs", "sendRate.windowMs")?.unwrap_or(d.window_ms);
-            config.send_rate = Some(crate::core::SendRate { max, window_ms });
-        } else if !rate.is_undefined() {
-            return Err(bad("sendRate", "{max, windowMs} or null"));
+        } else if let Some(d) = &mut config.send_rate {
+            d.max = count(7).unwrap_or(d.max);
+            d.window_ms = num(8).unwrap_or(d.window_ms);
         }
-        let outbox = get(opts, "outbox");
-        if outbox.is_object() {
-            let d = OutboxLimits::default();
-            config.outbox = OutboxLimits {
-                max_messages: number(&outbox, "maxMessages", "outbox.maxMessages")?
-                    .map_or(d.max_messages, |n| n as usize),
-                max_bytes: number(&outbox, "maxBytes", "outbox.maxBytes")?.map_or(d.max_bytes, |n| n as usize),
-            };
-            config.outbox_ttl_ms = number(&outbox, "ttlMs", "outbox.ttlMs")?;
-        }
+        let d = &mut config.outbox;
+        d.max_messages = num(9).map_or(d.max_messages, |n| n as usize);
+        d.max_bytes = num(10).map_or(d.max_bytes, |n| n as usize);
+        config.outbox_ttl_ms = num(11);
         // `share: "<user key>"`: one socket for the tabs of this origin with the same URL and key;
         // one per tab where the browser has no Web Locks or BroadcastChannel.
         #[cfg(feature = "share")]
-        let share = {
-            let share = string(opts, "share")?;
-            if share.as_deref() == Some("") {
-                return Err(bad("share", "the user's id, not empty"));
-            }
-            share.filter(|_| super::share::resock_share_supported()).map(|key| concat(&["resock\n", &url, "\n", &key]))
-        };
+        let share = text(3)
+            .filter(|_| super::share::resock_share_supported())
+            .map(|key| concat(&["resock\n", &url, "\n", &key]));
         #[cfg(not(feature = "share"))]
-        let share = not_in_this_build(opts, "share")?;
+        let share: Option<String> = None;
         config.share = share.is_some();
+        let share = Gated::new(share);
         #[cfg(feature = "sse")]
-        let sse = {
-            let sse = match string(opts, "sseUrl")? {
-                Some(sse_url) => {
-                    check_url(&sse_url, "sseUrl", "http").map_err(refused)?;
-                    let send = string(opts, "sseSendUrl")?.unwrap_or_else(|| String::from("send"));
-                    Some((sse_url, send))
-                }
-                None => None,
-            };
-            if let Some(ms) = number(opts, "sseProbeMs", "sseProbeMs")? {
-                config.sse_probe_ms = ms;
+        let sse = match text(4) {
+            Some(sse_url) => {
+                check_url(&sse_url, "sseUrl", "http").map_err(refused)?;
+                Some((sse_url, text(5).unwrap_or_default()))
             }
-            sse
+            None => None,
         };
+        #[cfg(feature = "sse")]
+        set(num(12), &mut config.sse_probe_ms);
         #[cfg(not(feature = "sse"))]
-        let sse = not_in_this_build(opts, "sseUrl")?;
+        let sse: Option<(String, String)> = None;
         config.sse = sse.is_some();
+        let sse = Gated::new(sse);
         config.validate().map_err(refused)?;
         Ok(Options { url, ticket_url, token, config, share, sse })
-    }
-}
-
-/// An option of a feature this build was made without (the lean package leaves out `share` and
-/// `sseUrl`): refused with the entry point that has it, rather than ignored.
-#[cfg(not(all(feature = "share", feature = "sse")))]
-fn not_in_this_build<T>(opts: &JsValue, name: &str) -> Result<Option<T>, JsValue> {
-    if get(opts, name).is_undefined() {
-        Ok(None)
-    } else {
-        Err(type_error(&concat(&["resock: option ", name, " is in the full build: import from \"resock/full\""])))
     }
 }

@@ -8,41 +8,43 @@
 //! (`resock_current`). A common frame costs those two crossings and no allocation here. Other reads
 //! (a welcome's payload, an error's) go through `Reflect`.
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::Object;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use crate::core::classify::{
-    classify, read_envelope, whole_number, Envelope, Fix, JsonView, Special, BINARY, NOT_JSON,
-};
+use crate::core::classify::{classify, read_envelope, whole_number, Envelope, Fix, JsonView, BINARY, NOT_JSON};
 use crate::core::Inbound;
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
-    fn resock_types(names: &Array);
+    fn resock_init(exports: &JsValue);
+    pub(crate) fn resock_listeners() -> JsValue;
     pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
     pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
-    pub(crate) fn resock_emit(set: &js_sys::Set, value: &JsValue);
+    pub(crate) fn resock_emit(sets: &JsValue, i: i32, value: &JsValue);
+    #[wasm_bindgen(catch)]
+    pub(crate) fn resock_on(sets: &JsValue, event: &JsValue, listener: &JsValue) -> Result<js_sys::Function, JsValue>;
     pub(crate) fn resock_current() -> JsValue;
+    fn resock_get(obj: &JsValue, key: &str) -> JsValue;
+    fn resock_set(obj: &JsValue, key: &str, value: &JsValue);
 }
 
-/// Gives the JS side the names of the types the core decides (once per client: cheap).
-pub(crate) fn init_types() {
-    resock_types(&Special::ALL.iter().map(|s| JsValue::from_str(s.as_str())).collect());
+/// Gives the JS side the module's exports (once per client: cheap). The names of the types the
+/// core decides are written in `fast.js` (`src/contract.rs` checks them against `Special::ALL`).
+pub(crate) fn init() {
+    resock_init(&wasm_bindgen::exports());
 }
 
-/// `obj[key]`, or `undefined`. Not an object (`send(msg)` with no options, say): `undefined`
-/// without asking `Reflect.get`, which throws there: an exception thrown and caught cost about
-/// 12 µs per `send()` (issue 11).
+/// `obj[key]`, or `undefined` (`fast.js`): not an object (`send(msg)` with no options, say), or
+/// a getter that throws. One call: `Reflect.get` from wasm was two (the object test first, as an
+/// exception thrown and caught cost about 12 µs per `send()`, issue 11) and a caught call's glue.
 pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
-    if !obj.is_object() {
-        return JsValue::UNDEFINED;
-    }
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    resock_get(obj, key)
 }
 
+/// `obj[key] = value`, quietly not done where JS refuses it (`fast.js`).
 pub(crate) fn set(obj: &JsValue, key: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+    resock_set(obj, key, value);
 }
 
 fn is_object(v: &JsValue) -> bool {

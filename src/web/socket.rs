@@ -1,13 +1,16 @@
-//! One browser WebSocket and its four handlers. The handlers are fields, removed from the
-//! socket and freed when this is dropped, so a closed connection leaves nothing behind.
+//! One browser WebSocket, opened and closed by `fast.js` (`resock_socket`), and its handler. The
+//! handler is a field, removed from the socket and freed when this is dropped, so a closed
+//! connection leaves nothing behind.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{CloseEvent, WebSocket};
+use wasm_bindgen::JsValue;
+use web_sys::WebSocket;
+
+use super::parse::get;
 
 use crate::protocol::CloseCode;
 
@@ -61,10 +64,9 @@ pub enum SocketEvent {
 
 pub struct Socket {
     ws: WebSocket,
-    _on_open: Handler,
+    /// Its open and close events (`fast.js` `resock_socket`).
+    _on_event: Handler,
     _slot: Slot,
-    _on_close: Handler,
-    _on_error: Handler,
 }
 
 /// A place in the table [`__resock_message`] reads: a socket's, or a follower tab's relay
@@ -101,27 +103,32 @@ impl Drop for Slot {
     }
 }
 
+#[wasm_bindgen(module = "/src/web/fast.js")]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    fn resock_socket(url: &str, on_event: &Handler, slot: u32) -> Result<WebSocket, JsValue>;
+    fn resock_socket_close(ws: &WebSocket, code: u16, reason: &str, drop: bool);
+}
+
 impl Socket {
     /// Opens `url`; every event goes to `report`.
     pub fn open(url: &str, report: impl Fn(SocketEvent) + 'static) -> Result<Socket, JsValue> {
-        let ws = WebSocket::new(url)?;
-        ws.set_binary_type(web_sys::BinaryType::Arraybuffer);
         let report: Report = Rc::new(report);
-        let r = report.clone();
-        let on_open = Handler::new(move |_| r(SocketEvent::Open));
         let slot = Slot::new(report.clone())?;
-        let r = report;
-        let on_close = Handler::new(move |e: JsValue| {
-            let e = e.unchecked_into::<CloseEvent>();
-            r(SocketEvent::Close { code: e.code(), reason: e.reason() })
+        // `undefined` for open, the close event for close (`fast.js`); an error event is always
+        // followed by a close event, which carries what we need.
+        let on_event = Handler::new(move |e: JsValue| {
+            report(if e.is_undefined() {
+                SocketEvent::Open
+            } else {
+                SocketEvent::Close {
+                    code: get(&e, "code").as_f64().unwrap_or(0.0) as u16,
+                    reason: get(&e, "reason").as_string().unwrap_or_default(),
+                }
+            })
         });
-        // An error event is always followed by a close event, which carries what we need.
-        let on_error = Handler::new(|_| {});
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        super::parse::resock_onmessage(&ws, &wasm_bindgen::exports(), slot.index());
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(Socket { ws, _on_open: on_open, _slot: slot, _on_close: on_close, _on_error: on_error })
+        let ws = resock_socket(url, &on_event, slot.index())?;
+        Ok(Socket { ws, _on_event: on_event, _slot: slot })
     }
 
     pub fn ws(&self) -> &WebSocket {
@@ -134,22 +141,14 @@ impl Socket {
 
     /// Closes with a code and reason; its close event is not awaited (the handlers go on drop).
     pub fn close(&self, code: u16, reason: &str) {
-        if self.ws.close_with_code_and_reason(code, reason).is_err() {
-            let _ = self.ws.close();
-        }
+        resock_socket_close(&self.ws, code, reason, false);
     }
 }
 
 impl Drop for Socket {
+    /// Removes the handlers, and closes a socket still connecting or open.
     fn drop(&mut self) {
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        self.ws.set_onerror(None);
-        let state = self.ws.ready_state();
-        if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
-            let _ = self.ws.close_with_code_and_reason(CloseCode::Normal.as_u16(), "Client closed");
-        }
+        resock_socket_close(&self.ws, CloseCode::Normal.as_u16(), "Client closed", true);
     }
 }
 
