@@ -40,10 +40,6 @@ function pageUrls(o) {
         ? { ...o, url: r(o.url).replace(/^http/, "ws"), ticketUrl: o.ticketUrl && r(o.ticketUrl), sseUrl: o.sseUrl && r(o.sseUrl) }
         : o;
 }
-// on(event, listener) in JS (src/bindings.rs js_listeners): checked and added by fast.js's resock_on.
-Client.prototype.on = function (event, listener) {
-    return resock_on(this.__listeners, event, listener);
-};
 // A clear Error for a method called on a freed Client; free() twice is a no-op.
 const P = Client.prototype;
 for (const k of Object.getOwnPropertyNames(P)) {
@@ -151,14 +147,12 @@ js = replaceOnce(
   "the encodeInto polyfill",
 );
 // `isKnownMessage` is fast.js's `resock_is_known` (src/bindings.rs says why): imported from the
-// snippet beside the others and exported; `on` calls its `resock_on` (below).
+// snippet beside the others and exported.
 {
   const re = /^import \{ ([^}]*) \} from '(\.\/snippets\/[^']*\/src\/web\/fast\.js)';$/m;
   const m = js.match(re);
   if (!m) fail("no import from the snippet fast.js");
-  const names = m[1].split(", ");
-  for (const name of ["resock_is_known", "resock_on"]) if (!names.includes(name)) names.push(name);
-  js = js.replace(re, `import { ${names.join(", ")} } from '${m[2]}';`) + "\nexport { resock_is_known as isKnownMessage };\n";
+  js = js.replace(re, `import { ${m[1]}, resock_is_known } from '${m[2]}';`) + "\nexport { resock_is_known as isKnownMessage };\n";
 }
 // wasm-bindgen's own `Symbol.dispose` (the unguarded free): set again below, to the guarded one.
 js = replaceOnce(js, "if (Symbol.dispose) Client.prototype[Symbol.dispose] = Client.prototype.free;\n", "", "Client's Symbol.dispose");

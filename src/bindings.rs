@@ -39,11 +39,12 @@ impl Client {
         Ok(Client { shared: Driver::new(opts) })
     }
 
-    /// The JS listener sets (`fast.js`), for `on`: the package's glue defines `on` in JS with
-    /// them (scripts/finish-pkg.mjs; `Client::on` below is the same for Rust callers).
-    #[wasm_bindgen(getter, js_name = __listeners)]
-    pub fn js_listeners(&self) -> JsValue {
-        self.shared.read(|d| (*d.js_listeners).clone()).unwrap_or_default()
+    /// Adds a listener; returns the function that removes it.
+    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<Function, JsValue> {
+        // Checked and added by `fast.js` (`resock_on`): TypeErrors for a non-string event, an
+        // unknown one, a listener that is not a function.
+        let sets = self.shared.read(|d| d.js_listeners.clone()).unwrap_or_default();
+        crate::web::parse::resock_on(&sets, &event, &listener)
     }
 
     /// Starts connecting (idempotent). A closed client stays closed: create a new one.
@@ -146,14 +147,6 @@ impl Client {
 }
 
 impl Client {
-    /// Adds a listener; returns the function that removes it.
-    pub fn on(&self, event: JsValue, listener: JsValue) -> Result<Function, JsValue> {
-        // Checked and added by `fast.js` (`resock_on`): TypeErrors for a non-string event, an
-        // unknown one, a listener that is not a function.
-        let sets = self.shared.read(|d| d.js_listeners.clone()).unwrap_or_default();
-        crate::web::parse::resock_on(&sets, &event, &listener)
-    }
-
     fn promise(&self, input: impl FnOnce(Id) -> Input<JsValue>) -> Promise {
         let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
         self.promise_for(id, input(id))
