@@ -313,38 +313,32 @@ impl<P: Clone> Machine<P> {
         if self.transport_failed(now, code, opened) {
             return;
         }
-        match CloseCode::from_u16(code) {
+        // The close code's error: its kind, and its text (`None`: the server's reason).
+        let (kind, text) = match CloseCode::from_u16(code) {
+            CloseCode::Normal if reason == REASON_REPLACED => (ErrorKind::Replaced, None),
             CloseCode::Normal => {
-                let kind = if reason == REASON_REPLACED { ErrorKind::Replaced } else { ErrorKind::ServerClosed };
-                let msg = if reason.is_empty() { String::from("the server closed the connection") } else { reason };
-                self.fail(Error::new(kind, msg).with_close(code));
+                (ErrorKind::ServerClosed, reason.is_empty().then_some("the server closed the connection"))
             }
             CloseCode::Unauthorized => {
-                self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code))
+                return self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code));
             }
-            CloseCode::Unsupported => {
-                self.fail(Error::new(ErrorKind::Unsupported, "the server refused a binary frame").with_close(code))
-            }
-            CloseCode::InvalidPayload => {
-                self.fail(Error::new(ErrorKind::InvalidPayload, "the server saw invalid UTF-8").with_close(code))
-            }
-            CloseCode::TooBig => self.fail(
-                Error::new(ErrorKind::MessageTooBig, "a message was over the server's size limit").with_close(code),
-            ),
-            CloseCode::Policy => {
-                self.emit_error(Error::new(ErrorKind::PolicyViolation, reason).with_close(code));
-                self.retry(now, None);
-            }
-            CloseCode::ServerError => {
-                self.emit_error(Error::new(ErrorKind::ServerError, reason).with_close(code));
-                self.retry(now, None);
-            }
-            CloseCode::TryAgainLater => {
-                self.emit_error(Error::new(ErrorKind::TryAgainLater, reason).with_close(code));
-                let max = self.cfg.backoff.max_ms;
-                self.retry(now, Some(max));
-            }
-            _ => self.retry(now, None),
+            CloseCode::Unsupported => (ErrorKind::Unsupported, Some("the server refused a binary frame")),
+            CloseCode::InvalidPayload => (ErrorKind::InvalidPayload, Some("the server saw invalid UTF-8")),
+            CloseCode::TooBig => (ErrorKind::MessageTooBig, Some("a message was over the server's size limit")),
+            CloseCode::Policy => (ErrorKind::PolicyViolation, None),
+            CloseCode::ServerError => (ErrorKind::ServerError, None),
+            CloseCode::TryAgainLater => (ErrorKind::TryAgainLater, None),
+            _ => return self.retry(now, None),
+        };
+        let retried = matches!(kind, ErrorKind::PolicyViolation | ErrorKind::ServerError | ErrorKind::TryAgainLater);
+        // The server is full: wait the longest.
+        let min = matches!(kind, ErrorKind::TryAgainLater).then_some(self.cfg.backoff.max_ms);
+        let error = Error::new(kind, text.map_or(reason, String::from)).with_close(code);
+        if retried {
+            self.emit_error(error);
+            self.retry(now, min);
+        } else {
+            self.fail(error);
         }
     }
 
