@@ -369,25 +369,15 @@ impl<P: Clone> Machine<P> {
     /// 401 or 403 from the ticket URL: the token was refused, which fresh credentials may fix
     /// once. Anything else: retried with backoff.
     fn on_credentials_failed(&mut self, now: u64, status: Option<u16>, message: String) {
-        match status {
-            Some(code @ (401 | 403)) => {
-                let code = frames::u64_to_string(u64::from(code));
-                self.on_auth_failure(
-                    now,
-                    frames::concat(&["the ticket URL refused the token (HTTP ", &code, ")"]),
-                    None,
-                )
-            }
-            Some(code) => {
-                let code = frames::u64_to_string(u64::from(code));
-                let e = Error::new(ErrorKind::TicketFailed, frames::concat(&["the ticket URL answered HTTP ", &code]));
-                self.emit_error(e);
-                self.retry(now, None);
-            }
-            None => {
-                self.emit_error(Error::new(ErrorKind::TicketFailed, message));
-                self.retry(now, None);
-            }
+        let message = match status {
+            Some(code) => frames::concat(&["the ticket URL answered HTTP ", &frames::u64_to_string(u64::from(code))]),
+            None => message,
+        };
+        if matches!(status, Some(401 | 403)) {
+            self.on_auth_failure(now, message, None);
+        } else {
+            self.emit_error(Error::new(ErrorKind::TicketFailed, message));
+            self.retry(now, None);
         }
     }
 
@@ -418,9 +408,7 @@ impl<P: Clone> Machine<P> {
         }
         if let Some(max) = self.cfg.max_attempts {
             if self.failures >= max {
-                let msg =
-                    frames::concat(&["gave up after ", &frames::u64_to_string(u64::from(max)), " reconnect attempts"]);
-                self.fail(Error::new(ErrorKind::MaxAttempts, msg));
+                self.fail(Error::new(ErrorKind::MaxAttempts, "gave up: reconnect.maxAttempts reached"));
                 return;
             }
         }

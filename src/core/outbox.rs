@@ -82,10 +82,6 @@ impl Outbox {
         self.bytes
     }
 
-    pub fn limits(&self) -> OutboxLimits {
-        self.limits
-    }
-
     #[cfg(test)]
     /// Queues a frame at the back, or refuses it when it would pass either bound.
     pub fn push(&mut self, item: Queued) -> Result<(), Refused> {
