@@ -289,8 +289,10 @@ impl<P: Clone> Machine<P> {
             self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
         }
         // Every wanted room, again: with the app's own id when a join of it is waiting.
-        let rooms: Vec<String> = self.rooms.iter().map(String::from).collect();
-        for room in rooms {
+        // (By index, no copy of the list: nothing here changes it.)
+        let mut i = 0;
+        while let Some(room) = self.rooms.get(i).map(String::from) {
+            i += 1;
             let id = match self.requests.waiting_join(&room) {
                 Some(id) => id,
                 None => {

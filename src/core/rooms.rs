@@ -30,6 +30,11 @@ impl Rooms {
         self.wanted.iter().any(|r| r == room)
     }
 
+    /// The `i`th room wanted, in order.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.wanted.get(i).map(String::as_str)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.wanted.iter().map(String::as_str)
     }
