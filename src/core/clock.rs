@@ -59,8 +59,7 @@ impl<P: Clone> Machine<P> {
                     Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
                 ),
                 Expired::Resume => {
-                    let out = self.stream.on_resumed(false);
-                    self.apply_outcome(out);
+                    self.resumed(false);
                 }
                 Expired::Dropped => {
                     self.sender.remove_id(id);

@@ -9,7 +9,7 @@ use super::outbox::{Origin, Queued};
 use super::phase::Phase;
 use super::requests::Kind;
 use super::sender::Answered;
-use super::stream::{OnWelcome, Outcome};
+use super::stream::OnWelcome;
 use super::transport::Transport;
 use super::types::{Action, Error, ErrorKind, Event, Id, InKind, Inbound};
 use crate::protocol::ErrorCode;
@@ -78,8 +78,7 @@ impl<P: Clone> Machine<P> {
             }
             InKind::Resumed { complete } => {
                 self.requests.resumed();
-                let out = self.stream.on_resumed(complete);
-                self.apply_outcome(out);
+                self.resumed(complete);
                 return;
             }
             _ => {}
@@ -132,7 +131,9 @@ impl<P: Clone> Machine<P> {
                 open.heartbeat_ms = heartbeat_ms;
             }
         }
-        match self.stream.on_welcome(epoch, seq) {
+        let actions = &mut self.actions;
+        let welcome = self.stream.on_welcome(epoch, seq, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+        match welcome {
             OnWelcome::Nothing => {}
             OnWelcome::Resume { epoch, since } => {
                 let rid = self.next_id();
@@ -143,12 +144,7 @@ impl<P: Clone> Machine<P> {
                     self.sender.push_control(frames::resume(rid, &epoch, since), rid, true);
                 }
             }
-            OnWelcome::Resync { reason, deliver } => {
-                for msg in deliver {
-                    self.push(Action::Emit(Event::Message(msg)));
-                }
-                self.push(Action::Emit(Event::Resync(reason)));
-            }
+            OnWelcome::Resync(reason) => self.push(Action::Emit(Event::Resync(reason))),
         }
         self.sender.release();
     }
@@ -190,18 +186,18 @@ impl<P: Clone> Machine<P> {
             }
             Kind::Resume => {
                 // The server could not replay: the app must reload.
-                let out = self.stream.on_resumed(false);
-                self.apply_outcome(out);
+                self.resumed(false);
             }
             _ => self.settle_err(id, error),
         }
     }
 
-    pub(super) fn apply_outcome(&mut self, out: Outcome<P>) {
-        for msg in out.deliver {
-            self.push(Action::Emit(Event::Message(msg)));
-        }
-        if let Some(reason) = out.resync {
+    /// The user stream's `resumed` (or a resume that failed: not `complete`): what it held is
+    /// delivered, then a resync if one is due.
+    pub(super) fn resumed(&mut self, complete: bool) {
+        let actions = &mut self.actions;
+        let resync = self.stream.on_resumed(complete, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+        if let Some(reason) = resync {
             self.push(Action::Emit(Event::Resync(reason)));
         }
     }
