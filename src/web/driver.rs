@@ -137,9 +137,14 @@ extern "C" {
     fn resock_error(thrown: bool, code: &str, message: &str, close_code: Option<u16>, id: Option<&str>) -> JsValue;
 }
 
+/// Anything, to be dropped later: a trait object with nothing but its drop (`dyn Any` made a
+/// `type_id` function for each type deferred).
+trait Doomed {}
+impl<T> Doomed for T {}
+
 thread_local! {
     /// Browser resources to drop once the current handler has returned ([`defer_drop`]).
-    static DOOMED: RefCell<Vec<Box<dyn core::any::Any>>> = const { RefCell::new(Vec::new()) };
+    static DOOMED: RefCell<Vec<Box<dyn Doomed>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Drops a browser resource after the current handler returns (it may be that handler's own):
@@ -148,7 +153,7 @@ fn defer_drop<T: 'static>(t: T) {
     defer_drop_boxed(Box::new(t));
 }
 
-fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
+fn defer_drop_boxed(t: Box<dyn Doomed>) {
     // If the list cannot be borrowed (never: it is only borrowed here and to be emptied), `t`
     // is dropped at once.
     let first = DOOMED.try_with(|d| {
