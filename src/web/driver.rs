@@ -514,11 +514,10 @@ fn event_value(event: &Event<JsValue>) -> Option<JsValue> {
 fn emit(shared: &Shared, event: &Event<JsValue>) {
     let Some((sets, rust)) = shared.read(|d| {
         let sets = d.js_listeners.clone();
-        let rust = if d.rust_listeners.is_empty() {
-            Vec::new()
-        } else {
-            d.rust_listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<RustListener>>()
-        };
+        let mut rust: Vec<RustListener> = Vec::new();
+        for (_, f) in &d.rust_listeners {
+            rust.push(f.clone());
+        }
         (sets, rust)
     }) else {
         return;
