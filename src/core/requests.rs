@@ -60,14 +60,6 @@ impl Table {
         self.0.push((id, p));
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&Id, &Pending)> {
-        self.0.iter().map(|(id, p)| (id, p))
-    }
-
-    fn values(&self) -> impl Iterator<Item = &Pending> {
-        self.0.iter().map(|(_, p)| p)
-    }
-
     fn contains_key(&self, id: &Id) -> bool {
         self.0.iter().any(|(i, _)| i == id)
     }
@@ -82,8 +74,9 @@ impl Table {
         Some(self.0.remove(at).1)
     }
 
-    fn retain_values(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
-        self.0.retain(|(_, p)| keep(p));
+    /// Keeps the entries `keep` passes, in order.
+    fn retain(&mut self, mut keep: impl FnMut(Id, &mut Pending) -> bool) {
+        self.0.retain_mut(|(id, p)| keep(*id, p));
     }
 }
 
@@ -95,7 +88,12 @@ impl Requests {
 
     /// The id of an application `join` of `room` not sent yet.
     pub(super) fn waiting_join(&self, room: &str) -> Option<Id> {
-        self.table.iter().find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room)).map(|(id, _)| *id)
+        for (id, p) in &self.table.0 {
+            if !p.sent && matches!(&p.kind, Kind::Join(r) if r == room) {
+                return Some(*id);
+            }
+        }
+        None
     }
 
     pub(super) fn contains(&self, id: Id) -> bool {
@@ -123,7 +121,7 @@ impl Requests {
 
     /// The `resumed` came (it answers the resume whatever its id).
     pub(super) fn resumed(&mut self) {
-        self.table.retain_values(|p| p.kind != Kind::Resume);
+        self.table.retain(|_, p| !matches!(p.kind, Kind::Resume));
     }
 
     /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
@@ -147,7 +145,7 @@ impl Requests {
     /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
     /// (sent again on the next open).
     pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(Id, Result<(), Error>)) {
-        self.table.0.retain_mut(|(id, p)| {
+        self.table.retain(|id, p| {
             if !p.sent && !matches!(p.kind, Kind::Leave) {
                 return true;
             }
@@ -156,9 +154,9 @@ impl Requests {
                     p.sent = false;
                     return true;
                 }
-                Kind::Leave => settle(*id, Ok(())),
+                Kind::Leave => settle(id, Ok(())),
                 Kind::Request => {
-                    settle(*id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")))
+                    settle(id, Err(Error::new(ErrorKind::Disconnected, "connection lost before the reply")))
                 }
                 Kind::Rejoin(_) | Kind::Resume => {}
             }
@@ -208,7 +206,11 @@ impl Requests {
     }
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
-        self.table.values().map(|p| p.deadline).min()
+        let mut next = None;
+        for (_, p) in &self.table.0 {
+            next = Some(next.map_or(p.deadline, |t: u64| t.min(p.deadline)));
+        }
+        next
     }
 }
 
