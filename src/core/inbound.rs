@@ -19,6 +19,11 @@ fn is_rate_limited(code: &str) -> bool {
     code == ErrorCode::RateLimited.as_str()
 }
 
+/// Delivers the user stream's messages to the app: one closure type for every caller (one copy).
+fn deliver<P>(actions: &mut Vec<Action<P>>) -> impl FnMut(P) + '_ {
+    move |m| actions.push(Action::Emit(Event::Message(m)))
+}
+
 impl<P: Clone> Machine<P> {
     pub(super) fn on_frame(&mut self, now: u64, inbound: Inbound<P>) {
         if let Phase::Open(open) = &mut self.phase {
@@ -102,8 +107,7 @@ impl<P: Clone> Machine<P> {
         match seq {
             Some(seq) if self.stream.epoch().is_some() => {
                 let actions = &mut self.actions;
-                let resync =
-                    self.stream.on_message_into(seq, msg, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+                let resync = self.stream.on_message_into(seq, msg, &mut deliver(actions));
                 if let Some(reason) = resync {
                     self.push(Action::Emit(Event::Resync(reason)));
                 }
@@ -132,7 +136,7 @@ impl<P: Clone> Machine<P> {
             }
         }
         let actions = &mut self.actions;
-        let welcome = self.stream.on_welcome(epoch, seq, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+        let welcome = self.stream.on_welcome(epoch, seq, &mut deliver(actions));
         match welcome {
             OnWelcome::Nothing => {}
             OnWelcome::Resume { epoch, since } => {
@@ -196,7 +200,7 @@ impl<P: Clone> Machine<P> {
     /// delivered, then a resync if one is due.
     pub(super) fn resumed(&mut self, complete: bool) {
         let actions = &mut self.actions;
-        let resync = self.stream.on_resumed(complete, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+        let resync = self.stream.on_resumed(complete, &mut deliver(actions));
         if let Some(reason) = resync {
             self.push(Action::Emit(Event::Resync(reason)));
         }

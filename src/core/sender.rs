@@ -233,8 +233,7 @@ impl Sender {
         self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
         let origin = item.origin;
         if origin == Origin::Control {
-            let at = self.control.partition_point(|q| q.seq < item.seq);
-            self.control.insert(at, item);
+            super::outbox::insert_in_order(&mut self.control, item);
         } else {
             self.outbox.requeue(item);
         }
