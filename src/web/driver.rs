@@ -121,9 +121,15 @@ pub struct Driver {
 impl Drop for Driver {
     /// A client freed without `close()`: its promises are rejected, not left pending.
     fn drop(&mut self) {
-        for (_, settle) in std::mem::take(&mut self.promises) {
-            settle(Err(Error::new(ErrorKind::Closed, "the client was freed")));
-        }
+        reject_all(std::mem::take(&mut self.promises), "the client was freed");
+    }
+}
+
+/// Rejects every promise still pending (`closed`, with `why`): one loop for both ways out.
+#[inline(never)]
+fn reject_all(promises: Vec<(Id, Settler)>, why: &'static str) {
+    for (_, settle) in promises {
+        settle(Err(Error::new(ErrorKind::Closed, why)));
     }
 }
 
@@ -480,9 +486,7 @@ fn release(shared: &Shared) {
             std::mem::take(&mut d.promises)
         })
         .unwrap_or_default();
-    for (_, settle) in promises {
-        settle(Err(Error::new(ErrorKind::Closed, "the client is closed")));
-    }
+    reject_all(promises, "the client is closed");
 }
 
 /// `{code, message, closeCode?, id?}` (an error event), or with `thrown` a JS `Error` with the
