@@ -138,10 +138,15 @@ impl Outbox {
         if !self.queue.iter().any(|item| item.expires_at.is_some_and(|t| t <= now)) {
             return Vec::new();
         }
-        let (expired, kept): (Vec<Queued>, Vec<Queued>) =
-            core::mem::take(&mut self.queue).into_iter().partition(|item| item.expires_at.is_some_and(|t| t <= now));
-        self.queue = kept;
-        self.bytes -= expired.iter().map(|q| q.text.len()).sum::<usize>();
+        let mut expired = Vec::new();
+        for item in core::mem::take(&mut self.queue) {
+            if item.expires_at.is_some_and(|t| t <= now) {
+                self.bytes -= item.text.len();
+                expired.push(item);
+            } else {
+                self.queue.push(item);
+            }
+        }
         expired
     }
 

@@ -41,10 +41,11 @@ impl<P: Clone> Machine<P> {
         if !self.phase.is_open() {
             return;
         }
-        for item in self.sender.pump(now) {
-            self.requests.mark_sent(item.id);
-            self.push(Action::Send(item.text));
-        }
+        let (requests, actions) = (&mut self.requests, &mut self.actions);
+        self.sender.pump_into(now, &mut |item| {
+            requests.mark_sent(item.id);
+            actions.push(Action::Send(item.text));
+        });
     }
 
     pub(super) fn join(&mut self, now: u64, room: String, id: Id) {
