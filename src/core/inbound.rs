@@ -9,7 +9,7 @@ use super::outbox::{Origin, Queued};
 use super::phase::Phase;
 use super::requests::Kind;
 use super::sender::Answered;
-use super::stream::OnWelcome;
+use super::stream::{OnWelcome, Stream};
 use super::transport::Transport;
 use super::types::{Action, Error, ErrorKind, Event, Id, InKind, Inbound};
 use crate::protocol::ErrorCode;
@@ -199,10 +199,14 @@ impl<P: Clone> Machine<P> {
     /// The user stream's `resumed` (or a resume that failed: not `complete`): what it held is
     /// delivered, then a resync if one is due.
     pub(super) fn resumed(&mut self, complete: bool) {
-        let actions = &mut self.actions;
-        let resync = self.stream.on_resumed(complete, &mut deliver(actions));
+        Self::resumed_into(&mut self.stream, &mut self.actions, complete);
+    }
+
+    /// [`Machine::resumed`], on the two parts it needs (for a caller that holds others).
+    pub(super) fn resumed_into(stream: &mut Stream<P>, actions: &mut Vec<Action<P>>, complete: bool) {
+        let resync = stream.on_resumed(complete, &mut deliver(actions));
         if let Some(reason) = resync {
-            self.push(Action::Emit(Event::Resync(reason)));
+            actions.push(Action::Emit(Event::Resync(reason)));
         }
     }
 }

@@ -164,12 +164,11 @@ impl Requests {
         });
     }
 
-    /// The frames whose deadline is at or before `now`, with what each calls for, in the
-    /// table's order. An application join becomes the machine's own, due again at
-    /// `rejoin_deadline`; the others are forgotten; a re-join is not listed (its frame stays
-    /// queued, the room is still wanted).
-    pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
-        let mut out = Vec::new();
+    /// The frames whose deadline is at or before `now`, to `expired` with what each calls for,
+    /// in the table's order (no list: nothing allocated). An application join becomes the
+    /// machine's own, due again at `rejoin_deadline`; the others are forgotten; a re-join is not
+    /// reported (its frame stays queued, the room is still wanted).
+    pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64, expired: &mut dyn FnMut(Id, Expired)) {
         // Checked on every input: a plain walk, nothing moved unless something is due.
         let mut at = 0;
         while let Some((id, p)) = self.table.0.get_mut(at) {
@@ -182,21 +181,28 @@ impl Requests {
                 let room = core::mem::take(room);
                 p.kind = Kind::Rejoin(room);
                 p.deadline = rejoin_deadline;
-                out.push((id, Expired::Join));
                 at += 1;
+                expired(id, Expired::Join);
                 continue;
             }
-            let expired = match self.table.0.remove(at).1.kind {
+            let what = match self.table.0.remove(at).1.kind {
                 Kind::Rejoin(_) => continue,
                 Kind::Resume => Expired::Resume,
                 Kind::Join(_) | Kind::Request | Kind::Leave => Expired::Dropped,
             };
-            out.push((id, expired));
+            expired(id, what);
         }
-        out
     }
 
     /// `close()`: forgets everything; `closed` gets each application id, to reject.
+    /// [`Requests::expire`], as a list.
+    #[cfg(test)]
+    pub(super) fn expire_list(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
+        let mut out = Vec::new();
+        self.expire(now, rejoin_deadline, &mut |id, what| out.push((id, what)));
+        out
+    }
+
     pub(super) fn close(&mut self, mut closed: impl FnMut(Id)) {
         for (id, p) in core::mem::take(&mut self.table.0) {
             if !p.kind.is_own() {
@@ -267,8 +273,8 @@ mod tests {
     #[test]
     fn deadlines_turn_an_app_join_into_the_machines_own() {
         let mut r = table();
-        assert!(r.expire(99, 150).is_empty(), "nothing due yet");
-        let expired = r.expire(100, 150);
+        assert!(r.expire_list(99, 150).is_empty(), "nothing due yet");
+        let expired = r.expire_list(100, 150);
         assert!(
             matches!(
                 expired.as_slice(),
