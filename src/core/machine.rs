@@ -318,9 +318,7 @@ impl<P: Clone> Machine<P> {
         // The close code's error: its kind, and its text (`None`: the server's reason).
         let (kind, text) = match CloseCode::from_u16(code) {
             CloseCode::Normal if reason == REASON_REPLACED => (ErrorKind::Replaced, None),
-            CloseCode::Normal => {
-                (ErrorKind::ServerClosed, reason.is_empty().then_some("the server closed the connection"))
-            }
+            CloseCode::Normal => (ErrorKind::ServerClosed, reason.is_empty().then_some("closed by the server")),
             CloseCode::Unauthorized => {
                 return self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code));
             }

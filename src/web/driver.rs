@@ -338,8 +338,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 }
                 Err(e) => {
                     let detail = super::parse::get(&e, "message").as_string().unwrap_or_default();
-                    let message =
-                        crate::core::frames::concat(&["the browser refused to open a WebSocket to the URL: ", &detail]);
+                    let message = crate::core::frames::concat(&["the browser refused the socket URL: ", &detail]);
                     dispatch(shared, Input::SocketRefused { attempt, message });
                 }
             }
