@@ -30,8 +30,15 @@ impl Default for Backoff {
 impl Backoff {
     /// The ceiling for retry number `attempt` (0 for the first retry).
     pub fn ceiling(&self, attempt: u32) -> u64 {
-        let factor = 1u64.checked_shl(attempt.min(63)).unwrap_or(u64::MAX);
-        self.initial_ms.saturating_mul(factor).min(self.max_ms)
+        // Doubled until the cap (a `saturating_mul` is a 128-bit product in wasm: more code).
+        let mut c = self.initial_ms;
+        for _ in 0..attempt.min(63) {
+            if c >= self.max_ms {
+                break;
+            }
+            c = c.saturating_add(c);
+        }
+        c.min(self.max_ms)
     }
 
     /// A delay in `[0, ceiling(attempt)]`.

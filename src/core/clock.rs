@@ -50,24 +50,20 @@ impl<P: Clone> Machine<P> {
         self.share_clock(now);
         self.transport_clock(now);
         let rejoin_deadline = now.saturating_add(self.cfg.request_timeout_ms);
-        for (id, expired) in self.requests.expire(now, rejoin_deadline) {
-            match expired {
+        let (stream, sender, actions) = (&mut self.stream, &mut self.sender, &mut self.actions);
+        self.requests.expire(now, rejoin_deadline, &mut |id, expired| {
+            let text = match expired {
                 // The app hears of the delay; the room stays wanted (until `leave`) and its join
                 // still goes out, its reply now the machine's.
-                Expired::Join => self.settle_err(
-                    id,
-                    Error::new(ErrorKind::Timeout, "not joined in time; the room stays wanted until leave()"),
-                ),
-                Expired::Resume => {
-                    let out = self.stream.on_resumed(false);
-                    self.apply_outcome(out);
-                }
+                Expired::Join => "not joined in time; the room stays wanted until leave()",
+                Expired::Resume => return Self::resumed_into(stream, actions, false),
                 Expired::Dropped => {
-                    self.sender.remove_id(id);
-                    self.settle_err(id, Error::new(ErrorKind::Timeout, "no reply in time"));
+                    sender.remove_id(id);
+                    "no reply in time"
                 }
-            }
-        }
+            };
+            actions.push(Action::Settle { id, result: Err(Error::new(ErrorKind::Timeout, text)) });
+        });
         for item in self.sender.expire(now) {
             let e = Error::new(ErrorKind::Expired, "dropped: not sent within outbox.ttlMs");
             self.app_failed(item.id, item.origin, e);

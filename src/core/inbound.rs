@@ -9,7 +9,7 @@ use super::outbox::{Origin, Queued};
 use super::phase::Phase;
 use super::requests::Kind;
 use super::sender::Answered;
-use super::stream::{OnWelcome, Outcome};
+use super::stream::{OnWelcome, Stream};
 use super::transport::Transport;
 use super::types::{Action, Error, ErrorKind, Event, Id, InKind, Inbound};
 use crate::protocol::ErrorCode;
@@ -17,6 +17,11 @@ use crate::protocol::ErrorCode;
 /// The server's refusal by its rate limit: the one server code the client acts on.
 fn is_rate_limited(code: &str) -> bool {
     code == ErrorCode::RateLimited.as_str()
+}
+
+/// Delivers the user stream's messages to the app: one closure type for every caller (one copy).
+fn deliver<P>(actions: &mut Vec<Action<P>>) -> impl FnMut(P) + '_ {
+    move |m| actions.push(Action::Emit(Event::Message(m)))
 }
 
 impl<P: Clone> Machine<P> {
@@ -78,8 +83,7 @@ impl<P: Clone> Machine<P> {
             }
             InKind::Resumed { complete } => {
                 self.requests.resumed();
-                let out = self.stream.on_resumed(complete);
-                self.apply_outcome(out);
+                self.resumed(complete);
                 return;
             }
             _ => {}
@@ -103,8 +107,7 @@ impl<P: Clone> Machine<P> {
         match seq {
             Some(seq) if self.stream.epoch().is_some() => {
                 let actions = &mut self.actions;
-                let resync =
-                    self.stream.on_message_into(seq, msg, &mut |m| actions.push(Action::Emit(Event::Message(m))));
+                let resync = self.stream.on_message_into(seq, msg, &mut deliver(actions));
                 if let Some(reason) = resync {
                     self.push(Action::Emit(Event::Resync(reason)));
                 }
@@ -132,7 +135,9 @@ impl<P: Clone> Machine<P> {
                 open.heartbeat_ms = heartbeat_ms;
             }
         }
-        match self.stream.on_welcome(epoch, seq) {
+        let actions = &mut self.actions;
+        let welcome = self.stream.on_welcome(epoch, seq, &mut deliver(actions));
+        match welcome {
             OnWelcome::Nothing => {}
             OnWelcome::Resume { epoch, since } => {
                 let rid = self.next_id();
@@ -143,12 +148,7 @@ impl<P: Clone> Machine<P> {
                     self.sender.push_control(frames::resume(rid, &epoch, since), rid, true);
                 }
             }
-            OnWelcome::Resync { reason, deliver } => {
-                for msg in deliver {
-                    self.push(Action::Emit(Event::Message(msg)));
-                }
-                self.push(Action::Emit(Event::Resync(reason)));
-            }
+            OnWelcome::Resync(reason) => self.push(Action::Emit(Event::Resync(reason))),
         }
         self.sender.release();
     }
@@ -190,19 +190,23 @@ impl<P: Clone> Machine<P> {
             }
             Kind::Resume => {
                 // The server could not replay: the app must reload.
-                let out = self.stream.on_resumed(false);
-                self.apply_outcome(out);
+                self.resumed(false);
             }
             _ => self.settle_err(id, error),
         }
     }
 
-    pub(super) fn apply_outcome(&mut self, out: Outcome<P>) {
-        for msg in out.deliver {
-            self.push(Action::Emit(Event::Message(msg)));
-        }
-        if let Some(reason) = out.resync {
-            self.push(Action::Emit(Event::Resync(reason)));
+    /// The user stream's `resumed` (or a resume that failed: not `complete`): what it held is
+    /// delivered, then a resync if one is due.
+    pub(super) fn resumed(&mut self, complete: bool) {
+        Self::resumed_into(&mut self.stream, &mut self.actions, complete);
+    }
+
+    /// [`Machine::resumed`], on the two parts it needs (for a caller that holds others).
+    pub(super) fn resumed_into(stream: &mut Stream<P>, actions: &mut Vec<Action<P>>, complete: bool) {
+        let resync = stream.on_resumed(complete, &mut deliver(actions));
+        if let Some(reason) = resync {
+            actions.push(Action::Emit(Event::Resync(reason)));
         }
     }
 }

@@ -289,8 +289,10 @@ impl<P: Clone> Machine<P> {
             self.sender.hold(now.saturating_add(self.cfg.welcome_timeout_ms));
         }
         // Every wanted room, again: with the app's own id when a join of it is waiting.
-        let rooms: Vec<String> = self.rooms.iter().map(String::from).collect();
-        for room in rooms {
+        // (By index, no copy of the list: nothing here changes it.)
+        let mut i = 0;
+        while let Some(room) = self.rooms.get(i).map(String::from) {
+            i += 1;
             let id = match self.requests.waiting_join(&room) {
                 Some(id) => id,
                 None => {
@@ -313,38 +315,30 @@ impl<P: Clone> Machine<P> {
         if self.transport_failed(now, code, opened) {
             return;
         }
-        match CloseCode::from_u16(code) {
-            CloseCode::Normal => {
-                let kind = if reason == REASON_REPLACED { ErrorKind::Replaced } else { ErrorKind::ServerClosed };
-                let msg = if reason.is_empty() { String::from("the server closed the connection") } else { reason };
-                self.fail(Error::new(kind, msg).with_close(code));
-            }
+        // The close code's error: its kind, and its text (`None`: the server's reason).
+        let (kind, text) = match CloseCode::from_u16(code) {
+            CloseCode::Normal if reason == REASON_REPLACED => (ErrorKind::Replaced, None),
+            CloseCode::Normal => (ErrorKind::ServerClosed, reason.is_empty().then_some("closed by the server")),
             CloseCode::Unauthorized => {
-                self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code))
+                return self.on_auth_failure(now, String::from("the server refused the credentials"), Some(code));
             }
-            CloseCode::Unsupported => {
-                self.fail(Error::new(ErrorKind::Unsupported, "the server refused a binary frame").with_close(code))
-            }
-            CloseCode::InvalidPayload => {
-                self.fail(Error::new(ErrorKind::InvalidPayload, "the server saw invalid UTF-8").with_close(code))
-            }
-            CloseCode::TooBig => self.fail(
-                Error::new(ErrorKind::MessageTooBig, "a message was over the server's size limit").with_close(code),
-            ),
-            CloseCode::Policy => {
-                self.emit_error(Error::new(ErrorKind::PolicyViolation, reason).with_close(code));
-                self.retry(now, None);
-            }
-            CloseCode::ServerError => {
-                self.emit_error(Error::new(ErrorKind::ServerError, reason).with_close(code));
-                self.retry(now, None);
-            }
-            CloseCode::TryAgainLater => {
-                self.emit_error(Error::new(ErrorKind::TryAgainLater, reason).with_close(code));
-                let max = self.cfg.backoff.max_ms;
-                self.retry(now, Some(max));
-            }
-            _ => self.retry(now, None),
+            CloseCode::Unsupported => (ErrorKind::Unsupported, Some("the server refused a binary frame")),
+            CloseCode::InvalidPayload => (ErrorKind::InvalidPayload, Some("the server saw invalid UTF-8")),
+            CloseCode::TooBig => (ErrorKind::MessageTooBig, Some("a message was over the server's size limit")),
+            CloseCode::Policy => (ErrorKind::PolicyViolation, None),
+            CloseCode::ServerError => (ErrorKind::ServerError, None),
+            CloseCode::TryAgainLater => (ErrorKind::TryAgainLater, None),
+            _ => return self.retry(now, None),
+        };
+        let retried = matches!(kind, ErrorKind::PolicyViolation | ErrorKind::ServerError | ErrorKind::TryAgainLater);
+        // The server is full: wait the longest.
+        let min = matches!(kind, ErrorKind::TryAgainLater).then_some(self.cfg.backoff.max_ms);
+        let error = Error::new(kind, text.map_or(reason, String::from)).with_close(code);
+        if retried {
+            self.emit_error(error);
+            self.retry(now, min);
+        } else {
+            self.fail(error);
         }
     }
 
@@ -375,25 +369,15 @@ impl<P: Clone> Machine<P> {
     /// 401 or 403 from the ticket URL: the token was refused, which fresh credentials may fix
     /// once. Anything else: retried with backoff.
     fn on_credentials_failed(&mut self, now: u64, status: Option<u16>, message: String) {
-        match status {
-            Some(code @ (401 | 403)) => {
-                let code = frames::u64_to_string(u64::from(code));
-                self.on_auth_failure(
-                    now,
-                    frames::concat(&["the ticket URL refused the token (HTTP ", &code, ")"]),
-                    None,
-                )
-            }
-            Some(code) => {
-                let code = frames::u64_to_string(u64::from(code));
-                let e = Error::new(ErrorKind::TicketFailed, frames::concat(&["the ticket URL answered HTTP ", &code]));
-                self.emit_error(e);
-                self.retry(now, None);
-            }
-            None => {
-                self.emit_error(Error::new(ErrorKind::TicketFailed, message));
-                self.retry(now, None);
-            }
+        let message = match status {
+            Some(code) => frames::concat(&["the ticket URL answered HTTP ", &frames::u64_to_string(u64::from(code))]),
+            None => message,
+        };
+        if matches!(status, Some(401 | 403)) {
+            self.on_auth_failure(now, message, None);
+        } else {
+            self.emit_error(Error::new(ErrorKind::TicketFailed, message));
+            self.retry(now, None);
         }
     }
 
@@ -424,9 +408,7 @@ impl<P: Clone> Machine<P> {
         }
         if let Some(max) = self.cfg.max_attempts {
             if self.failures >= max {
-                let msg =
-                    frames::concat(&["gave up after ", &frames::u64_to_string(u64::from(max)), " reconnect attempts"]);
-                self.fail(Error::new(ErrorKind::MaxAttempts, msg));
+                self.fail(Error::new(ErrorKind::MaxAttempts, "gave up: reconnect.maxAttempts reached"));
                 return;
             }
         }

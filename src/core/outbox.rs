@@ -68,6 +68,13 @@ pub enum Refused {
     Full { max_messages: usize, max_bytes: usize },
 }
 
+/// Puts `item` back into `queue` in its queued order (`seq`): the outbox's and the sender's
+/// control queue's one copy of it.
+pub fn insert_in_order(queue: &mut Vec<Queued>, item: Queued) {
+    let at = queue.partition_point(|q| q.seq < item.seq);
+    queue.insert(at, item);
+}
+
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> Self {
         Outbox { limits, queue: Vec::new(), bytes: 0 }
@@ -80,10 +87,6 @@ impl Outbox {
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
-    }
-
-    pub fn limits(&self) -> OutboxLimits {
-        self.limits
     }
 
     #[cfg(test)]
@@ -109,9 +112,8 @@ impl Outbox {
     /// Puts back a frame that was taken (refused, or lost in a cut) in its queued order, whatever
     /// the bounds: it was accepted once (and counted by the sender while away).
     pub fn requeue(&mut self, item: Queued) {
-        let at = self.queue.partition_point(|q| q.seq < item.seq);
         self.bytes += item.text.len();
-        self.queue.insert(at, item);
+        insert_in_order(&mut self.queue, item);
     }
 
     /// Takes the oldest frame.
@@ -136,10 +138,15 @@ impl Outbox {
         if !self.queue.iter().any(|item| item.expires_at.is_some_and(|t| t <= now)) {
             return Vec::new();
         }
-        let (expired, kept): (Vec<Queued>, Vec<Queued>) =
-            core::mem::take(&mut self.queue).into_iter().partition(|item| item.expires_at.is_some_and(|t| t <= now));
-        self.queue = kept;
-        self.bytes -= expired.iter().map(|q| q.text.len()).sum::<usize>();
+        let mut expired = Vec::new();
+        for item in core::mem::take(&mut self.queue) {
+            if item.expires_at.is_some_and(|t| t <= now) {
+                self.bytes -= item.text.len();
+                expired.push(item);
+            } else {
+                self.queue.push(item);
+            }
+        }
         expired
     }
 

@@ -16,14 +16,7 @@ impl<P: Clone> Machine<P> {
         let item = Queued { expires_at, ..Queued::new(text, id, origin) };
         if self.sender.push_app(item).is_err() {
             self.send_refused = true;
-            let limits = self.sender.outbox().limits();
-            let msg = frames::concat(&[
-                "the outbox is full (",
-                &frames::u64_to_string(limits.max_messages as u64),
-                " messages or ",
-                &frames::u64_to_string(limits.max_bytes as u64),
-                " bytes): not queued",
-            ]);
+            let msg = "the outbox is full (outbox.maxMessages or outbox.maxBytes): not queued";
             self.app_failed(id, origin, Error::new(ErrorKind::OutboxFull, msg));
         }
     }
@@ -48,10 +41,11 @@ impl<P: Clone> Machine<P> {
         if !self.phase.is_open() {
             return;
         }
-        for item in self.sender.pump(now) {
-            self.requests.mark_sent(item.id);
-            self.push(Action::Send(item.text));
-        }
+        let (requests, actions) = (&mut self.requests, &mut self.actions);
+        self.sender.pump_into(now, &mut |item| {
+            requests.mark_sent(item.id);
+            actions.push(Action::Send(item.text));
+        });
     }
 
     pub(super) fn join(&mut self, now: u64, room: String, id: Id) {

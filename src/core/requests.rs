@@ -60,14 +60,6 @@ impl Table {
         self.0.push((id, p));
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&Id, &Pending)> {
-        self.0.iter().map(|(id, p)| (id, p))
-    }
-
-    fn values(&self) -> impl Iterator<Item = &Pending> {
-        self.0.iter().map(|(_, p)| p)
-    }
-
     fn contains_key(&self, id: &Id) -> bool {
         self.0.iter().any(|(i, _)| i == id)
     }
@@ -82,8 +74,9 @@ impl Table {
         Some(self.0.remove(at).1)
     }
 
-    fn retain_values(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
-        self.0.retain(|(_, p)| keep(p));
+    /// Keeps the entries `keep` passes, in order.
+    fn retain(&mut self, mut keep: impl FnMut(Id, &mut Pending) -> bool) {
+        self.0.retain_mut(|(id, p)| keep(*id, p));
     }
 }
 
@@ -95,7 +88,12 @@ impl Requests {
 
     /// The id of an application `join` of `room` not sent yet.
     pub(super) fn waiting_join(&self, room: &str) -> Option<Id> {
-        self.table.iter().find(|(_, p)| !p.sent && matches!(&p.kind, Kind::Join(r) if r == room)).map(|(id, _)| *id)
+        for (id, p) in &self.table.0 {
+            if !p.sent && matches!(&p.kind, Kind::Join(r) if r == room) {
+                return Some(*id);
+            }
+        }
+        None
     }
 
     pub(super) fn contains(&self, id: Id) -> bool {
@@ -123,7 +121,7 @@ impl Requests {
 
     /// The `resumed` came (it answers the resume whatever its id).
     pub(super) fn resumed(&mut self) {
-        self.table.retain_values(|p| p.kind != Kind::Resume);
+        self.table.retain(|_, p| !matches!(p.kind, Kind::Resume));
     }
 
     /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
@@ -147,7 +145,7 @@ impl Requests {
     /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
     /// (sent again on the next open).
     pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(Id, Result<(), Error>)) {
-        self.table.0.retain_mut(|(id, p)| {
+        self.table.retain(|id, p| {
             if !p.sent && !matches!(p.kind, Kind::Leave) {
                 return true;
             }
@@ -156,9 +154,9 @@ impl Requests {
                     p.sent = false;
                     return true;
                 }
-                Kind::Leave => settle(*id, Ok(())),
+                Kind::Leave => settle(id, Ok(())),
                 Kind::Request => {
-                    settle(*id, Err(Error::new(ErrorKind::Disconnected, "the connection was lost before the reply")))
+                    settle(id, Err(Error::new(ErrorKind::Disconnected, "connection lost before the reply")))
                 }
                 Kind::Rejoin(_) | Kind::Resume => {}
             }
@@ -166,12 +164,11 @@ impl Requests {
         });
     }
 
-    /// The frames whose deadline is at or before `now`, with what each calls for, in the
-    /// table's order. An application join becomes the machine's own, due again at
-    /// `rejoin_deadline`; the others are forgotten; a re-join is not listed (its frame stays
-    /// queued, the room is still wanted).
-    pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
-        let mut out = Vec::new();
+    /// The frames whose deadline is at or before `now`, to `expired` with what each calls for,
+    /// in the table's order (no list: nothing allocated). An application join becomes the
+    /// machine's own, due again at `rejoin_deadline`; the others are forgotten; a re-join is not
+    /// reported (its frame stays queued, the room is still wanted).
+    pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64, expired: &mut dyn FnMut(Id, Expired)) {
         // Checked on every input: a plain walk, nothing moved unless something is due.
         let mut at = 0;
         while let Some((id, p)) = self.table.0.get_mut(at) {
@@ -184,21 +181,28 @@ impl Requests {
                 let room = core::mem::take(room);
                 p.kind = Kind::Rejoin(room);
                 p.deadline = rejoin_deadline;
-                out.push((id, Expired::Join));
                 at += 1;
+                expired(id, Expired::Join);
                 continue;
             }
-            let expired = match self.table.0.remove(at).1.kind {
+            let what = match self.table.0.remove(at).1.kind {
                 Kind::Rejoin(_) => continue,
                 Kind::Resume => Expired::Resume,
                 Kind::Join(_) | Kind::Request | Kind::Leave => Expired::Dropped,
             };
-            out.push((id, expired));
+            expired(id, what);
         }
-        out
     }
 
     /// `close()`: forgets everything; `closed` gets each application id, to reject.
+    /// [`Requests::expire`], as a list.
+    #[cfg(test)]
+    pub(super) fn expire_list(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
+        let mut out = Vec::new();
+        self.expire(now, rejoin_deadline, &mut |id, what| out.push((id, what)));
+        out
+    }
+
     pub(super) fn close(&mut self, mut closed: impl FnMut(Id)) {
         for (id, p) in core::mem::take(&mut self.table.0) {
             if !p.kind.is_own() {
@@ -208,7 +212,11 @@ impl Requests {
     }
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
-        self.table.values().map(|p| p.deadline).min()
+        let mut next = None;
+        for (_, p) in &self.table.0 {
+            next = Some(next.map_or(p.deadline, |t: u64| t.min(p.deadline)));
+        }
+        next
     }
 }
 
@@ -265,8 +273,8 @@ mod tests {
     #[test]
     fn deadlines_turn_an_app_join_into_the_machines_own() {
         let mut r = table();
-        assert!(r.expire(99, 150).is_empty(), "nothing due yet");
-        let expired = r.expire(100, 150);
+        assert!(r.expire_list(99, 150).is_empty(), "nothing due yet");
+        let expired = r.expire_list(100, 150);
         assert!(
             matches!(
                 expired.as_slice(),

@@ -21,13 +21,23 @@ impl Rooms {
 
     /// Removes a room; false when it was not wanted.
     pub fn unwant(&mut self, room: &str) -> bool {
-        let before = self.wanted.len();
-        self.wanted.retain(|r| r != room);
-        before != self.wanted.len()
+        // No repeats (`want`): the first match is the only one.
+        match self.wanted.iter().position(|r| r == room) {
+            Some(i) => {
+                self.wanted.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn contains(&self, room: &str) -> bool {
         self.wanted.iter().any(|r| r == room)
+    }
+
+    /// The `i`th room wanted, in order.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.wanted.get(i).map(String::as_str)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {

@@ -233,8 +233,7 @@ impl Sender {
         self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
         let origin = item.origin;
         if origin == Origin::Control {
-            let at = self.control.partition_point(|q| q.seq < item.seq);
-            self.control.insert(at, item);
+            super::outbox::insert_in_order(&mut self.control, item);
         } else {
             self.outbox.requeue(item);
         }
@@ -263,9 +262,8 @@ impl Sender {
         true
     }
 
-    /// The frames that may go out now on an open connection, in order.
-    pub fn pump(&mut self, now: u64) -> Vec<Queued> {
-        let mut out = Vec::new();
+    /// The frames that may go out now on an open connection, in order, to `send`.
+    pub fn pump_into(&mut self, now: u64, send: &mut dyn FnMut(Queued)) {
         if self.held_until.is_some_and(|t| now >= t) {
             self.held_until = None; // no welcome came: go on without one
         }
@@ -273,15 +271,22 @@ impl Sender {
             self.throttled_until = None;
         }
         if self.held_until.is_some() || self.throttled_until.is_some() {
-            return out;
+            return;
         }
         while self.backlog() > 0 && self.take_slot(now) {
             let next = if self.control.is_empty() { self.outbox.pop_front() } else { Some(self.control.remove(0)) };
             let Some(item) = next else { break };
             self.record(item.id, now);
             self.inflight.push(item.clone());
-            out.push(item);
+            send(item);
         }
+    }
+
+    /// [`Sender::pump_into`], as a list.
+    #[cfg(test)]
+    pub fn pump(&mut self, now: u64) -> Vec<Queued> {
+        let mut out = Vec::new();
+        self.pump_into(now, &mut |q| out.push(q));
         out
     }
 

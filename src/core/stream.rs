@@ -2,6 +2,7 @@
 //! or reported as a resync, never skipped silently.
 
 use alloc::string::String;
+#[cfg(test)]
 use alloc::vec::Vec;
 
 use super::vecmap::VecMap;
@@ -29,7 +30,9 @@ impl ResyncReason {
     }
 }
 
-/// What the stream decided about one message or event.
+/// What the stream decided about one message or event (the tests' view: the machine gets the
+/// messages through a callback, no `Vec`).
+#[cfg(test)]
 #[derive(Debug, PartialEq)]
 pub struct Outcome<P> {
     /// Deliver these to the application, in order.
@@ -37,27 +40,18 @@ pub struct Outcome<P> {
     pub resync: Option<ResyncReason>,
 }
 
-impl<P> Default for Outcome<P> {
-    fn default() -> Self {
-        Outcome { deliver: Vec::new(), resync: None }
-    }
-}
-
 /// What to do after a `welcome`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum OnWelcome<P> {
+pub enum OnWelcome {
     Nothing,
     /// Send `resume` with this epoch and since.
     Resume {
         epoch: String,
         since: u64,
     },
-    /// Deliver what was held from before, then report a resync (the epoch changed, or the
+    /// What was held from before went to `deliver`: report a resync (the epoch changed, or the
     /// server is behind us).
-    Resync {
-        reason: ResyncReason,
-        deliver: Vec<P>,
-    },
+    Resync(ResyncReason),
 }
 
 #[derive(Debug)]
@@ -89,8 +83,9 @@ impl<P> Stream<P> {
         self.resuming = false;
     }
 
-    /// The server's `welcome`: its epoch and the last seq it assigned.
-    pub fn on_welcome(&mut self, epoch: &str, seq: u64) -> OnWelcome<P> {
+    /// The server's `welcome`: its epoch and the last seq it assigned. Messages held from
+    /// before go to `deliver` when the stream starts over.
+    pub fn on_welcome(&mut self, epoch: &str, seq: u64, deliver: &mut dyn FnMut(P)) -> OnWelcome {
         match &self.epoch {
             None => {
                 self.epoch = Some(epoch.into());
@@ -103,9 +98,9 @@ impl<P> Stream<P> {
                     OnWelcome::Resume { epoch: epoch.into(), since: self.last }
                 } else if seq < self.last {
                     // The server is behind us (it lost history): start over from its count.
-                    let held = self.flush_ahead(None);
+                    self.flush_ahead(None, deliver);
                     self.last = seq;
-                    OnWelcome::Resync { reason: ResyncReason::Gap, deliver: held.deliver }
+                    OnWelcome::Resync(ResyncReason::Gap)
                 } else {
                     OnWelcome::Nothing
                 }
@@ -113,10 +108,10 @@ impl<P> Stream<P> {
             Some(_) => {
                 // A new generation: what was held from the old one is delivered (it is real),
                 // and the app reloads anyway.
-                let held = self.flush_ahead(None);
+                self.flush_ahead(None, deliver);
                 self.epoch = Some(epoch.into());
                 self.last = seq;
-                OnWelcome::Resync { reason: ResyncReason::NewEpoch, deliver: held.deliver }
+                OnWelcome::Resync(ResyncReason::NewEpoch)
             }
         }
     }
@@ -132,7 +127,7 @@ impl<P> Stream<P> {
     /// A message carrying `seq`: what is to be delivered goes to `deliver`, in order, and the
     /// answer says whether the app must resync. The common case (the next seq, nothing held)
     /// allocates nothing.
-    pub fn on_message_into(&mut self, seq: u64, msg: P, deliver: &mut impl FnMut(P)) -> Option<ResyncReason> {
+    pub fn on_message_into(&mut self, seq: u64, msg: P, deliver: &mut dyn FnMut(P)) -> Option<ResyncReason> {
         if seq <= self.last || self.ahead.contains_key(&seq) {
             return None; // a duplicate: delivered already
         }
@@ -150,10 +145,7 @@ impl<P> Stream<P> {
             return None;
         }
         // A gap no resume will fill: deliver what is held, then this, and say so.
-        let held = self.flush_ahead(Some(ResyncReason::Gap));
-        for m in held.deliver {
-            deliver(m);
-        }
+        self.flush_ahead(Some(ResyncReason::Gap), deliver);
         if seq > self.last {
             self.last = seq;
             deliver(msg);
@@ -161,32 +153,49 @@ impl<P> Stream<P> {
         Some(ResyncReason::Gap)
     }
 
-    /// The server's `resumed`.
-    pub fn on_resumed(&mut self, complete: bool) -> Outcome<P> {
+    /// The server's `resumed`: what was held goes to `deliver`; the answer says whether the app
+    /// must resync.
+    pub fn on_resumed(&mut self, complete: bool, deliver: &mut dyn FnMut(P)) -> Option<ResyncReason> {
         self.resuming = false;
-        let reason = if complete { None } else { Some(ResyncReason::Incomplete) };
-        let mut out = self.flush_ahead(reason);
-        if !complete {
-            out.resync = Some(ResyncReason::Incomplete);
+        let gap = self.flush_ahead(if complete { None } else { Some(ResyncReason::Incomplete) }, deliver);
+        if complete {
+            gap
+        } else {
+            Some(ResyncReason::Incomplete)
         }
-        out
     }
 
-    /// Delivers everything held ahead, in order; a hole in it is a gap.
-    fn flush_ahead(&mut self, reason_if_gap: Option<ResyncReason>) -> Outcome<P> {
-        let mut out = Outcome::default();
-        let held = self.ahead.take_all();
-        for (seq, msg) in held {
+    /// Delivers everything held ahead, in order; a hole in it is a gap (`reason_if_gap`, or
+    /// [`ResyncReason::Gap`]).
+    fn flush_ahead(&mut self, reason_if_gap: Option<ResyncReason>, deliver: &mut dyn FnMut(P)) -> Option<ResyncReason> {
+        let mut resync = None;
+        for (seq, msg) in self.ahead.take_all() {
             if seq <= self.last {
                 continue;
             }
             if seq != self.last + 1 {
-                out.resync = reason_if_gap.or(Some(ResyncReason::Gap));
+                resync = reason_if_gap.or(Some(ResyncReason::Gap));
             }
             self.last = seq;
-            out.deliver.push(msg);
+            deliver(msg);
         }
-        out
+        resync
+    }
+
+    /// [`Stream::on_resumed`] into an [`Outcome`].
+    #[cfg(test)]
+    pub fn resumed(&mut self, complete: bool) -> Outcome<P> {
+        let mut deliver = Vec::new();
+        let resync = self.on_resumed(complete, &mut |m| deliver.push(m));
+        Outcome { deliver, resync }
+    }
+
+    /// [`Stream::on_welcome`], with what it delivered.
+    #[cfg(test)]
+    pub fn welcome(&mut self, epoch: &str, seq: u64) -> (OnWelcome, Vec<P>) {
+        let mut deliver = Vec::new();
+        let w = self.on_welcome(epoch, seq, &mut |m| deliver.push(m));
+        (w, deliver)
     }
 }
 
@@ -197,7 +206,7 @@ mod tests {
     #[test]
     fn in_order_and_duplicates() {
         let mut s = Stream::new(100);
-        assert_eq!(s.on_welcome("e", 0), OnWelcome::Nothing);
+        assert_eq!(s.welcome("e", 0).0, OnWelcome::Nothing);
         assert_eq!(s.on_message(1, "a").deliver, ["a"]);
         assert!(s.on_message(1, "a").deliver.is_empty());
         assert_eq!(s.on_message(2, "b").deliver, ["b"]);
@@ -207,16 +216,16 @@ mod tests {
     #[test]
     fn resume_fills_a_gap_in_order() {
         let mut s = Stream::new(100);
-        s.on_welcome("e", 0);
+        s.welcome("e", 0).0;
         s.on_message(1, 1);
         s.on_connection_lost();
-        assert_eq!(s.on_welcome("e", 4), OnWelcome::Resume { epoch: "e".into(), since: 1 });
+        assert_eq!(s.welcome("e", 4).0, OnWelcome::Resume { epoch: "e".into(), since: 1 });
         // A live message overtakes the replay: held.
         assert!(s.on_message(5, 5).deliver.is_empty());
         assert_eq!(s.on_message(2, 2).deliver, [2]);
         assert_eq!(s.on_message(3, 3).deliver, [3]);
         assert_eq!(s.on_message(4, 4).deliver, [4, 5]);
-        let done = s.on_resumed(true);
+        let done = s.resumed(true);
         assert!(done.deliver.is_empty() && done.resync.is_none());
         assert_eq!(s.last_seq(), 5);
     }
@@ -224,11 +233,11 @@ mod tests {
     #[test]
     fn incomplete_resume_reports_and_delivers_what_it_holds() {
         let mut s = Stream::new(100);
-        s.on_welcome("e", 0);
-        s.on_welcome("e", 10);
+        s.welcome("e", 0).0;
+        s.welcome("e", 10).0;
         assert!(s.on_message(8, 8).deliver.is_empty());
         assert!(s.on_message(9, 9).deliver.is_empty());
-        let out = s.on_resumed(false);
+        let out = s.resumed(false);
         assert_eq!(out.deliver, [8, 9]);
         assert_eq!(out.resync, Some(ResyncReason::Incomplete));
     }
@@ -236,8 +245,8 @@ mod tests {
     #[test]
     fn a_new_epoch_is_a_resync() {
         let mut s = Stream::<u8>::new(100);
-        s.on_welcome("a", 3);
-        assert_eq!(s.on_welcome("b", 0), OnWelcome::Resync { reason: ResyncReason::NewEpoch, deliver: vec![] });
+        s.welcome("a", 3).0;
+        assert_eq!(s.welcome("b", 0), (OnWelcome::Resync(ResyncReason::NewEpoch), vec![]));
         assert_eq!(s.epoch(), Some("b"));
         assert_eq!(s.last_seq(), 0);
     }
@@ -245,14 +254,14 @@ mod tests {
     #[test]
     fn a_connection_lost_mid_resume_keeps_the_gap_for_the_next_resume() {
         let mut s = Stream::new(100);
-        s.on_welcome("e", 0);
+        s.welcome("e", 0).0;
         s.on_message(1, 1);
         s.on_connection_lost();
-        s.on_welcome("e", 5);
+        s.welcome("e", 5).0;
         assert!(s.on_message(4, 4).deliver.is_empty(), "held: 2 and 3 are missing");
         s.on_connection_lost();
         assert_eq!(s.last_seq(), 1, "not moved past the gap");
-        assert_eq!(s.on_welcome("e", 5), OnWelcome::Resume { epoch: "e".into(), since: 1 });
+        assert_eq!(s.welcome("e", 5).0, OnWelcome::Resume { epoch: "e".into(), since: 1 });
         assert_eq!(s.on_message(2, 2).deliver, [2]);
         assert_eq!(s.on_message(3, 3).deliver, [3, 4]);
         assert_eq!(s.on_message(4, 4).deliver, Vec::<i32>::new());
@@ -262,7 +271,7 @@ mod tests {
     #[test]
     fn a_gap_outside_resume_is_reported_not_hidden() {
         let mut s = Stream::new(100);
-        s.on_welcome("e", 0);
+        s.welcome("e", 0).0;
         s.on_message(1, 1);
         let out = s.on_message(3, 3);
         assert_eq!(out.deliver, [3]);

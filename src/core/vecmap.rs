@@ -1,8 +1,29 @@
 //! A small ordered map on a sorted `Vec`: the maps here hold a handful of entries, and
 //! `BTreeMap` costs tens of kilobytes in the wasm build.
 
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::borrow::Borrow;
+
+/// A key, and the form it is looked up by (`str` for a `String`). One lookup type per key type,
+/// so each map has one copy of its search (a `&String` and a `&str` made two).
+pub trait Key: Ord {
+    type Q: Ord + ?Sized;
+    fn q(&self) -> &Self::Q;
+}
+
+impl Key for String {
+    type Q = str;
+    fn q(&self) -> &str {
+        self
+    }
+}
+
+impl Key for u64 {
+    type Q = u64;
+    fn q(&self) -> &u64 {
+        self
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct VecMap<K, V> {
@@ -15,20 +36,17 @@ impl<K, V> Default for VecMap<K, V> {
     }
 }
 
-impl<K: Ord, V> VecMap<K, V> {
+impl<K: Key, V> VecMap<K, V> {
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
-    where
-        K: Borrow<Q>,
-    {
-        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    fn find(&self, key: &K::Q) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.q().cmp(key))
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self.find(&key) {
+        match self.find(key.q()) {
             Ok(i) => self.entries.get_mut(i).map(|e| core::mem::replace(&mut e.1, value)),
             Err(i) => {
                 self.entries.insert(i, (key, value));
@@ -37,25 +55,16 @@ impl<K: Ord, V> VecMap<K, V> {
         }
     }
 
-    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
+    pub fn remove(&mut self, key: &K::Q) -> Option<V> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
-    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-    {
+    pub fn get_mut(&mut self, key: &K::Q) -> Option<&mut V> {
         let i = self.find(key).ok()?;
         self.entries.get_mut(i).map(|e| &mut e.1)
     }
 
-    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-    {
+    pub fn contains_key(&self, key: &K::Q) -> bool {
         self.find(key).is_ok()
     }
 

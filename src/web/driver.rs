@@ -121,9 +121,15 @@ pub struct Driver {
 impl Drop for Driver {
     /// A client freed without `close()`: its promises are rejected, not left pending.
     fn drop(&mut self) {
-        for (_, settle) in std::mem::take(&mut self.promises) {
-            settle(Err(Error::new(ErrorKind::Closed, "the client was freed")));
-        }
+        reject_all(std::mem::take(&mut self.promises), "the client was freed");
+    }
+}
+
+/// Rejects every promise still pending (`closed`, with `why`): one loop for both ways out.
+#[inline(never)]
+fn reject_all(promises: Vec<(Id, Settler)>, why: &'static str) {
+    for (_, settle) in promises {
+        settle(Err(Error::new(ErrorKind::Closed, why)));
     }
 }
 
@@ -137,9 +143,14 @@ extern "C" {
     fn resock_error(thrown: bool, code: &str, message: &str, close_code: Option<u16>, id: Option<&str>) -> JsValue;
 }
 
+/// Anything, to be dropped later: a trait object with nothing but its drop (`dyn Any` made a
+/// `type_id` function for each type deferred).
+trait Doomed {}
+impl<T> Doomed for T {}
+
 thread_local! {
     /// Browser resources to drop once the current handler has returned ([`defer_drop`]).
-    static DOOMED: RefCell<Vec<Box<dyn core::any::Any>>> = const { RefCell::new(Vec::new()) };
+    static DOOMED: RefCell<Vec<Box<dyn Doomed>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Drops a browser resource after the current handler returns (it may be that handler's own):
@@ -148,7 +159,7 @@ fn defer_drop<T: 'static>(t: T) {
     defer_drop_boxed(Box::new(t));
 }
 
-fn defer_drop_boxed(t: Box<dyn core::any::Any>) {
+fn defer_drop_boxed(t: Box<dyn Doomed>) {
     // If the list cannot be borrowed (never: it is only borrowed here and to be emptied), `t`
     // is dropped at once.
     let first = DOOMED.try_with(|d| {
@@ -327,8 +338,7 @@ fn perform(shared: &Shared, action: Action<JsValue>) {
                 }
                 Err(e) => {
                     let detail = super::parse::get(&e, "message").as_string().unwrap_or_default();
-                    let message =
-                        crate::core::frames::concat(&["the browser refused to open a WebSocket to the URL: ", &detail]);
+                    let message = crate::core::frames::concat(&["the browser refused the socket URL: ", &detail]);
                     dispatch(shared, Input::SocketRefused { attempt, message });
                 }
             }
@@ -475,9 +485,7 @@ fn release(shared: &Shared) {
             std::mem::take(&mut d.promises)
         })
         .unwrap_or_default();
-    for (_, settle) in promises {
-        settle(Err(Error::new(ErrorKind::Closed, "the client is closed")));
-    }
+    reject_all(promises, "the client is closed");
 }
 
 /// `{code, message, closeCode?, id?}` (an error event), or with `thrown` a JS `Error` with the
@@ -509,11 +517,10 @@ fn event_value(event: &Event<JsValue>) -> Option<JsValue> {
 fn emit(shared: &Shared, event: &Event<JsValue>) {
     let Some((sets, rust)) = shared.read(|d| {
         let sets = d.js_listeners.clone();
-        let rust = if d.rust_listeners.is_empty() {
-            Vec::new()
-        } else {
-            d.rust_listeners.iter().map(|(_, f)| f.clone()).collect::<Vec<RustListener>>()
-        };
+        let mut rust: Vec<RustListener> = Vec::new();
+        for (_, f) in &d.rust_listeners {
+            rust.push(f.clone());
+        }
         (sets, rust)
     }) else {
         return;
