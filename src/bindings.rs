@@ -103,10 +103,10 @@ impl Client {
         if !payload.is_undefined() {
             set(&msg, "payload", &payload);
         }
-        Ok(self.promise(move |id| {
-            let text = JSON::stringify(&msg).map(String::from).unwrap_or_default();
-            Input::Request { id, text: with_id(&text, id), timeout_ms }
-        }))
+        // Serialized before an id is taken: a payload JSON cannot hold (a cycle, a BigInt) is
+        // the caller's TypeError, not a frame sent without it.
+        let text = json_text(&msg)?;
+        Ok(self.promise(move |id| Input::Request { id, text: with_id(&text, id), timeout_ms }))
     }
 
     /// `"idle" | "connecting" | "open" | "reconnecting" | "closed"`.
@@ -175,6 +175,11 @@ fn frame_text(message: &JsValue) -> Result<String, JsValue> {
     if !message.is_object() || get(message, "type").as_string().is_none() {
         return Err(type_error("resock: send(message) needs an object with a string `type`"));
     }
+    json_text(message)
+}
+
+/// `JSON.stringify`, or a `TypeError` when it throws.
+fn json_text(message: &JsValue) -> Result<String, JsValue> {
     JSON::stringify(message)
         .map(String::from)
         .map_err(|_| type_error("resock: the message cannot be serialized to JSON"))

@@ -757,17 +757,24 @@ async fn bad_options_throw_type_errors_that_name_the_option() {
     }
 }
 
-/// `on` and `request` refuse a non-string event or type with a `TypeError` of their own.
+/// `on` and `request` refuse a non-string event or type with a `TypeError` of their own, and
+/// `request` a payload JSON cannot hold (it used to send the frame without it).
 #[wasm_bindgen_test]
 fn on_and_request_refuse_a_non_string_with_a_type_error() {
     let client = Client::new(obj(&[("url", "ws://x".into())])).unwrap();
     let f: JsValue = Function::new_no_args("").into();
+    let cycle = Object::new();
+    js_sys::Reflect::set(&cycle, &"self".into(), &cycle).unwrap();
     for (err, text) in [
         (client.on(5.into(), f.clone()).err(), "resock: on(event, listener) needs a string event"),
         (client.on(JsValue::UNDEFINED, f).err(), "resock: on(event, listener) needs a string event"),
         (
             client.request(Object::new().into(), JsValue::UNDEFINED, JsValue::UNDEFINED).err(),
             "resock: request(type, payload) needs a string type",
+        ),
+        (
+            client.request("echo".into(), cycle.into(), JsValue::UNDEFINED).err(),
+            "resock: the message cannot be serialized to JSON",
         ),
     ] {
         let err = err.expect("throws");
