@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn resume_fills_a_gap_in_order() {
         let mut s = Stream::new(100);
-        s.welcome("e", 0).0;
+        s.welcome("e", 0);
         s.on_message(1, 1);
         s.on_connection_lost();
         assert_eq!(s.welcome("e", 4).0, OnWelcome::Resume { epoch: "e".into(), since: 1 });
@@ -233,8 +233,8 @@ mod tests {
     #[test]
     fn incomplete_resume_reports_and_delivers_what_it_holds() {
         let mut s = Stream::new(100);
-        s.welcome("e", 0).0;
-        s.welcome("e", 10).0;
+        s.welcome("e", 0);
+        s.welcome("e", 10);
         assert!(s.on_message(8, 8).deliver.is_empty());
         assert!(s.on_message(9, 9).deliver.is_empty());
         let out = s.resumed(false);
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn a_new_epoch_is_a_resync() {
         let mut s = Stream::<u8>::new(100);
-        s.welcome("a", 3).0;
+        s.welcome("a", 3);
         assert_eq!(s.welcome("b", 0), (OnWelcome::Resync(ResyncReason::NewEpoch), vec![]));
         assert_eq!(s.epoch(), Some("b"));
         assert_eq!(s.last_seq(), 0);
@@ -254,10 +254,10 @@ mod tests {
     #[test]
     fn a_connection_lost_mid_resume_keeps_the_gap_for_the_next_resume() {
         let mut s = Stream::new(100);
-        s.welcome("e", 0).0;
+        s.welcome("e", 0);
         s.on_message(1, 1);
         s.on_connection_lost();
-        s.welcome("e", 5).0;
+        s.welcome("e", 5);
         assert!(s.on_message(4, 4).deliver.is_empty(), "held: 2 and 3 are missing");
         s.on_connection_lost();
         assert_eq!(s.last_seq(), 1, "not moved past the gap");
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn a_gap_outside_resume_is_reported_not_hidden() {
         let mut s = Stream::new(100);
-        s.welcome("e", 0).0;
+        s.welcome("e", 0);
         s.on_message(1, 1);
         let out = s.on_message(3, 3);
         assert_eq!(out.deliver, [3]);
