@@ -9,7 +9,7 @@ use wasm_bindgen::JsCast;
 use crate::core::frames::{u64_to_string, with_id};
 use crate::core::{Id, Input};
 use crate::web::driver::{dispatch, js_settler, Driver, Shared, SharedExt};
-use crate::web::options::Options;
+use crate::web::options::{type_error, Options};
 use crate::web::parse::{get, set};
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
@@ -19,10 +19,6 @@ extern "C" {
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &'static str = include_str!("bindings.d.ts");
-
-fn type_error(msg: &str) -> JsValue {
-    js_sys::TypeError::new(msg).into()
-}
 
 /// A realtime connection. See the TypeScript declarations for the whole surface.
 #[wasm_bindgen(skip_typescript)]
@@ -61,7 +57,9 @@ impl Client {
         // The app's own id: its frame already carries it; the machine keys it (a number, or a
         // key it remembers the string by).
         let own = get(&message, "id");
-        let (id, text) = match own.as_string() {
+        let own_id = own.as_string();
+        let mine = own_id.is_some();
+        let (id, text) = match own_id {
             Some(s) => (self.shared.update(|d| d.machine.app_id(s)).unwrap_or_default(), text),
             None => {
                 let id = self.shared.update(|d| d.machine.next_id()).unwrap_or_default();
@@ -74,7 +72,7 @@ impl Client {
         if !self.feed_checked(Input::Send { id, text, ack: false }) {
             return Ok(JsValue::FALSE);
         }
-        Ok(if own.is_string() { own } else { JsValue::from_str(&u64_to_string(id)) })
+        Ok(if mine { own } else { JsValue::from_str(&u64_to_string(id)) })
     }
 
     /// Joins a room: resolves with the `joined` message, rejects with an `Error` whose `code`
@@ -95,7 +93,7 @@ impl Client {
         }
         let timeout_ms = match get(&options, "timeoutMs").as_f64() {
             Some(t) if t.is_finite() && t >= 0.0 => Some(t as u64),
-            Some(_) => return Err(crate::web::options::bad("timeoutMs", crate::web::options::NUMBER)),
+            Some(_) => return Err(type_error("resock: option timeoutMs must be a number >= 0")),
             None => None,
         };
         let msg = Object::new();
@@ -172,7 +170,8 @@ impl Client {
 
 /// `JSON.stringify` of a `{type: string, ...}` object; a `TypeError` for anything else.
 fn frame_text(message: &JsValue) -> Result<String, JsValue> {
-    if !message.is_object() || get(message, "type").as_string().is_none() {
+    // `get` answers `undefined` for anything but an object.
+    if !get(message, "type").is_string() {
         return Err(type_error("resock: send(message) needs an object with a string `type`"));
     }
     json_text(message)

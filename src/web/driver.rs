@@ -105,8 +105,8 @@ pub struct Driver {
     /// The SSE fallback's stream (in place of `socket`).
     sse: Gated<Counted<SseStream>, SSE>,
     /// The JS listeners: an array of one JS `Set` of functions per event name, in the order of
-    /// [`crate::core::types::EVENT_NAMES`] (`fast.js`). (An `Rc`, so that `emit` holds it past the borrow without a
-    /// JS call.)
+    /// [`crate::core::types::EVENT_NAMES`] (`fast.js`). An `Rc`, so that `emit` holds it past
+    /// the borrow without a JS call.
     pub(crate) js_listeners: Rc<JsValue>,
     rust_listeners: Vec<(u64, RustListener)>,
     next_listener: u64,

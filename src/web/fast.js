@@ -25,8 +25,9 @@ function typeIndex(t) {
   return -1;
 }
 
-// Sets `ws.onmessage` to parse each frame once and hand it to wasm with its envelope in one
-// call of the raw export (no closure glue): __resock_message(slot, what, seq, flags, now), where
+// One frame's text (a socket's, an SSE POST's answer, or one relayed by the leader tab), parsed
+// once and handed to wasm with its envelope in one call of the raw export (no closure glue):
+// __resock_message(slot, what, seq, flags, now), where
 //   what: -3 not a string (binary), -2 not JSON, -1 JSON but not an object,
 //         else 0 no string `type`, 1 another type, 2 + i the i-th special type
 //   seq: the `seq` number, NaN when absent or not a number
@@ -36,16 +37,7 @@ function typeIndex(t) {
 // The object itself (what >= 0) is fetched by wasm with resock_current() during that call: the
 // package's wasm is built without reference types (scripts/build-pkg.sh), so a raw export can
 // take numbers but not a JS object.
-export function resock_onmessage(ws, exports, slot) {
-  ws.onmessage = (event) => {
-    const data = event.data;
-    if (ws.resockRelay) ws.resockRelay(data); // a leader tab's socket (src/web/share.js)
-    resock_frame(data, exports, slot);
-  };
-}
-
-// One frame's text (a socket's, or one relayed by the leader tab) to wasm, as above.
-export function resock_frame(data, exports, slot) {
+export function resock_frame(data, slot) {
   const now = Date.now();
   if (typeof data !== "string") return exports.__resock_message(slot, -3, NaN, 0, now);
   let m;
@@ -57,11 +49,11 @@ export function resock_frame(data, exports, slot) {
   if (m === null || typeof m !== "object" || Array.isArray(m)) {
     return exports.__resock_message(slot, -1, NaN, 0, now);
   }
-  resock_object(m, exports, slot, now);
+  resock_object(m, slot, now);
 }
 
 // A frame already parsed (an object), to wasm with its envelope as three numbers.
-function resock_object(m, exports, slot, now) {
+function resock_object(m, slot, now) {
   const t = m.type;
   const seq = m.seq;
   const p = m.payload;
@@ -90,13 +82,17 @@ export function resock_listeners() {
   return events.map(() => new Set());
 }
 
+// A misuse of the API: a TypeError that says what to do.
+function fail(text) {
+  throw new TypeError("resock: " + text);
+}
+
+const isObject = (v) => v !== null && typeof v == "object";
+
 // `client.on(event, listener)`: adds the listener and returns the function that removes it,
 // `Set.prototype.delete` bound to its set and listener (plain JS: nothing to leak if it is never
 // called, no eval for a strict CSP). A TypeError for anything but a known event and a function.
 export function resock_on(sets, event, f) {
-  const fail = (text) => {
-    throw new TypeError("resock: " + text);
-  };
   if (typeof event != "string") fail("on(event, listener) needs a string event");
   if (typeof f != "function") fail("on(event, listener) needs a function");
   const set = sets[events.indexOf(event)];
@@ -136,10 +132,10 @@ function call(f, value) {
 // EventSource cannot see events of every name, nor be kept from reconnecting by itself), each
 // event turned into the frame a socket would have carried ({type: event, payload: data, seq: id})
 // and handed to wasm like a socket's (relayed first in a leader tab, as a socket's frames are).
-// onOpen() when the response starts; onEnd([code, reason]) once: the server's `close` event, or
-// 1006 when the stream ends or fails otherwise. What it all means is decided in Rust
-// (src/core/transport.rs).
-export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
+// onEvent() when the response starts; onEvent([code, reason, http]) once: the server's `close`
+// event, 1006 when the stream ends or fails otherwise, or (http) an HTTP answer [post, status].
+// What it all means is decided in Rust (src/core/transport.rs).
+export function resock_sse_open(url, sendUrl, slot, onEvent) {
   let ready;
   // `sendUrl` is relative to the stream's URL ("send" beside it, by default).
   const h = { ctl: new AbortController(), session: null, q: Promise.resolve(), sendUrl: new URL(sendUrl, url).href, ended: false, resockRelay: null };
@@ -148,13 +144,13 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
   h.frame = (text) => {
     if (h.ended) return;
     if (h.resockRelay) h.resockRelay(text);
-    resock_frame(text, exports, slot);
+    resock_frame(text, slot);
   };
   h.end = (code, reason, http) => {
     if (h.ended) return;
     h.ended = true;
     h.ctl.abort();
-    onEnd([code, reason, http]);
+    onEvent([code, reason, http]);
   };
   // An HTTP answer that ends the session (status 0: none, a network error): the core decides
   // what close it stands for (core/transport.rs sse_refusal).
@@ -179,14 +175,14 @@ export function resock_sse_open(url, sendUrl, exports, slot, onOpen, onEnd) {
     // The welcome (with the session's secret) and the stream's own `resumed` stay in this tab;
     // only what is relayed is turned back into text. The object goes to wasm as it is.
     if (h.resockRelay && type !== "welcome" && type !== "resumed") h.resockRelay(JSON.stringify(m));
-    resock_object(m, exports, slot, Date.now());
+    resock_object(m, slot, Date.now());
   };
   fetch(url, { signal: h.ctl.signal, headers: { accept: "text/event-stream" }, cache: "no-store" })
     .then(async (res) => {
       if (h.ended) return;
       if (!res.ok) return h.http(false, res.status);
       if (!res.body) return h.end(1006, "");
-      onOpen();
+      onEvent();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
       let type = "message";
@@ -338,11 +334,7 @@ export function resock_error(thrown, code, message, closeCode, id) {
 const NUMBERS =
   "reconnect.initialDelayMs reconnect.maxDelayMs reconnect.maxAttempts heartbeatGraceMs requestTimeoutMs stableAfterMs connectTimeoutMs sendRate.max sendRate.windowMs outbox.maxMessages outbox.maxBytes outbox.ttlMs sseProbeMs".split(" ");
 export function resock_options(o, share, sse) {
-  const fail = (text) => {
-    throw new TypeError("resock: " + text);
-  };
   const bad = (path, what) => fail("option " + path + " must be " + what);
-  const isObject = (v) => v !== null && typeof v == "object";
   if (!isObject(o)) fail("new Client needs an options object");
   const str = (k, v = o[k]) => (v == null ? undefined : typeof v == "string" ? v : bad(k, "a string"));
   const url = str("url") ?? bad("url", "set");
@@ -369,7 +361,7 @@ export function resock_options(o, share, sse) {
 // `o[k]` for wasm (src/web/parse.rs get): undefined when `o` is not an object or the read throws.
 export function resock_get(o, k) {
   try {
-    return o !== null && typeof o == "object" ? o[k] : undefined;
+    return isObject(o) ? o[k] : undefined;
   } catch {}
 }
 
@@ -380,16 +372,21 @@ export function resock_set(o, k, v) {
   } catch {}
 }
 
-// A WebSocket for src/web/socket.rs: frames as ArrayBuffers when binary, messages to wasm through
-// resock_onmessage, `onEvent()` when open and `onEvent(closeEvent)` when closed (an error event is
-// always followed by a close event). Throws what `new WebSocket` throws (a malformed URL).
+// A WebSocket for src/web/socket.rs: frames as ArrayBuffers when binary, each message parsed once
+// and handed to wasm (resock_frame; first relayed to the other tabs by a leader tab's socket,
+// src/web/share.js), `onEvent()` when open and `onEvent(closeEvent)` when closed (an error event
+// is always followed by a close event, which says what happened). Throws what `new WebSocket`
+// throws (a malformed URL).
 export function resock_socket(url, onEvent, slot) {
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => onEvent();
-  resock_onmessage(ws, exports, slot);
+  ws.onmessage = (event) => {
+    const data = event.data;
+    if (ws.resockRelay) ws.resockRelay(data);
+    resock_frame(data, slot);
+  };
   ws.onclose = onEvent;
-  ws.onerror = () => {};
   return ws;
 }
 
@@ -397,7 +394,7 @@ export function resock_socket(url, onEvent, slot) {
 // handlers go first, and only a socket still connecting or open is closed.
 export function resock_socket_close(ws, code, reason, drop) {
   if (drop) {
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
     if (ws.readyState > 1) return;
   }
   try {

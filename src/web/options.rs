@@ -28,17 +28,10 @@ pub struct Options {
     pub sse: Gated<(String, String), SSE>,
 }
 
-fn type_error(msg: &str) -> JsValue {
+/// A JS `TypeError` with `msg` (the options' and the API's misuse errors).
+pub(crate) fn type_error(msg: &str) -> JsValue {
     js_sys::TypeError::new(msg).into()
 }
-
-/// The one pattern of an option's `TypeError`: "resock: option X must be …".
-pub fn bad(path: &str, what: &str) -> JsValue {
-    type_error(&concat(&["resock: option ", path, " must be ", what]))
-}
-
-/// What a number option must be.
-pub const NUMBER: &str = "a number >= 0";
 
 fn refused(e: ConfigError) -> JsValue {
     type_error(&concat(&["resock: ", &e.0]))

@@ -6,7 +6,7 @@
 //! (`src/web/fast.js`) parses it, once, and calls wasm (`socket::__resock_message`) with the
 //! envelope's fields as three numbers; wasm takes the object with one call back
 //! (`resock_current`). A common frame costs those two crossings and no allocation here. Other reads
-//! (a welcome's payload, an error's) go through `Reflect`.
+//! (a welcome's payload, an error's) go through `fast.js` `resock_get`.
 
 use js_sys::Object;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -19,8 +19,7 @@ use crate::core::Inbound;
 extern "C" {
     fn resock_init(exports: &JsValue);
     pub(crate) fn resock_listeners() -> JsValue;
-    pub(crate) fn resock_onmessage(ws: &web_sys::WebSocket, exports: &JsValue, slot: u32);
-    pub(crate) fn resock_frame(text: &JsValue, exports: &JsValue, slot: u32);
+    pub(crate) fn resock_frame(text: &JsValue, slot: u32);
     pub(crate) fn resock_emit(sets: &JsValue, i: i32, value: &JsValue);
     #[wasm_bindgen(catch)]
     pub(crate) fn resock_on(sets: &JsValue, event: &JsValue, listener: &JsValue) -> Result<js_sys::Function, JsValue>;
@@ -73,8 +72,8 @@ impl JsonView for JsValue {
     }
 }
 
-/// A parsed frame with its envelope read by `resock_envelope`; nested objects read through
-/// `Reflect` (their `envelope` is read field by field, as the trait's default).
+/// A parsed frame with its envelope as `fast.js` answered it; nested objects read through
+/// `resock_get` (their `envelope` is read field by field, as the trait's default).
 struct Frame {
     msg: JsValue,
     /// `[what, seq, flags]` as `fast.js` writes them; `None` for a nested object.

@@ -88,7 +88,7 @@ impl Relay {
 
     /// A frame relayed down to the relay in `slot`: parsed and reported like a socket's.
     pub fn frame(slot: u32, text: &JsValue) {
-        super::parse::resock_frame(text, &wasm_bindgen::exports(), slot);
+        super::parse::resock_frame(text, slot);
     }
 }
 

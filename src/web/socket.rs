@@ -14,8 +14,8 @@ use super::parse::get;
 
 use crate::protocol::CloseCode;
 
-/// One closure type for every handler: each distinct type adds glue to the package.
-/// The one closure type of the shell's browser callbacks (sockets, timers, tabs, SSE streams).
+/// The one closure type of the shell's browser callbacks (sockets, timers, tabs, SSE streams,
+/// credentials): each distinct type adds glue to the package.
 pub(crate) type Handler = Closure<dyn FnMut(JsValue)>;
 
 /// Where a socket's events go.

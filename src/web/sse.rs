@@ -10,14 +10,7 @@ use super::socket::{Handler, Report, Slot, SocketEvent};
 
 #[wasm_bindgen(module = "/src/web/fast.js")]
 extern "C" {
-    fn resock_sse_open(
-        url: &str,
-        send_url: &str,
-        exports: &JsValue,
-        slot: u32,
-        on_open: &js_sys::Function,
-        on_end: &js_sys::Function,
-    ) -> JsValue;
+    fn resock_sse_open(url: &str, send_url: &str, slot: u32, on_event: &js_sys::Function) -> JsValue;
     fn resock_sse_send(h: &JsValue, text: &str);
     fn resock_sse_close(h: &JsValue);
 }
@@ -25,8 +18,7 @@ extern "C" {
 pub struct SseStream {
     handle: JsValue,
     _slot: Slot,
-    _on_open: Handler,
-    _on_end: Handler,
+    _on_event: Handler,
 }
 
 impl SseStream {
@@ -34,11 +26,13 @@ impl SseStream {
     /// POSTed to `send_url`. Every event goes to `report`.
     pub fn open(url: &str, send_url: &str, report: Report) -> Result<SseStream, JsValue> {
         let slot = Slot::new(report.clone())?;
-        let r = report.clone();
-        let on_open = Handler::new(move |_| r(SocketEvent::Open));
-        // `[code, reason]` (the server's `close` event, or the stream cut), or `[post, status]`
-        // with `http`: an HTTP answer, whose meaning the core decides.
-        let on_end = Handler::new(move |v: JsValue| {
+        // Nothing when the stream opens, like a socket's handler; then once `[code, reason]`
+        // (the server's `close` event, or the stream cut), or `[post, status, true]`: an HTTP
+        // answer, whose meaning the core decides.
+        let on_event = Handler::new(move |v: JsValue| {
+            if v.is_undefined() {
+                return report(SocketEvent::Open);
+            }
             let a: &js_sys::Array = v.unchecked_ref();
             let (code, reason) = if a.get(2).is_truthy() {
                 let status = a.get(1).as_f64().map_or(0, |s| s as u16);
@@ -48,15 +42,8 @@ impl SseStream {
             };
             report(SocketEvent::Close { code, reason })
         });
-        let handle = resock_sse_open(
-            url,
-            send_url,
-            &wasm_bindgen::exports(),
-            slot.index(),
-            on_open.as_ref().unchecked_ref(),
-            on_end.as_ref().unchecked_ref(),
-        );
-        Ok(SseStream { handle, _slot: slot, _on_open: on_open, _on_end: on_end })
+        let handle = resock_sse_open(url, send_url, slot.index(), on_event.as_ref().unchecked_ref());
+        Ok(SseStream { handle, _slot: slot, _on_event: on_event })
     }
 
     pub fn send(&self, text: &str) {
