@@ -370,7 +370,11 @@ impl<P: Clone> Machine<P> {
     /// once. Anything else: retried with backoff.
     fn on_credentials_failed(&mut self, now: u64, status: Option<u16>, message: String) {
         let message = match status {
-            Some(code) => frames::concat(&["the ticket URL answered HTTP ", &frames::u64_to_string(u64::from(code))]),
+            Some(code) => {
+                let mut m = String::from("the ticket URL answered HTTP ");
+                frames::push_u64(&mut m, code.into());
+                m
+            }
             None => message,
         };
         if matches!(status, Some(401 | 403)) {

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 
 use super::types::{Error, ErrorKind, Id};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// No `PartialEq`: kinds are told apart with `matches!` (a derived `==` compared the rooms' strings).
+#[derive(Debug)]
 pub(super) enum Kind {
     Request,
     Join(String),
@@ -26,7 +27,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Pending {
     kind: Kind,
     deadline: u64,
@@ -45,50 +46,25 @@ pub(super) enum Expired {
     Dropped,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct Requests {
-    table: Table,
-}
-
 /// The pending frames in the order added, which is their ids' order: every id is a fresh one
 /// from [`super::Machine::next_id`] (a list: no sorted map's code for a handful of entries).
 #[derive(Debug, Default)]
-struct Table(Vec<(Id, Pending)>);
-
-impl Table {
-    fn insert(&mut self, id: Id, p: Pending) {
-        self.0.push((id, p));
-    }
-
-    fn contains_key(&self, id: &Id) -> bool {
-        self.0.iter().any(|(i, _)| i == id)
-    }
-
-    /// From the newest: what is marked sent is mostly what was just added.
-    fn get_mut(&mut self, id: &Id) -> Option<&mut Pending> {
-        self.0.iter_mut().rev().find(|(i, _)| i == id).map(|(_, p)| p)
-    }
-
-    fn remove(&mut self, id: &Id) -> Option<Pending> {
-        let at = self.0.iter().position(|(i, _)| i == id)?;
-        Some(self.0.remove(at).1)
-    }
-
-    /// Keeps the entries `keep` passes, in order.
-    fn retain(&mut self, mut keep: impl FnMut(Id, &mut Pending) -> bool) {
-        self.0.retain_mut(|(id, p)| keep(*id, p));
-    }
-}
+pub(super) struct Requests(Vec<(Id, Pending)>);
 
 impl Requests {
     /// Waits for `id`'s reply until `deadline`. `sent`: already on the wire.
     pub(super) fn add(&mut self, id: Id, kind: Kind, deadline: u64, sent: bool) {
-        self.table.insert(id, Pending { kind, deadline, sent });
+        self.0.push((id, Pending { kind, deadline, sent }));
+    }
+
+    /// From the newest: what is marked sent is mostly what was just added.
+    fn get_mut(&mut self, id: Id) -> Option<&mut Pending> {
+        self.0.iter_mut().rev().find(|(i, _)| *i == id).map(|(_, p)| p)
     }
 
     /// The id of an application `join` of `room` not sent yet.
     pub(super) fn waiting_join(&self, room: &str) -> Option<Id> {
-        for (id, p) in &self.table.0 {
+        for (id, p) in &self.0 {
             if !p.sent && matches!(&p.kind, Kind::Join(r) if r == room) {
                 return Some(*id);
             }
@@ -97,11 +73,11 @@ impl Requests {
     }
 
     pub(super) fn contains(&self, id: Id) -> bool {
-        self.table.contains_key(&id)
+        self.0.iter().any(|(i, _)| *i == id)
     }
 
     pub(super) fn mark_sent(&mut self, id: Id) {
-        if let Some(p) = self.table.get_mut(&id) {
+        if let Some(p) = self.get_mut(id) {
             p.sent = true;
         }
     }
@@ -109,19 +85,20 @@ impl Requests {
     /// The frame was refused by the rate limit and queued again: the app's wait for it to go out
     /// again (the machine's own stay counted as sent: they go first).
     pub(super) fn requeued(&mut self, id: Id) {
-        if let Some(p) = self.table.get_mut(&id) {
+        if let Some(p) = self.get_mut(id) {
             p.sent = p.kind.is_own();
         }
     }
 
     /// Forgets `id` (refused before it went out), returning its kind.
     pub(super) fn remove(&mut self, id: Id) -> Option<Kind> {
-        self.table.remove(&id).map(|p| p.kind)
+        let at = self.0.iter().position(|(i, _)| *i == id)?;
+        Some(self.0.remove(at).1.kind)
     }
 
     /// The `resumed` came (it answers the resume whatever its id).
     pub(super) fn resumed(&mut self) {
-        self.table.retain(|_, p| !matches!(p.kind, Kind::Resume));
+        self.0.retain(|(_, p)| !matches!(p.kind, Kind::Resume));
     }
 
     /// A reply (not an error) to `id`: false when nothing waits for it. `settle` gets each
@@ -130,7 +107,7 @@ impl Requests {
         let Some(kind) = self.remove(id) else { return false };
         if let Kind::Join(room) | Kind::Rejoin(room) = &kind {
             while let Some(other) = self.waiting_join(room) {
-                self.table.remove(&other);
+                self.remove(other);
                 settle(other);
             }
         }
@@ -145,7 +122,8 @@ impl Requests {
     /// room: `Ok`); a join waits for the next connection; the machine's own frames are forgotten
     /// (sent again on the next open).
     pub(super) fn connection_lost(&mut self, mut settle: impl FnMut(Id, Result<(), Error>)) {
-        self.table.retain(|id, p| {
+        self.0.retain_mut(|(id, p)| {
+            let id = *id;
             if !p.sent && !matches!(p.kind, Kind::Leave) {
                 return true;
             }
@@ -171,7 +149,7 @@ impl Requests {
     pub(super) fn expire(&mut self, now: u64, rejoin_deadline: u64, expired: &mut dyn FnMut(Id, Expired)) {
         // Checked on every input: a plain walk, nothing moved unless something is due.
         let mut at = 0;
-        while let Some((id, p)) = self.table.0.get_mut(at) {
+        while let Some((id, p)) = self.0.get_mut(at) {
             let id = *id;
             if now < p.deadline {
                 at += 1;
@@ -185,7 +163,7 @@ impl Requests {
                 expired(id, Expired::Join);
                 continue;
             }
-            let what = match self.table.0.remove(at).1.kind {
+            let what = match self.0.remove(at).1.kind {
                 Kind::Rejoin(_) => continue,
                 Kind::Resume => Expired::Resume,
                 Kind::Join(_) | Kind::Request | Kind::Leave => Expired::Dropped,
@@ -194,7 +172,6 @@ impl Requests {
         }
     }
 
-    /// `close()`: forgets everything; `closed` gets each application id, to reject.
     /// [`Requests::expire`], as a list.
     #[cfg(test)]
     pub(super) fn expire_list(&mut self, now: u64, rejoin_deadline: u64) -> Vec<(Id, Expired)> {
@@ -203,8 +180,9 @@ impl Requests {
         out
     }
 
+    /// `close()`: forgets everything; `closed` gets each application id, to reject.
     pub(super) fn close(&mut self, mut closed: impl FnMut(Id)) {
-        for (id, p) in core::mem::take(&mut self.table.0) {
+        for (id, p) in core::mem::take(&mut self.0) {
             if !p.kind.is_own() {
                 closed(id);
             }
@@ -213,7 +191,7 @@ impl Requests {
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
         let mut next = None;
-        for (_, p) in &self.table.0 {
+        for (_, p) in &self.0 {
             next = Some(next.map_or(p.deadline, |t: u64| t.min(p.deadline)));
         }
         next

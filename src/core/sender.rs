@@ -199,21 +199,21 @@ impl Sender {
         self.throttled_until = Some(now.saturating_add(ms));
     }
 
-    /// A counted frame went out at `now` without passing through [`Sender::pump`] (a probe).
+    /// A counted frame went out at `now` without passing through [`Sender::pump_into`] (a probe).
     pub fn record(&mut self, id: Id, now: u64) {
         if self.rate.is_some() {
             self.window.push(Slot { id, sent_at: now, arrived_by: None });
         }
     }
 
-    /// A frame carrying `id` came from the server at `now`: it answers the frame sent with that
-    /// id, which (and every frame sent before it) has reached the server. `rate_limited` puts
-    /// the frame back in its order and slows down.
     /// True for a frame sent from here and not answered yet.
     pub fn tracks(&self, id: Id) -> bool {
         self.inflight.items.iter().any(|q| q.id == id)
     }
 
+    /// A frame carrying `id` came from the server at `now`: it answers the frame sent with that
+    /// id, which (and every frame sent before it) has reached the server. `rate_limited` puts
+    /// the frame back in its order and slows down.
     pub fn on_answer(&mut self, id: Id, rate_limited: bool, now: u64, throttle_ms: u64) -> Answered {
         if let Some(last) = self.window.iter().rposition(|s| s.id == id) {
             for slot in self.window.iter_mut().take(last + 1) {

@@ -98,7 +98,7 @@ impl<P> Stream<P> {
                     OnWelcome::Resume { epoch: epoch.into(), since: self.last }
                 } else if seq < self.last {
                     // The server is behind us (it lost history): start over from its count.
-                    self.flush_ahead(None, deliver);
+                    self.flush_ahead(deliver);
                     self.last = seq;
                     OnWelcome::Resync(ResyncReason::Gap)
                 } else {
@@ -108,7 +108,7 @@ impl<P> Stream<P> {
             Some(_) => {
                 // A new generation: what was held from the old one is delivered (it is real),
                 // and the app reloads anyway.
-                self.flush_ahead(None, deliver);
+                self.flush_ahead(deliver);
                 self.epoch = Some(epoch.into());
                 self.last = seq;
                 OnWelcome::Resync(ResyncReason::NewEpoch)
@@ -145,7 +145,7 @@ impl<P> Stream<P> {
             return None;
         }
         // A gap no resume will fill: deliver what is held, then this, and say so.
-        self.flush_ahead(Some(ResyncReason::Gap), deliver);
+        self.flush_ahead(deliver);
         if seq > self.last {
             self.last = seq;
             deliver(msg);
@@ -157,29 +157,28 @@ impl<P> Stream<P> {
     /// must resync.
     pub fn on_resumed(&mut self, complete: bool, deliver: &mut dyn FnMut(P)) -> Option<ResyncReason> {
         self.resuming = false;
-        let gap = self.flush_ahead(if complete { None } else { Some(ResyncReason::Incomplete) }, deliver);
-        if complete {
-            gap
-        } else {
+        let gap = self.flush_ahead(deliver);
+        if !complete {
             Some(ResyncReason::Incomplete)
+        } else {
+            gap.then_some(ResyncReason::Gap)
         }
     }
 
-    /// Delivers everything held ahead, in order; a hole in it is a gap (`reason_if_gap`, or
-    /// [`ResyncReason::Gap`]).
-    fn flush_ahead(&mut self, reason_if_gap: Option<ResyncReason>, deliver: &mut dyn FnMut(P)) -> Option<ResyncReason> {
-        let mut resync = None;
+    /// Delivers everything held ahead, in order; true when there was a hole in it (a gap).
+    fn flush_ahead(&mut self, deliver: &mut dyn FnMut(P)) -> bool {
+        let mut gap = false;
         for (seq, msg) in self.ahead.take_all() {
             if seq <= self.last {
                 continue;
             }
             if seq != self.last + 1 {
-                resync = reason_if_gap.or(Some(ResyncReason::Gap));
+                gap = true;
             }
             self.last = seq;
             deliver(msg);
         }
-        resync
+        gap
     }
 
     /// [`Stream::on_resumed`] into an [`Outcome`].

@@ -32,8 +32,9 @@ pub fn sse_refusal(post: bool, status: u16) -> (u16, alloc::string::String) {
         (true, 413) => return (CloseCode::TooBig.as_u16(), alloc::string::String::from("Message too big")),
         _ => return (CloseCode::Abnormal.as_u16(), alloc::string::String::new()),
     };
-    let status = super::frames::u64_to_string(u64::from(status));
-    (code.as_u16(), super::frames::concat(&["HTTP ", &status]))
+    let mut reason = alloc::string::String::from("HTTP ");
+    super::frames::push_u64(&mut reason, status.into());
+    (code.as_u16(), reason)
 }
 
 /// How the connection reaches the server.

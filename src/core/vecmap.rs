@@ -1,29 +1,7 @@
 //! A small ordered map on a sorted `Vec`: the maps here hold a handful of entries, and
 //! `BTreeMap` costs tens of kilobytes in the wasm build.
 
-use alloc::string::String;
 use alloc::vec::Vec;
-
-/// A key, and the form it is looked up by (`str` for a `String`). One lookup type per key type,
-/// so each map has one copy of its search (a `&String` and a `&str` made two).
-pub trait Key: Ord {
-    type Q: Ord + ?Sized;
-    fn q(&self) -> &Self::Q;
-}
-
-impl Key for String {
-    type Q = str;
-    fn q(&self) -> &str {
-        self
-    }
-}
-
-impl Key for u64 {
-    type Q = u64;
-    fn q(&self) -> &u64 {
-        self
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct VecMap<K, V> {
@@ -36,17 +14,17 @@ impl<K, V> Default for VecMap<K, V> {
     }
 }
 
-impl<K: Key, V> VecMap<K, V> {
+impl<K: Ord, V> VecMap<K, V> {
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn find(&self, key: &K::Q) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| k.q().cmp(key))
+    fn find(&self, key: &K) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key))
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self.find(key.q()) {
+        match self.find(&key) {
             Ok(i) => self.entries.get_mut(i).map(|e| core::mem::replace(&mut e.1, value)),
             Err(i) => {
                 self.entries.insert(i, (key, value));
@@ -55,16 +33,16 @@ impl<K: Key, V> VecMap<K, V> {
         }
     }
 
-    pub fn remove(&mut self, key: &K::Q) -> Option<V> {
+    pub fn remove(&mut self, key: &K) -> Option<V> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
-    pub fn get_mut(&mut self, key: &K::Q) -> Option<&mut V> {
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let i = self.find(key).ok()?;
         self.entries.get_mut(i).map(|e| &mut e.1)
     }
 
-    pub fn contains_key(&self, key: &K::Q) -> bool {
+    pub fn contains_key(&self, key: &K) -> bool {
         self.find(key).is_ok()
     }
 
